@@ -1,0 +1,41 @@
+# openrouter-spend — the two commands are `make run` and `make test`; both set up .venv themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed
+export OPENROUTER_SPEND_HOME ?= $(CURDIR)/data
+
+.PHONY: install run test lint format airflow emulator bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip sync --quiet --python $(PY) requirements.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv from the lock (idempotent, fast when up to date)
+
+run: install  ## run the daily DAG for the last 14 completed UTC days (bundled emulator when no key is set)
+	$(VENV)/bin/openrouter-spend run --days 14
+
+test: install lint  ## lint, then the whole test suite
+	$(PY) -m pytest
+
+lint: install  ## ruff, including Airflow's AIR3 rules
+	$(VENV)/bin/ruff check dags include plugins tests
+
+format: install
+	$(VENV)/bin/ruff check --fix dags include plugins tests
+
+airflow: install  ## Airflow standalone (UI on :8080) against the bundled emulator on :8090
+	bash scripts/airflow-standalone.sh
+
+emulator: install  ## serve the emulator on 127.0.0.1:8090
+	$(VENV)/bin/openrouter-spend emulator --port 8090
+
+clean:
+	rm -rf data .pytest_cache

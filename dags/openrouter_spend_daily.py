@@ -1,0 +1,137 @@
+"""
+### openrouter_spend_daily
+
+Pulls one completed UTC day of OpenRouter usage and loads it into the DuckDB warehouse.
+
+* **Schedule**: daily, for the UTC day that just ended (`CronDataIntervalTimetable`); the partition is
+  the data interval start. Backfill with `airflow backfill create` or `openrouter-spend run`.
+* **Flow**: check the day is still in the API's 30-day window (landing the account-level activity) →
+  snapshot credits, workspaces, keys, models and providers → per-key activity, mapped over key chunks →
+  reconcile per-key against account totals → load `raw.*` (partition swap) → build `staging.*` → summary.
+* **Outputs**: landing files under `$OPENROUTER_SPEND_HOME/landing/openrouter/date=<day>/`, tables in
+  `$OPENROUTER_SPEND_HOME/warehouse.duckdb`.
+* HTTP tasks run on any worker and only write landing files; every task that opens DuckDB runs in the
+  `duckdb` pool (1 slot) on the `warehouse` queue.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from openrouter_spend.notifications import record_task_failure
+
+WAREHOUSE = {"pool": "duckdb", "queue": "warehouse"}
+
+
+def _day(data_interval_start):
+    return data_interval_start.in_timezone("UTC").date()
+
+
+def _fail_fast(call, *args, **kwargs):
+    """Run a pipeline step; errors no retry can fix fail the task without retrying."""
+    from openrouter_spend.pipeline import PermanentTaskError
+
+    try:
+        return call(*args, **kwargs)
+    except PermanentTaskError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+@dag(
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["openrouter", "spend", "extract"],
+    default_args={
+        "owner": "data-engineering",
+        "retries": int(os.environ.get("OPENROUTER_SPEND_TASK_RETRIES", "3")),
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": record_task_failure,
+    },
+)
+def openrouter_spend_daily():
+    @task(**WAREHOUSE)
+    def prepare_warehouse() -> list[int]:
+        """Apply pending warehouse migrations."""
+        from openrouter_spend.pipeline import prepare_warehouse
+
+        return prepare_warehouse()
+
+    @task
+    def check_activity_window(data_interval_start=None, run_id=None) -> dict:
+        """Land the day's account-level activity, or record that it left the 30-day window."""
+        from openrouter_spend.pipeline import check_activity_window
+
+        return _fail_fast(check_activity_window, _day(data_interval_start), run_id)
+
+    @task
+    def extract_snapshots(window: dict, data_interval_start=None, run_id=None, ti=None) -> list[list[str]]:
+        """Land credits, workspaces, keys, models and providers; return the key chunks to fetch."""
+        from openrouter_spend.pipeline import extract_snapshots
+
+        if not window["in_window"]:
+            raise AirflowSkipException(window["reason"])
+        plan = _fail_fast(extract_snapshots, _day(data_interval_start), run_id)
+        ti.xcom_push(key="skipped", value=plan["skipped"])
+        return plan["fetch_chunks"]
+
+    @task(map_index_template="{{ task.op_kwargs['key_hashes'] | length }} keys")
+    def extract_key_activity(key_hashes: list[str], data_interval_start=None, run_id=None, ti=None) -> dict:
+        """Land per-key activity for one chunk of keys."""
+        from openrouter_spend.pipeline import extract_key_activity
+
+        return _fail_fast(extract_key_activity, _day(data_interval_start), run_id, key_hashes,
+                          f"chunk{ti.map_index:03d}")
+
+    @task(trigger_rule="none_failed")
+    def reconcile_key_activity(window: dict, chunk_totals: list[dict], skipped: list[str] | None,
+                               data_interval_start=None, run_id=None) -> dict:
+        """Check per-key activity covers the account total; fetch skipped keys when it does not."""
+        from openrouter_spend.pipeline import reconcile_keys
+
+        if not window["in_window"]:
+            raise AirflowSkipException(window["reason"])
+        return _fail_fast(reconcile_keys, _day(data_interval_start), run_id, window["account"],
+                          list(chunk_totals or []), skipped or [])
+
+    @task(trigger_rule="none_failed", **WAREHOUSE)
+    def load_raw(data_interval_start=None, run_id=None) -> dict:
+        """Replace the day's raw partition with this run's landing batches."""
+        from openrouter_spend.pipeline import load_raw
+
+        return load_raw(_day(data_interval_start), run_id)
+
+    @task(**WAREHOUSE)
+    def build_staging() -> list[str]:
+        """Recreate the typed, deduplicated staging views."""
+        from openrouter_spend.pipeline import refresh_staging
+
+        return refresh_staging()
+
+    @task(**WAREHOUSE)
+    def summarize_day(data_interval_start=None) -> dict:
+        """Log row counts and the day's spend."""
+        from openrouter_spend.pipeline import summarize_day
+
+        return summarize_day(_day(data_interval_start))
+
+    migrated = prepare_warehouse()
+    window = check_activity_window()
+    key_chunks = extract_snapshots(window)
+    chunk_totals = extract_key_activity.expand(key_hashes=key_chunks)
+    reconciled = reconcile_key_activity(window, chunk_totals, key_chunks["skipped"])
+    loaded = load_raw()
+    [migrated, window, reconciled] >> loaded
+    loaded >> build_staging() >> summarize_day()
+
+
+openrouter_spend_daily()

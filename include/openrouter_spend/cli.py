@@ -1,0 +1,172 @@
+"""`openrouter-spend` command line: run the daily DAG over a range of days, serve the emulator, summarise."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from contextlib import ExitStack
+from datetime import UTC, date, datetime, time, timedelta
+
+from openrouter_spend import settings
+
+# The embedded emulator answers "as of" this time after the day it replays, like a schedule firing at 00:10.
+REPLAY_OFFSET = timedelta(minutes=10)
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _key_configured() -> bool:
+    return bool(os.environ.get("OPENROUTER_MANAGEMENT_KEY") or os.environ.get("AIRFLOW_CONN_OPENROUTER_DEFAULT"))
+
+
+def _resolve_days(args: argparse.Namespace) -> list[date]:
+    from openrouter_spend.runner import days_between
+
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    if args.days is not None:
+        if args.start or args.end:
+            raise SystemExit("openrouter-spend run: use either --days or --start/--end, not both")
+        if args.days < 1:
+            raise SystemExit("openrouter-spend run: --days must be at least 1")
+        return days_between(yesterday - timedelta(days=args.days - 1), yesterday)
+    if not args.start:
+        raise SystemExit("openrouter-spend run: give --start YYYY-MM-DD [--end YYYY-MM-DD] or --days N")
+    return days_between(args.start, args.end or args.start)
+
+
+def _start_embedded_emulator(stack: ExitStack, scenario: str):
+    from openrouter_spend.emulator import EmulatorServer
+
+    server = stack.enter_context(EmulatorServer(scenario=scenario))
+    os.environ["OPENROUTER_BASE_URL"] = server.base_url
+    os.environ["OPENROUTER_MANAGEMENT_KEY"] = server.management_key
+    print(f"No OPENROUTER_MANAGEMENT_KEY set: using the bundled emulator (scenario '{scenario}') at "
+          f"{server.base_url}", flush=True)
+    return server
+
+
+def _day_line(index: int, total: int, outcome, spend: float | None) -> str:
+    status = "ok" if outcome.succeeded else outcome.state.upper()
+    spend_text = f"  spend ${spend:,.2f}" if spend is not None else ""
+    return f"[{index:>{len(str(total))}}/{total}] {outcome.day}  {status:<7} {outcome.seconds:5.1f}s{spend_text}"
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """Run the daily DAG for each day; exit 1 when any run failed."""
+    from openrouter_spend import report
+    from openrouter_spend.runner import DAG_ID, run_days
+
+    days = _resolve_days(args)
+    with ExitStack() as stack:
+        emulator = None
+        if not _key_configured():
+            if args.no_emulator:
+                print("openrouter-spend run: no OPENROUTER_MANAGEMENT_KEY or AIRFLOW_CONN_OPENROUTER_DEFAULT "
+                      "configured", file=sys.stderr)
+                return 2
+            emulator = _start_embedded_emulator(stack, args.scenario)
+
+        def before_day(day: date) -> None:
+            if emulator is not None:
+                emulator.set_now(datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC) + REPLAY_OFFSET)
+
+        total = len(days)
+        print(f"Running {DAG_ID} for {total} day(s), {days[0]} → {days[-1]}; "
+              f"home {settings.spend_home()}", flush=True)
+        progress = iter(range(1, total + 1))
+
+        def on_outcome(outcome) -> None:
+            spend = report.day_spend(outcome.day) if outcome.succeeded else None
+            print(_day_line(next(progress), total, outcome, spend), flush=True)
+            for failure in outcome.failed_tasks:
+                where = failure["task_id"] + (f"[{failure['map_index']}]" if failure.get("map_index", -1) >= 0 else "")
+                print(f"      failed task {where}: {failure.get('error_type') or ''} {failure['error']}",
+                      flush=True)
+
+        outcomes = run_days(days, before_day=before_day, on_outcome=on_outcome)
+    failed = [o for o in outcomes if not o.succeeded]
+    print()
+    print(report.render_summary(days))
+    if failed:
+        print(f"\n{len(failed)} of {total} run(s) failed: {', '.join(str(o.day) for o in failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def command_emulator(args: argparse.Namespace) -> int:
+    """Serve the emulator until interrupted."""
+    from openrouter_spend.emulator import serve_forever
+
+    serve_forever(scenario=args.scenario, port=args.port, seed=args.seed, anchor_date=args.anchor_date)
+    return 0
+
+
+def command_summary(args: argparse.Namespace) -> int:
+    """Print the warehouse summary."""
+    from openrouter_spend import report
+
+    print(report.render_summary(None))
+    return 0
+
+
+def command_migrate(args: argparse.Namespace) -> int:
+    """Apply pending warehouse migrations."""
+    from openrouter_spend.warehouse import connect, migrate
+
+    with connect() as con:
+        applied = migrate(con)
+    print(f"applied migrations: {applied or 'none pending'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openrouter-spend", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Airflow's own log output")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the daily DAG for each UTC day in a range, through Airflow")
+    run.add_argument("--start", type=_parse_date, help="first UTC day (YYYY-MM-DD)")
+    run.add_argument("--end", type=_parse_date, help="last UTC day, inclusive (default: --start)")
+    run.add_argument("--days", type=int, help="instead of --start/--end: the last N completed UTC days")
+    run.add_argument("--scenario", default="default",
+                     help="emulator scenario when no key is configured (default: %(default)s)")
+    run.add_argument("--no-emulator", action="store_true",
+                     help="fail instead of starting the bundled emulator when no key is configured")
+    run.set_defaults(handler=command_run)
+
+    emulator = commands.add_parser("emulator", help="serve the bundled OpenRouter emulator on 127.0.0.1")
+    emulator.add_argument("--scenario", default="default")
+    emulator.add_argument("--port", type=int, default=8090)
+    emulator.add_argument("--seed", type=int, default=None)
+    emulator.add_argument("--anchor-date", type=_parse_date, default=None,
+                          help="the emulator's 'today' (default: the real UTC date)")
+    emulator.set_defaults(handler=command_emulator)
+
+    summary = commands.add_parser("summary", help="print rows per table and spend per day")
+    summary.set_defaults(handler=command_summary)
+
+    migrate = commands.add_parser("migrate", help="apply pending warehouse migrations")
+    migrate.set_defaults(handler=command_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `openrouter-spend` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        os.environ.setdefault("OPENROUTER_SPEND_AIRFLOW_LOG_LEVEL", "INFO")
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

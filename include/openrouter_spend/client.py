@@ -1,0 +1,470 @@
+"""HTTP client for the OpenRouter management API: one session, timeouts, typed errors, bounded retries.
+
+The client returns raw response bodies (`RawResponse`) so callers can land them before parsing; the
+`*_json` helpers parse on top. The API key lives only in the session's Authorization header: it is never
+part of a message, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from openrouter_spend.settings import ExtractionSettings
+
+log = logging.getLogger(__name__)
+
+KEYS_PAGE_SIZE = 100
+
+
+class OpenRouterError(Exception):
+    """Base error; carries the endpoint and HTTP status, never the credentials."""
+
+    def __init__(self, message: str, *, endpoint: str = "", status: int | None = None):
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+
+
+class ConfigurationError(OpenRouterError):
+    """No usable base URL or key was configured."""
+
+
+class AuthenticationError(OpenRouterError):
+    """401: the key is missing, unknown or revoked. Retrying cannot help."""
+
+
+class PermissionDeniedError(OpenRouterError):
+    """403: typically an inference key used on a management endpoint. Retrying cannot help."""
+
+
+class PaymentRequiredError(OpenRouterError):
+    """402: the account is out of credits."""
+
+
+class NotFoundError(OpenRouterError):
+    """404: unknown resource (or a generation that is not available yet)."""
+
+
+class BadRequestError(OpenRouterError):
+    """400: invalid parameters, e.g. an /activity date outside the 30-day window."""
+
+
+class RateLimitedError(OpenRouterError):
+    """429 after every allowed retry."""
+
+    def __init__(self, message: str, *, endpoint: str = "", retry_after: float | None = None):
+        super().__init__(message, endpoint=endpoint, status=429)
+        self.retry_after = retry_after
+
+
+class ServerError(OpenRouterError):
+    """5xx after every allowed retry."""
+
+
+class RequestTimeoutError(OpenRouterError):
+    """Connection failure or timeout after every allowed retry."""
+
+
+class MalformedResponseError(OpenRouterError):
+    """The body is not the JSON shape the endpoint promises."""
+
+
+# Errors worth another attempt inside one call; everything else fails fast.
+RETRYABLE = (RateLimitedError, ServerError, RequestTimeoutError)
+# Errors an Airflow retry cannot fix either.
+PERMANENT = (AuthenticationError, PermissionDeniedError, ConfigurationError)
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """One successful HTTP exchange, body untouched."""
+
+    endpoint: str
+    params: dict[str, str]
+    status: int
+    body: bytes
+    content_type: str
+    fetched_at: datetime
+    elapsed_seconds: float
+    attempts: int
+
+    def json(self) -> Any:
+        """Parse the body; a broken body raises MalformedResponseError naming the endpoint."""
+        return parse_json(self.body, describe_request(self.endpoint, self.params))
+
+
+def describe_request(endpoint: str, params: Mapping[str, Any] | None) -> str:
+    """Human-readable 'GET /path?query' for messages (no host, no credentials)."""
+    query = urlencode(sorted((params or {}).items()))
+    return f"{endpoint}?{query}" if query else endpoint
+
+
+def parse_json(body: bytes, source: str) -> Any:
+    """json.loads with an error that names the source and the position of the damage."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        snippet = body[:80].decode("utf-8", errors="replace")
+        raise MalformedResponseError(
+            f"{source}: response is not valid JSON ({exc}); first bytes: {snippet!r}", endpoint=source
+        ) from None
+
+
+def data_of(payload: Any, source: str, *, expect: type) -> Any:
+    """The `data` member of an OpenRouter envelope, checked for the expected JSON type."""
+    if not isinstance(payload, dict) or "data" not in payload:
+        raise MalformedResponseError(f"{source}: response has no 'data' member", endpoint=source)
+    data = payload["data"]
+    if not isinstance(data, expect):
+        raise MalformedResponseError(
+            f"{source}: 'data' should be a JSON {'array' if expect is list else 'object'},"
+            f" got {type(data).__name__}",
+            endpoint=source,
+        )
+    return data
+
+
+class TokenBucket:
+    """Thread-safe token bucket: at most `rate` calls per second on average, bursts up to `capacity`."""
+
+    def __init__(self, rate: float, capacity: float | None = None, *, clock=time.monotonic, sleep=time.sleep):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = capacity if capacity is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Block until one token is available, then take it."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            self._sleep(wait)
+
+
+def _retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait from Retry-After (seconds or HTTP date) or X-RateLimit-Reset (epoch s or ms)."""
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - now)
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            value = float(reset)
+        except ValueError:
+            return None
+        if value > 1e11:  # epoch milliseconds
+            value /= 1000.0
+        return max(0.0, value - now) if value > 1e9 else max(0.0, value)
+    return None
+
+
+def _error_message(response: requests.Response) -> str:
+    """The envelope's error.message, or a trimmed body when the server sent something else."""
+    try:
+        payload = response.json()
+        message = payload["error"]["message"]
+        if isinstance(message, str):
+            return message
+    except (ValueError, KeyError, TypeError):
+        pass
+    return response.text[:200] or response.reason or "no message"
+
+
+@dataclass
+class OpenRouterClient:
+    """Client for one OpenRouter-compatible base URL and one key."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    settings: ExtractionSettings = field(default_factory=ExtractionSettings)
+    sleep: Callable[[float], None] = time.sleep
+    session: requests.Session | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.base_url:
+            raise ConfigurationError("no OpenRouter base URL configured (OPENROUTER_BASE_URL)")
+        if not self.api_key:
+            raise ConfigurationError(
+                "no OpenRouter management key configured: set OPENROUTER_MANAGEMENT_KEY or the"
+                " Airflow connection 'openrouter_default'"
+            )
+        self.base_url = self.base_url.rstrip("/")
+        if self.session is None:
+            self.session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=4, pool_maxsize=max(4, self.settings.key_activity_concurrency * 2)
+            )
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+        self.session.headers["Authorization"] = f"Bearer {self.api_key}"
+        self.session.headers["User-Agent"] = "openrouter-spend/0.1"
+        self.session.headers["HTTP-Referer"] = "https://github.com/openrouter-spend/openrouter-spend"
+        self._bucket = TokenBucket(self.settings.requests_per_second, sleep=self.sleep)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        if self.session is not None:
+            self.session.close()
+
+    def __enter__(self) -> OpenRouterClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # --- transport -------------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        ceiling = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def request(self, endpoint: str, params: Mapping[str, Any] | None = None, *, method: str = "GET",
+                json_body: Any = None) -> RawResponse:
+        """One API call with retries on 429 / 5xx / timeouts; returns the raw body of the 2xx answer."""
+        clean_params = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        source = describe_request(endpoint, clean_params)
+        url = f"{self.base_url}/{endpoint.lstrip('/')}"
+        timeout = (self.settings.connect_timeout_seconds, self.settings.http_timeout_seconds)
+        last_error: OpenRouterError | None = None
+        for attempt in range(self.settings.max_retries + 1):
+            if attempt:
+                wait = (
+                    last_error.retry_after
+                    if isinstance(last_error, RateLimitedError) and last_error.retry_after is not None
+                    else self._backoff(attempt - 1)
+                )
+                log.warning("%s: %s; retry %d/%d in %.2fs", source, last_error, attempt,
+                            self.settings.max_retries, wait)
+                self.sleep(wait)
+            self._bucket.acquire()
+            started = time.monotonic()
+            try:
+                response = self.session.request(method, url, params=clean_params, json=json_body,
+                                                timeout=timeout)
+            except requests.Timeout:
+                last_error = RequestTimeoutError(
+                    f"{source}: no answer within {self.settings.http_timeout_seconds:g}s", endpoint=source
+                )
+                continue
+            except requests.ConnectionError as exc:
+                last_error = RequestTimeoutError(
+                    f"{source}: connection failed ({type(exc).__name__})", endpoint=source
+                )
+                continue
+            try:
+                body = response.content
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                last_error = RequestTimeoutError(
+                    f"{source}: connection broke while reading the body ({type(exc).__name__})",
+                    endpoint=source,
+                )
+                continue
+            status = response.status_code
+            if 200 <= status < 300:
+                return RawResponse(
+                    endpoint=endpoint, params=clean_params, status=status, body=body,
+                    content_type=response.headers.get("Content-Type", ""),
+                    fetched_at=datetime.now(UTC), elapsed_seconds=time.monotonic() - started,
+                    attempts=attempt + 1,
+                )
+            error = self._error_for(response, source)
+            if not isinstance(error, RETRYABLE):
+                raise error
+            if isinstance(error, RateLimitedError) and error.retry_after is not None \
+                    and error.retry_after > self.settings.max_retry_after_seconds:
+                raise RateLimitedError(
+                    f"{source}: rate limited and asked to wait {error.retry_after:.0f}s, longer than the"
+                    f" {self.settings.max_retry_after_seconds:.0f}s allowed (OPENROUTER_SPEND_MAX_RETRY_AFTER)",
+                    endpoint=source, retry_after=error.retry_after,
+                )
+            last_error = error
+        assert last_error is not None
+        raise type(last_error)(
+            f"{last_error} (gave up after {self.settings.max_retries + 1} attempts)",
+            endpoint=source,
+            **({"retry_after": last_error.retry_after} if isinstance(last_error, RateLimitedError) else
+               {"status": last_error.status}),
+        )
+
+    def _error_for(self, response: requests.Response, source: str) -> OpenRouterError:
+        status = response.status_code
+        message = f"{source}: HTTP {status}: {_error_message(response)}"
+        if status == 400:
+            return BadRequestError(message, endpoint=source, status=status)
+        if status == 401:
+            return AuthenticationError(message + " (check the management key)", endpoint=source, status=status)
+        if status == 402:
+            return PaymentRequiredError(message, endpoint=source, status=status)
+        if status == 403:
+            return PermissionDeniedError(
+                message + " (a management key is required for this endpoint)", endpoint=source, status=status
+            )
+        if status == 404:
+            return NotFoundError(message, endpoint=source, status=status)
+        if status == 429:
+            return RateLimitedError(message, endpoint=source,
+                                    retry_after=_retry_after_seconds(response.headers, time.time()))
+        if status == 408 or status >= 500:
+            return ServerError(message, endpoint=source, status=status)
+        return OpenRouterError(message, endpoint=source, status=status)
+
+    # --- endpoints -------------------------------------------------------------------------------
+
+    def get_json(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET and parse."""
+        return self.request(endpoint, params).json()
+
+    def credits(self) -> dict:
+        """GET /credits → {total_credits, total_usage}."""
+        raw = self.request("/credits")
+        return data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=dict)
+
+    def current_key(self) -> dict:
+        """GET /key → metadata of the key in use."""
+        raw = self.request("/key")
+        return data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=dict)
+
+    def workspaces(self) -> list[dict]:
+        """GET /workspaces → every workspace of the account."""
+        return list(self.iter_items("/workspaces"))
+
+    def iter_key_pages(self, workspace_id: str | None = None, *, include_disabled: bool = True,
+                       include_expired: bool = True) -> Iterator[RawResponse]:
+        """GET /keys page by page (offset pagination, 100 per page) until a short page."""
+        offset = 0
+        while True:
+            params = {"include_disabled": include_disabled, "include_expired": include_expired,
+                      "workspace_id": workspace_id, "offset": offset or None}
+            raw = self.request("/keys", params)
+            yield raw
+            count = len(data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=list))
+            if count < KEYS_PAGE_SIZE:
+                return
+            offset += count
+
+    def keys(self, workspace_id: str | None = None, **flags: bool) -> list[dict]:
+        """Every key of a workspace (default: the account default workspace), disabled and expired included."""
+        items: list[dict] = []
+        for raw in self.iter_key_pages(workspace_id, **flags):
+            items.extend(data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=list))
+        return items
+
+    def activity(self, date: str | None = None, *, api_key_hash: str | None = None,
+                 workspace_id: str | None = None, group_by: str | None = None) -> list[dict]:
+        """GET /activity rows (one UTC day when `date` is given)."""
+        raw = self.request("/activity", {"date": date, "api_key_hash": api_key_hash,
+                                         "workspace_id": workspace_id, "group_by": group_by})
+        return data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=list)
+
+    def models(self, output_modalities: str = "all") -> list[dict]:
+        """GET /models (the full catalogue by default)."""
+        return list(self.iter_items("/models", {"output_modalities": output_modalities}))
+
+    def providers(self) -> list[dict]:
+        """GET /providers."""
+        return list(self.iter_items("/providers"))
+
+    def generation(self, generation_id: str) -> dict:
+        """GET /generation?id= (NotFoundError while the record is not available yet)."""
+        raw = self.request("/generation", {"id": generation_id})
+        return data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=dict)
+
+    def analytics_query(self, body: dict) -> dict:
+        """POST /analytics/query → {data: [...], metadata: {...}}."""
+        raw = self.request("/analytics/query", method="POST", json_body=body)
+        return data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=dict)
+
+    def iter_items(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Iterator[dict]:
+        """Items of a list endpoint, following `links.next` where the server paginates."""
+        raw = self.request(endpoint, params)
+        yield from data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=list)
+
+
+def _param(value: Any) -> str:
+    """Query values as OpenRouter expects them: booleans as the strings 'true'/'false'."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def resolve_credentials(conn_id: str = "openrouter_default") -> tuple[str, str]:
+    """(base_url, key): the Airflow connection wins when it exists, else OPENROUTER_* variables."""
+    import os
+
+    from openrouter_spend.settings import DEFAULT_BASE_URL
+
+    base_url = os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
+    key = os.environ.get("OPENROUTER_MANAGEMENT_KEY", "")
+    connection = _airflow_connection(conn_id)
+    if connection is not None:
+        host = (connection.host or "").strip()
+        if host:
+            if "://" not in host:
+                scheme = connection.schema or "https"
+                port = f":{connection.port}" if connection.port else ""
+                host = f"{scheme}://{host}{port}"
+            base_url = host
+        key = connection.password or key
+    return base_url, key
+
+
+def _airflow_connection(conn_id: str):
+    """The Airflow connection, or None when Airflow has none by that id (or is not importable)."""
+    import os
+
+    if not os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") and not _in_airflow_task():
+        return None
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:
+        return None
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as exc:  # AirflowNotFoundException and friends; the env fallback still applies
+        log.debug("no Airflow connection %r (%s)", conn_id, type(exc).__name__)
+        return None
+
+
+def _in_airflow_task() -> bool:
+    try:
+        from airflow.sdk import get_current_context
+        get_current_context()
+    except Exception:
+        return False
+    return True
+
+
+def client_from_environment(settings: ExtractionSettings | None = None) -> OpenRouterClient:
+    """A client configured from the Airflow connection or the OPENROUTER_* environment."""
+    base_url, key = resolve_credentials()
+    return OpenRouterClient(base_url=base_url, api_key=key, settings=settings or ExtractionSettings.from_env())

@@ -1,0 +1,75 @@
+"""Plain-text summaries of the warehouse for the CLI (rows per table, spend per day, output paths)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from openrouter_spend import settings
+from openrouter_spend.warehouse import connect, table_counts
+
+
+def day_spend(day: date) -> float | None:
+    """Credits + BYOK spend of one day from the per-key activity (None when the warehouse is missing)."""
+    if not settings.paths().warehouse.exists():
+        return None
+    with connect(read_only=True) as con:
+        if not _has_relation(con, "staging", "stg_activity"):
+            return None
+        return con.execute(
+            "select coalesce(sum(usage_usd + byok_usage_usd), 0) from staging.stg_activity where usage_date = ?",
+            [day],
+        ).fetchone()[0]
+
+
+def _has_relation(con, schema: str, name: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+    ).fetchone()[0])
+
+
+def render_summary(days: list[date] | None) -> str:
+    """Rows per table, spend per day (for `days`, or every loaded day), gaps and where outputs live."""
+    paths = settings.paths()
+    lines = []
+    if not paths.warehouse.exists():
+        return f"No warehouse yet at {paths.warehouse}; run `openrouter-spend run` first."
+    with connect(read_only=True) as con:
+        counts = table_counts(con)
+        lines.append("Rows per table")
+        width = max((len(name) for name in counts), default=10)
+        for name, count in counts.items():
+            lines.append(f"  {name:<{width}}  {count:>10,}")
+        if _has_relation(con, "staging", "stg_activity"):
+            query = (
+                "select usage_date, sum(usage_usd), sum(byok_usage_usd), sum(requests), count(distinct api_key_hash)"
+                " from staging.stg_activity {where} group by 1 order by 1"
+            )
+            if days:
+                rows = con.execute(query.format(where="where usage_date between ? and ?"),
+                                   [min(days), max(days)]).fetchall()
+            else:
+                rows = con.execute(query.format(where="")).fetchall()
+            lines.append("")
+            lines.append("Spend per day (USD)")
+            lines.append(f"  {'day':<10}  {'credits':>12}  {'byok':>10}  {'requests':>10}  {'keys':>5}")
+            for day, usage, byok, requests, keys in rows:
+                lines.append(f"  {day}  {usage:>12,.2f}  {byok:>10,.2f}  {requests:>10,}  {keys:>5}")
+            if rows:
+                lines.append(f"  {'total':<10}  {sum(r[1] for r in rows):>12,.2f}  {sum(r[2] for r in rows):>10,.2f}"
+                             f"  {sum(r[3] for r in rows):>10,}")
+        gaps = con.execute(
+            "select partition_date, endpoint, reason from meta.extraction_gaps order by 1"
+        ).fetchall() if _has_relation(con, "meta", "extraction_gaps") else []
+    if gaps:
+        lines.append("")
+        lines.append("Permanent gaps (days the API no longer serves)")
+        for day, endpoint, reason in gaps:
+            lines.append(f"  {day} {endpoint}: {reason}")
+    lines.append("")
+    lines.append("Outputs")
+    lines.append(f"  warehouse  {paths.warehouse}")
+    lines.append(f"  landing    {paths.api_landing}")
+    lines.append(f"  published  {paths.published}")
+    lines.append(f"  digests    {paths.digests}")
+    lines.append(f"  alerts     {paths.alerts}")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""Run the daily DAG for a range of UTC days through Airflow's own machinery (`dag.test()` per day).
+
+Airflow gets an isolated home under `$OPENROUTER_SPEND_HOME/airflow` (SQLite metadata, migrated once), so
+the CLI never touches a user's real Airflow installation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+from openrouter_spend import settings
+from openrouter_spend.notifications import FAILURES_FILE
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "openrouter_spend_daily"
+
+
+@dataclass
+class DayOutcome:
+    """How the run for one day ended."""
+
+    day: date
+    state: str
+    run_id: str | None = None
+    failed_tasks: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "success"
+
+
+def days_between(start: date, end: date) -> list[date]:
+    """Every day from start to end inclusive."""
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    return [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
+
+
+def airflow_environment(home: Path) -> dict[str, str]:
+    """Environment for an isolated, quiet, local Airflow under `home`."""
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("OPENROUTER_SPEND_AIRFLOW_LOG_LEVEL", "WARNING"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+
+
+def prepare_airflow_home(home: Path) -> None:
+    """Create and migrate the isolated Airflow metadata database (a no-op when it is current)."""
+    home.mkdir(parents=True, exist_ok=True)
+    marker = home / ".migrated"
+    import airflow
+
+    version = airflow.__version__
+    if marker.exists() and marker.read_text() == version and (home / "airflow.db").exists():
+        return
+    env = {**os.environ, **airflow_environment(home)}
+    result = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed in {home}:\n{result.stderr[-2000:]}")
+    marker.write_text(version)
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _failures_for(home: Path, run_id: str) -> list[dict]:
+    path = home / FAILURES_FILE
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("run_id") == run_id:
+            found.append(entry)
+    return found
+
+
+def load_dag(home: Path):
+    """The daily DAG as parsed by Airflow's DagBag (import errors are fatal)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags"), known_pools={"default_pool", "duckdb"})
+    if bag.import_errors:
+        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    dag = bag.dags.get(DAG_ID)
+    if dag is None:
+        raise RuntimeError(f"DAG {DAG_ID} not found in {settings.PROJECT_ROOT / 'dags'}")
+    return dag
+
+
+def run_days(days: list[date], *, before_day: Callable[[date], None] | None = None,
+             on_outcome: Callable[[DayOutcome], None] | None = None) -> list[DayOutcome]:
+    """Run the DAG once per day, in order, and report each outcome; never raises for a failed run."""
+    import time as clock
+
+    home = settings.paths().airflow_home
+    prepare_airflow_home(home)
+    outcomes = []
+    with _environment(airflow_environment(home)):
+        dag = load_dag(home)
+        for day in days:
+            if before_day:
+                before_day(day)
+            started = clock.monotonic()
+            # A manual run covers the last complete interval before its logical date: D+1 00:00 → day D.
+            logical = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+            dag_run = dag.test(logical_date=logical)
+            state = str(getattr(dag_run.state, "value", dag_run.state))
+            outcome = DayOutcome(day=day, state=state, run_id=dag_run.run_id, seconds=clock.monotonic() - started)
+            if not outcome.succeeded:
+                outcome.failed_tasks = _failures_for(home, dag_run.run_id) or [
+                    {"task_id": ti.task_id, "map_index": ti.map_index, "error": f"state {ti.state}"}
+                    for ti in dag_run.get_task_instances()
+                    if str(getattr(ti.state, "value", ti.state)) in ("failed", "upstream_failed")
+                ]
+            outcomes.append(outcome)
+            if on_outcome:
+                on_outcome(outcome)
+    return outcomes
+

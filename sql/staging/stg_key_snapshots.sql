@@ -1,0 +1,46 @@
+-- stg_key_snapshots: every /keys snapshot, one row per key per snapshot (partition).
+-- Grain: snapshot_date × api_key_hash. Key: the same two columns.
+-- Source: raw.keys; lifetime usage differences between snapshots reconcile with activity.
+with
+source as (
+    select * from raw.keys
+),
+
+typed as (
+    select
+        ---------- keys
+        partition_date as snapshot_date,
+        key_hash as api_key_hash,
+        ---------- attributes
+        payload ->> 'name' as api_key_name,
+        payload ->> 'label' as api_key_label,
+        payload ->> 'workspace_id' as workspace_id,
+        payload ->> 'creator_user_id' as creator_user_id,
+        payload ->> 'external_user' as external_user,
+        coalesce(cast(payload ->> 'disabled' as boolean), false) as is_disabled,
+        ---------- limits and usage (USD)
+        cast(payload ->> 'limit' as double) as limit_usd,
+        cast(payload ->> 'limit_remaining' as double) as limit_remaining_usd,
+        payload ->> 'limit_reset' as limit_reset,
+        cast(payload ->> 'include_byok_in_limit' as boolean) as is_byok_in_limit,
+        cast(payload ->> 'usage' as double) as usage_usd,
+        cast(payload ->> 'byok_usage' as double) as byok_usage_usd,
+        ---------- timestamps
+        cast(payload ->> 'created_at' as timestamptz) as created_at,
+        cast(payload ->> 'updated_at' as timestamptz) as updated_at,
+        cast(payload ->> 'expires_at' as timestamptz) as expires_at,
+        cast(payload ->> 'last_used_at' as timestamptz) as last_used_at,
+        ---------- lineage
+        fetched_at,
+        run_id
+    from source
+),
+
+deduplicated as (
+    select * from typed
+    qualify row_number() over (
+        partition by snapshot_date, api_key_hash order by fetched_at desc
+    ) = 1
+)
+
+select * from deduplicated

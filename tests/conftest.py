@@ -1,0 +1,22 @@
+"""Shared fixtures: an isolated OPENROUTER_SPEND_HOME per test and a running emulator."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Airflow reads its configuration at import time; keep every test run away from a real ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="openrouter-spend-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture
+def spend_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh OPENROUTER_SPEND_HOME for one test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("OPENROUTER_SPEND_HOME", str(home))
+    return home

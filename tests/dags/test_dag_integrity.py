@@ -1,0 +1,72 @@
+"""The DAG folder parses cleanly and the daily DAG follows the project's Airflow rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+WAREHOUSE_TASKS = {"prepare_warehouse", "load_raw", "build_staging", "summarize_day"}
+HTTP_TASKS = {"check_activity_window", "extract_snapshots", "extract_key_activity", "reconcile_key_activity"}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS), known_pools={"default_pool", "duckdb"})
+
+
+@pytest.fixture(scope="module")
+def daily(dagbag):
+    return dagbag.dags["openrouter_spend_daily"]
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "openrouter_spend_daily" in dagbag.dag_ids
+
+
+def test_every_dag_has_tags_docs_and_retries(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, dag_id
+        assert dag.doc_md, dag_id
+        for task in dag.tasks:
+            assert task.retries >= 2, f"{dag_id}.{task.task_id} has {task.retries} retries"
+            assert task.doc_md or task.doc or getattr(task, "python_callable", None).__doc__, task.task_id
+
+
+def test_daily_window_is_a_real_utc_day(daily):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    assert isinstance(daily.timetable, CronDataIntervalTimetable)
+    assert daily.max_active_runs == 1
+    assert daily.catchup is False
+
+
+def test_duckdb_tasks_are_serialised_and_http_tasks_never_touch_the_warehouse(daily):
+    tasks = {task.task_id: task for task in daily.tasks}
+    assert set(tasks) == WAREHOUSE_TASKS | HTTP_TASKS
+    for task_id in WAREHOUSE_TASKS:
+        assert tasks[task_id].pool == "duckdb", task_id
+        assert tasks[task_id].queue == "warehouse", task_id
+    for task_id in HTTP_TASKS:
+        assert tasks[task_id].pool != "duckdb", task_id
+        assert tasks[task_id].queue != "warehouse", task_id
+
+
+def test_flow_reads_extract_then_load_then_staging(daily):
+    tasks = {task.task_id: task for task in daily.tasks}
+    assert tasks["extract_key_activity"].upstream_task_ids == {"extract_snapshots"}
+    assert {"prepare_warehouse", "check_activity_window", "reconcile_key_activity"} <= tasks["load_raw"].upstream_task_ids
+    assert tasks["build_staging"].upstream_task_ids == {"load_raw"}
+    assert tasks["summarize_day"].upstream_task_ids == {"build_staging"}
+    assert tasks["load_raw"].trigger_rule == "none_failed"
+
+
+def test_dag_file_stays_thin_and_imports_nothing_heavy():
+    source = (DAGS / "openrouter_spend_daily.py").read_text()
+    assert len(source.splitlines()) < 160
+    for heavy in ("import duckdb", "import pandas", "import requests", "great_expectations"):
+        assert heavy not in source.split('"""', 2)[-1].split("def openrouter_spend_daily")[0], heavy

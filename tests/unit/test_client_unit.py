@@ -1,0 +1,66 @@
+"""Client pieces that need no server: rate-limit headers, the token bucket, credential resolution."""
+
+from __future__ import annotations
+
+import pytest
+
+from openrouter_spend.client import (
+    ConfigurationError,
+    OpenRouterClient,
+    TokenBucket,
+    _retry_after_seconds,
+    resolve_credentials,
+)
+
+
+NOW = 1445412480.0  # 2015-10-21 07:28:00 GMT
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"Retry-After": "3"}, 3.0),
+    ({"Retry-After": "0.5"}, 0.5),
+    ({"Retry-After": "Wed, 21 Oct 2015 07:28:05 GMT"}, 5.0),
+    ({"X-RateLimit-Reset": "1445412485000"}, 5.0),  # epoch milliseconds
+    ({"X-RateLimit-Reset": "1445412485"}, 5.0),  # epoch seconds
+    ({"X-RateLimit-Reset": "7"}, 7.0),  # seconds from now
+])
+def test_retry_after_is_read_from_either_header(headers, expected):
+    assert _retry_after_seconds(headers, NOW) == pytest.approx(expected)
+
+
+def test_no_rate_limit_header_means_no_hint():
+    assert _retry_after_seconds({}, NOW) is None
+
+
+def test_token_bucket_spaces_calls_to_the_rate():
+    clock = [0.0]
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        clock[0] += seconds
+
+    bucket = TokenBucket(rate=2.0, capacity=2, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(6):
+        bucket.acquire()
+    # Two immediate (the burst), then one every 0.5 s.
+    assert clock[0] == pytest.approx(2.0)
+
+
+def test_missing_key_is_a_configuration_error_that_names_both_sources():
+    with pytest.raises(ConfigurationError, match="OPENROUTER_MANAGEMENT_KEY.*openrouter_default"):
+        OpenRouterClient(base_url="http://127.0.0.1:1", api_key="")
+
+
+def test_key_never_appears_in_the_client_repr():
+    client = OpenRouterClient(base_url="http://127.0.0.1:1", api_key="sk-or-v1-secret-value")
+    assert "secret" not in repr(client)
+
+
+def test_connection_takes_precedence_over_variables(monkeypatch):
+    monkeypatch.setenv("OPENROUTER_BASE_URL", "http://env.example/api/v1")
+    monkeypatch.setenv("OPENROUTER_MANAGEMENT_KEY", "env-key")
+    assert resolve_credentials() == ("http://env.example/api/v1", "env-key")
+    monkeypatch.setenv("AIRFLOW_CONN_OPENROUTER_DEFAULT",
+                       '{"conn_type": "http", "host": "http://conn.example/api/v1", "password": "conn-key"}')
+    assert resolve_credentials() == ("http://conn.example/api/v1", "conn-key")

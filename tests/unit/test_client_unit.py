@@ -12,7 +12,6 @@ from openrouter_spend.client import (
     resolve_credentials,
 )
 
-
 NOW = 1445412480.0  # 2015-10-21 07:28:00 GMT
 
 

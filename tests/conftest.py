@@ -20,3 +20,15 @@ def spend_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("OPENROUTER_SPEND_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch):
+    """A running default-scenario emulator; OPENROUTER_* point at it for the duration of the test."""
+    from openrouter_spend.emulator import EmulatorServer
+
+    with EmulatorServer(scenario="default") as server:
+        monkeypatch.setenv("OPENROUTER_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENROUTER_MANAGEMENT_KEY", server.management_key)
+        monkeypatch.delenv("AIRFLOW_CONN_OPENROUTER_DEFAULT", raising=False)
+        yield server

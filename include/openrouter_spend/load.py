@@ -28,7 +28,8 @@ COLUMNS: dict[str, list[str]] = {
     "providers": _COMMON + ["provider_name", "payload"],
     "activity": _COMMON + ["scope", "api_key_hash", "payload"],
 }
-# Test hook: pause between the partition delete and the insert, to prove a killed load leaves no trace.
+# Test hook: a file path; the load creates it between the partition delete and the insert, then waits,
+# so a test can kill the process mid-transaction and prove that nothing partial becomes visible.
 _PAUSE_ENV = "OPENROUTER_SPEND_TEST_PAUSE_MID_LOAD"
 
 
@@ -160,8 +161,8 @@ def load_partition(con, landing_root: Path, partition_date: date, run_id: str,
             con.execute(f"delete from raw.{table} where partition_date = ?", [partition_date])
         con.execute("delete from meta.landed_files where partition_date = ?", [partition_date])
         if os.environ.get(_PAUSE_ENV):
-            log.warning("pausing %ss mid-load (%s)", os.environ[_PAUSE_ENV], _PAUSE_ENV)
-            time.sleep(float(os.environ[_PAUSE_ENV]))
+            Path(os.environ[_PAUSE_ENV]).touch()
+            time.sleep(120)
         for table in RAW_TABLES:
             if rows.get(table):
                 frame = pd.DataFrame(rows[table], columns=COLUMNS[table])

@@ -1,0 +1,18 @@
+"""A faithful, deterministic OpenRouter API emulator serving a synthetic organisation over real HTTP.
+
+    with EmulatorServer(scenario="default", anchor_date=date(2026, 11, 20)) as server:
+        server.base_url          # http://127.0.0.1:<port>/api/v1
+        server.set_now(...)      # the clock every response is "as of"
+        server.set_faults([FaultRule("rate_limit", path_prefix="/activity", times=2)])
+        server.org.events        # planted events the pipeline should find
+
+`python -m openrouter_spend.emulator --scenario quiet --port 8090` serves one in the foreground.
+Control endpoints under /_emulator (faults, clock, requests, reset, generations, info) let another process
+drive a running emulator.
+"""
+
+from openrouter_spend.emulator.faults import FaultRule
+from openrouter_spend.emulator.org import SyntheticOrg, build_org
+from openrouter_spend.emulator.server import EmulatorServer, serve_forever
+
+__all__ = ["EmulatorServer", "FaultRule", "SyntheticOrg", "build_org", "serve_forever"]

@@ -1,0 +1,24 @@
+"""`python -m openrouter_spend.emulator [--scenario NAME] [--port N] [--seed N] [--anchor-date YYYY-MM-DD]`."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+from openrouter_spend.emulator.org import SCENARIOS
+from openrouter_spend.emulator.server import serve_forever
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments and serve until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m openrouter_spend.emulator", description=__doc__)
+    parser.add_argument("--scenario", choices=SCENARIOS, default="default")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--anchor-date", type=date.fromisoformat, default=None)
+    args = parser.parse_args(argv)
+    serve_forever(scenario=args.scenario, port=args.port, seed=args.seed, anchor_date=args.anchor_date)
+
+
+if __name__ == "__main__":
+    main()

@@ -93,15 +93,17 @@ def openrouter_spend_daily():
                           f"chunk{ti.map_index:03d}")
 
     @task(trigger_rule="none_failed")
-    def reconcile_key_activity(window: dict, chunk_totals: list[dict], skipped: list[str] | None,
-                               data_interval_start=None, run_id=None) -> dict:
+    def reconcile_key_activity(window: dict, chunk_totals: list[dict], data_interval_start=None, run_id=None,
+                               ti=None) -> dict:
         """Check per-key activity covers the account total; fetch skipped keys when it does not."""
         from openrouter_spend.pipeline import reconcile_keys
 
         if not window["in_window"]:
             raise AirflowSkipException(window["reason"])
-        return _fail_fast(reconcile_keys, _day(data_interval_start), run_id, window["account"],
-                          list(chunk_totals or []), skipped or [])
+        # Indexing, unlike iterating, does not probe one XCom past the end of the mapped results.
+        totals = [chunk_totals[index] for index in range(len(chunk_totals))] if chunk_totals else []
+        skipped = ti.xcom_pull(task_ids="extract_snapshots", key="skipped") or []
+        return _fail_fast(reconcile_keys, _day(data_interval_start), run_id, window["account"], totals, skipped)
 
     @task(trigger_rule="none_failed", **WAREHOUSE)
     def load_raw(data_interval_start=None, run_id=None) -> dict:
@@ -128,7 +130,8 @@ def openrouter_spend_daily():
     window = check_activity_window()
     key_chunks = extract_snapshots(window)
     chunk_totals = extract_key_activity.expand(key_hashes=key_chunks)
-    reconciled = reconcile_key_activity(window, chunk_totals, key_chunks["skipped"])
+    reconciled = reconcile_key_activity(window, chunk_totals)
+    key_chunks >> reconciled
     loaded = load_raw()
     [migrated, window, reconciled] >> loaded
     loaded >> build_staging() >> summarize_day()

@@ -52,10 +52,9 @@ def _start_embedded_emulator(stack: ExitStack, scenario: str):
     return server
 
 
-def _day_line(index: int, total: int, outcome, spend: float | None) -> str:
+def _day_line(index: int, total: int, outcome, detail: str) -> str:
     status = "ok" if outcome.succeeded else outcome.state.upper()
-    spend_text = f"  spend ${spend:,.2f}" if spend is not None else ""
-    return f"[{index:>{len(str(total))}}/{total}] {outcome.day}  {status:<7} {outcome.seconds:5.1f}s{spend_text}"
+    return f"[{index:>{len(str(total))}}/{total}] {outcome.day}  {status:<7} {outcome.seconds:5.1f}s  {detail}"
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -83,15 +82,19 @@ def command_run(args: argparse.Namespace) -> int:
         progress = iter(range(1, total + 1))
 
         def on_outcome(outcome) -> None:
-            spend = report.day_spend(outcome.day) if outcome.succeeded else None
-            print(_day_line(next(progress), total, outcome, spend), flush=True)
+            detail = report.day_status(outcome.day) if outcome.succeeded else ""
+            print(_day_line(next(progress), total, outcome, detail), flush=True)
             for failure in outcome.failed_tasks:
                 where = failure["task_id"] + (f"[{failure['map_index']}]" if failure.get("map_index", -1) >= 0 else "")
                 print(f"      failed task {where}: {failure.get('error_type') or ''} {failure['error']}",
                       flush=True)
 
-        outcomes = run_days(days, before_day=before_day, on_outcome=on_outcome)
+        log_path = None if args.verbose else (
+            settings.paths().airflow_home / "logs" / f"cli-run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log")
+        outcomes = run_days(days, before_day=before_day, on_outcome=on_outcome, log_path=log_path)
     failed = [o for o in outcomes if not o.succeeded]
+    if log_path is not None:
+        print(f"Airflow log: {log_path}")
     print()
     print(report.render_summary(days))
     if failed:
@@ -105,7 +108,8 @@ def command_emulator(args: argparse.Namespace) -> int:
     """Serve the emulator until interrupted."""
     from openrouter_spend.emulator import serve_forever
 
-    serve_forever(scenario=args.scenario, port=args.port, seed=args.seed, anchor_date=args.anchor_date)
+    serve_forever(scenario=args.scenario, host=args.host, port=args.port, seed=args.seed,
+                  anchor_date=args.anchor_date)
     return 0
 
 
@@ -145,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     emulator = commands.add_parser("emulator", help="serve the bundled OpenRouter emulator on 127.0.0.1")
     emulator.add_argument("--scenario", default="default")
     emulator.add_argument("--port", type=int, default=8090)
+    emulator.add_argument("--host", default="127.0.0.1",
+                          help="interface to listen on (default: %(default)s; 0.0.0.0 inside a container)")
     emulator.add_argument("--seed", type=int, default=None)
     emulator.add_argument("--anchor-date", type=_parse_date, default=None,
                           help="the emulator's 'today' (default: the real UTC date)")

@@ -8,17 +8,22 @@ from openrouter_spend import settings
 from openrouter_spend.warehouse import connect, table_counts
 
 
-def day_spend(day: date) -> float | None:
-    """Credits + BYOK spend of one day from the per-key activity (None when the warehouse is missing)."""
+def day_status(day: date) -> str:
+    """'spend $X' for a loaded day (credits + BYOK, per-key activity), or why there is none."""
     if not settings.paths().warehouse.exists():
-        return None
+        return "no warehouse"
     with connect(read_only=True) as con:
+        if _has_relation(con, "meta", "extraction_gaps") and con.execute(
+            "select count(*) from meta.extraction_gaps where partition_date = ?", [day]
+        ).fetchone()[0]:
+            return "gap: outside the API's 30-day window"
         if not _has_relation(con, "staging", "stg_activity"):
-            return None
-        return con.execute(
+            return "no staging yet"
+        spend = con.execute(
             "select coalesce(sum(usage_usd + byok_usage_usd), 0) from staging.stg_activity where usage_date = ?",
             [day],
         ).fetchone()[0]
+    return f"spend ${spend:,.2f}"
 
 
 def _has_relation(con, schema: str, name: str) -> bool:

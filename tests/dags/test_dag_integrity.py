@@ -59,6 +59,7 @@ def test_duckdb_tasks_are_serialised_and_http_tasks_never_touch_the_warehouse(da
 def test_flow_reads_extract_then_load_then_staging(daily):
     tasks = {task.task_id: task for task in daily.tasks}
     assert tasks["extract_key_activity"].upstream_task_ids == {"extract_snapshots"}
+    assert {"extract_snapshots", "extract_key_activity"} <= tasks["reconcile_key_activity"].upstream_task_ids
     assert {"prepare_warehouse", "check_activity_window", "reconcile_key_activity"} <= tasks["load_raw"].upstream_task_ids
     assert tasks["build_staging"].upstream_task_ids == {"load_raw"}
     assert tasks["summarize_day"].upstream_task_ids == {"build_staging"}

@@ -4,6 +4,9 @@ Layout: `<landing>/openrouter/date=YYYY-MM-DD/run=<run>/<batch>/<endpoint>/<seq>
 `_manifest.json`, written last. A batch without a manifest was interrupted and is ignored by the loader;
 a committed batch is never modified. Retried tasks write new batches, and the loader keeps the newest
 response per (endpoint, params) across the run's committed batches.
+
+The root is a local `Path` or an Airflow `ObjectStoragePath` (see `settings.landing_root`); only operations
+both support are used here.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from typing import Any
 from openrouter_spend.client import RawResponse
 
 MANIFEST = "_manifest.json"
+
+
+def _is_local(path) -> bool:
+    return isinstance(path, Path)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -32,7 +39,7 @@ def safe_component(text: str) -> str:
     return _UNSAFE.sub("_", text).strip("_") or "_"
 
 
-def run_dir(landing_root: Path, partition_date: date, run_id: str) -> Path:
+def run_dir(landing_root, partition_date: date, run_id: str):
     """The folder holding every batch of one run for one day."""
     return landing_root / f"date={partition_date.isoformat()}" / f"run={safe_component(run_id)}"
 
@@ -83,8 +90,10 @@ class LandingBatch:
         relative = Path(endpoint_dir) / f"{sequence:05d}.json.gz"
         target = self.directory / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        # mtime=0 keeps the gzip bytes a pure function of the body.
-        with open(target, "xb") as handle, gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) as gz:
+        # mtime=0 keeps the gzip bytes a pure function of the body; "x" refuses to overwrite locally, and
+        # object stores get a fresh batch directory (uuid) instead.
+        with target.open("xb" if _is_local(target) else "wb") as handle, \
+                gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) as gz:
             gz.write(raw.body)
         landed = LandedObject(
             file=relative.as_posix(), endpoint=raw.endpoint, params=dict(raw.params), status=raw.status,
@@ -111,9 +120,13 @@ class LandingBatch:
             "objects": [asdict(obj) for obj in self.objects],
         }
         path = self.directory / MANIFEST
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        os.replace(temporary, path)
+        text = json.dumps(manifest, indent=1, sort_keys=True)
+        if _is_local(path):
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(text)
+            os.replace(temporary, path)
+        else:  # an object PUT is atomic: readers see the whole manifest or none
+            path.write_text(text)
         self.committed = True
         return path
 
@@ -122,7 +135,7 @@ class LandingBatch:
 class LandedResponse:
     """A committed landed object, resolved to its absolute file, ready to read."""
 
-    path: Path
+    path: Any  # Path or ObjectStoragePath
     batch: str
     endpoint: str
     params: dict[str, str]
@@ -146,7 +159,7 @@ def committed_manifests(landing_root: Path, partition_date: date, run_id: str) -
             manifest = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: landing manifest is not valid JSON ({exc})") from None
-        manifest["_directory"] = str(path.parent)
+        manifest["_directory"] = path.parent
         manifests.append(manifest)
     return sorted(manifests, key=lambda m: m["committed_at"])
 
@@ -157,7 +170,7 @@ def latest_responses(manifests: Iterable[dict]) -> list[LandedResponse]:
     for manifest in manifests:
         for obj in manifest["objects"]:
             response = LandedResponse(
-                path=Path(manifest["_directory"]) / obj["file"], batch=manifest["batch"],
+                path=manifest["_directory"] / obj["file"], batch=manifest["batch"],
                 endpoint=obj["endpoint"], params=obj["params"],
                 fetched_at=datetime.fromisoformat(obj["fetched_at"]), sha256=obj["sha256"],
             )

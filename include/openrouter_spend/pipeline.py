@@ -35,7 +35,7 @@ class PermanentTaskError(Exception):
 @contextmanager
 def _landing_batch(day: date, run_id: str, name: str):
     """A landing batch that is committed only when the block succeeds."""
-    batch = LandingBatch(settings.paths().api_landing, day, run_id, name)
+    batch = LandingBatch(settings.api_landing_root(), day, run_id, name)
     yield batch
     batch.commit()
 
@@ -111,7 +111,7 @@ def load_raw(day: date, run_id: str) -> dict[str, Any]:
     """Replace the day's raw partition with the run's committed landing batches."""
     with connect() as con:
         migrate(con)
-        return load_partition(con, settings.paths().api_landing, day, run_id).as_dict()
+        return load_partition(con, settings.api_landing_root(), day, run_id).as_dict()
 
 
 def refresh_staging() -> list[str]:

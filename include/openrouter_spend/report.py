@@ -73,7 +73,7 @@ def render_summary(days: list[date] | None) -> str:
     lines.append("")
     lines.append("Outputs")
     lines.append(f"  warehouse  {paths.warehouse}")
-    lines.append(f"  landing    {paths.api_landing}")
+    lines.append(f"  landing    {settings.api_landing_root()}")
     lines.append(f"  published  {paths.published}")
     lines.append(f"  digests    {paths.digests}")
     lines.append(f"  alerts     {paths.alerts}")

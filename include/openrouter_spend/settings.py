@@ -81,6 +81,22 @@ def paths() -> Paths:
     return Paths(spend_home())
 
 
+def landing_root():
+    """Root of the landing area: OPENROUTER_SPEND_LANDING_URL (an Airflow ObjectStoragePath URL such as
+    `s3://aws_default@bucket/prefix` or `file:///shared/landing`) when set, else $OPENROUTER_SPEND_HOME/landing."""
+    url = os.environ.get("OPENROUTER_SPEND_LANDING_URL", "").strip()
+    if not url:
+        return paths().landing
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(url)
+
+
+def api_landing_root():
+    """Where API responses are landed (`<landing root>/openrouter`)."""
+    return landing_root() / "openrouter"
+
+
 def config_dir() -> Path:
     """OPENROUTER_SPEND_CONFIG_DIR, default include/config of this checkout."""
     raw = os.environ.get("OPENROUTER_SPEND_CONFIG_DIR")

@@ -80,3 +80,26 @@ def test_a_landed_file_altered_after_commit_is_detected(tmp_path):
     [response] = latest_responses(committed_manifests(tmp_path, DAY, RUN))
     with pytest.raises(ValueError, match="checksum"):
         response.read_body()
+
+
+def test_landing_works_on_an_object_storage_path(tmp_path, monkeypatch):
+    from openrouter_spend import settings
+
+    monkeypatch.setenv("OPENROUTER_SPEND_LANDING_URL", f"file://{tmp_path}/shared-landing")
+    root = settings.api_landing_root()
+    assert not isinstance(root, type(tmp_path)) and str(root).startswith("file://")
+    batch = LandingBatch(root, DAY, RUN, "snapshots")
+    batch.land(raw("/credits", b'{"data": {"total_credits": 5, "total_usage": 1}}'))
+    batch.commit()
+
+    [response] = latest_responses(committed_manifests(root, DAY, RUN))
+    assert response.read_body() == b'{"data": {"total_credits": 5, "total_usage": 1}}'
+    assert (tmp_path / "shared-landing" / "openrouter" / f"date={DAY}").is_dir()
+
+
+def test_an_empty_landing_url_means_the_local_home(tmp_path, monkeypatch):
+    from openrouter_spend import settings
+
+    monkeypatch.setenv("OPENROUTER_SPEND_HOME", str(tmp_path))
+    monkeypatch.setenv("OPENROUTER_SPEND_LANDING_URL", "")
+    assert settings.api_landing_root() == tmp_path / "landing" / "openrouter"

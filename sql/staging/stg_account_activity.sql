@@ -22,7 +22,8 @@ typed as (
         coalesce(cast(payload ->> 'prompt_tokens' as bigint), 0) as prompt_tokens,
         coalesce(cast(payload ->> 'completion_tokens' as bigint), 0) as completion_tokens,
         coalesce(cast(payload ->> 'reasoning_tokens' as bigint), 0) as reasoning_tokens,
-        coalesce(cast(payload ->> 'cached_tokens' as bigint), 0) as cached_tokens,
+        -- newer field: NULL (unknown) when a server does not send it, never a made-up 0
+        cast(payload ->> 'cached_tokens' as bigint) as cached_tokens,
         ---------- lineage
         partition_date,
         fetched_at,

@@ -130,3 +130,12 @@ def test_a_day_outside_the_window_is_a_gap_and_never_erases_an_earlier_load(con,
 def test_a_run_without_committed_batches_is_an_error(con, tmp_path):
     with pytest.raises(LandingDataError, match="no committed landing batches"):
         load_partition(con, tmp_path, DAY, "nothing")
+
+
+def test_newer_fields_missing_from_an_older_server_are_null_not_zero(con, tmp_path):
+    row = activity_row("m1", 0.5, 2)
+    del row["cached_tokens"]
+    land(tmp_path, "old-server", [("/activity", {"date": "2026-11-10", "api_key_hash": KEY_A}, {"data": [row]})])
+    load_partition(con, tmp_path, DAY, "old-server")
+    assert con.execute("select cached_tokens, byok_requests, prompt_tokens from staging.stg_activity").fetchone() \
+        == (None, None, 200)

@@ -1,0 +1,80 @@
+-- fct_credit_balance: the credit balance after each day, what the day burned, top-ups kept apart from
+-- burn, and the runway left at the trailing 7-day burn rate.
+-- Grain: as_of_date (the usage day whose end the /credits snapshot follows). Key: as_of_date.
+-- Upstream: staging.stg_credits (every snapshot, for the previous one), staging.stg_account_activity.
+-- Partition: as_of_date; builds the days in getvariable('mart_days').
+-- burn_usd = credits spent that day per /activity (Σ usage, BYOK fees included; BYOK inference itself
+-- is paid to the provider and reported apart). topup_usd = increase of total_credits since the previous
+-- snapshot (NULL for the first; a decrease, e.g. a refund, is not a top-up and shows as 0).
+-- burn_7d_avg_usd = mean burn over the loaded days among the last 7 (the day included);
+-- runway_days = balance ÷ burn_7d_avg_usd (0 when the balance is gone, NULL without burn).
+with
+build_days as (
+    select unnest(getvariable('mart_days')) as as_of_date
+),
+
+credits as (
+    select snapshot_date as as_of_date, total_credits_usd, total_usage_usd, balance_usd, fetched_at
+    from staging.stg_credits
+),
+
+burn as (
+    select
+        usage_date as as_of_date,
+        marts.exact_sum(usage_usd) as burn_usd,
+        marts.exact_sum(byok_usage_usd) as byok_spend_usd
+    from staging.stg_account_activity
+    group by usage_date
+),
+
+daily as (
+    select
+        credits.*,
+        coalesce(burn.burn_usd, 0) as burn_usd,
+        coalesce(burn.byok_spend_usd, 0) as byok_spend_usd,
+        credits.total_credits_usd - lag(credits.total_credits_usd) over by_day as credits_change_usd,
+        credits.total_usage_usd - lag(credits.total_usage_usd) over by_day as usage_delta_usd
+    from credits
+    left join burn using (as_of_date)
+    window by_day as (order by credits.as_of_date)
+),
+
+averaged as (
+    select
+        *,
+        marts.exact_sum(burn_usd) over last_week / count(burn_usd) over last_week as burn_7d_avg_usd,
+        count(*) over last_week as burn_days_in_avg
+    from daily
+    window last_week as (order by as_of_date range between interval 6 day preceding and current row)
+),
+
+final as (
+    select
+        ---------- key
+        as_of_date,
+        ---------- balance (USD)
+        total_credits_usd,
+        total_usage_usd,
+        balance_usd,
+        ---------- flows (USD)
+        burn_usd,
+        byok_spend_usd,
+        case when credits_change_usd is not null then greatest(credits_change_usd, 0) end as topup_usd,
+        usage_delta_usd,
+        ---------- runway
+        burn_7d_avg_usd,
+        burn_days_in_avg,
+        case
+            when burn_7d_avg_usd > 0 then greatest(balance_usd, 0) / burn_7d_avg_usd
+        end as runway_days,
+        case
+            when burn_7d_avg_usd > 0
+                then as_of_date + cast(floor(greatest(balance_usd, 0) / burn_7d_avg_usd) as integer)
+        end as projected_depletion_date,
+        ---------- lineage
+        fetched_at as snapshot_fetched_at
+    from averaged
+    semi join build_days using (as_of_date)
+)
+
+select * from final

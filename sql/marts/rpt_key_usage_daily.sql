@@ -1,0 +1,120 @@
+-- rpt_key_usage_daily: each key's day against its own recent past, with an estimate of wasted requests.
+-- Grain: usage_date × api_key_hash. Key: the same two columns.
+-- Upstream: marts.fct_daily_spend (the day and the 7 days before it).
+-- Partition: usage_date; builds the days in getvariable('mart_days').
+-- Waste (aggregate estimate, per key × model): a loop or duplicate job shows as many more requests than
+-- usual that produce far less output each. Baselines are medians over the key-model's active days among
+-- the previous 7, so a loop of a day or two does not poison them. When requests exceed 1.5× the median
+-- daily requests AND completion tokens per request fall below half the median, the requests the output
+-- can explain (completion tokens ÷ median tokens per request) are useful and the rest are wasted.
+-- Embeddings (no completion tokens) and key-models without a baseline are never waste.
+with
+build_days as (
+    select unnest(getvariable('mart_days')) as usage_date
+),
+
+bounds as (
+    select min(usage_date) - interval 7 day as first_day, max(usage_date) as last_day from build_days
+),
+
+key_models as (
+    select
+        usage_date,
+        api_key_hash,
+        model_permaslug,
+        any_value(api_key_name) as api_key_name,
+        any_value(project) as project,
+        bool_or(is_owned) as is_owned,
+        sum(requests) as requests,
+        sum(prompt_tokens) as prompt_tokens,
+        sum(completion_tokens) as completion_tokens,
+        marts.exact_sum(spend_usd) as spend_usd
+    from marts.fct_daily_spend
+    where usage_date between (select first_day from bounds) and (select last_day from bounds)
+    group by usage_date, api_key_hash, model_permaslug
+),
+
+with_baseline as (
+    select
+        *,
+        median(requests) over prior_week as baseline_daily_requests,
+        median(completion_tokens / nullif(requests, 0)) over prior_week as baseline_tokens_per_request
+    from key_models
+    window prior_week as (
+        partition by api_key_hash, model_permaslug
+        order by usage_date
+        range between interval 7 day preceding and interval 1 day preceding
+    )
+),
+
+estimated as (
+    select
+        *,
+        coalesce(
+            baseline_tokens_per_request > 0
+            and requests > 1.5 * baseline_daily_requests
+            and completion_tokens < 0.5 * baseline_tokens_per_request * requests,
+            false
+        ) as is_loop_shaped
+    from with_baseline
+),
+
+with_waste as (
+    select
+        *,
+        case
+            when is_loop_shaped
+                then requests - least(requests, greatest(1, completion_tokens / baseline_tokens_per_request))
+            else 0
+        end as wasted_requests
+    from estimated
+),
+
+keys as (
+    select
+        usage_date,
+        api_key_hash,
+        any_value(api_key_name) as api_key_name,
+        any_value(project) as project,
+        bool_or(is_owned) as is_owned,
+        sum(requests) as requests,
+        sum(prompt_tokens) as prompt_tokens,
+        sum(completion_tokens) as completion_tokens,
+        marts.exact_sum(spend_usd) as spend_usd,
+        marts.exact_sum(baseline_daily_requests) as baseline_daily_requests,
+        marts.exact_sum(baseline_tokens_per_request * baseline_daily_requests) as baseline_daily_completion_tokens,
+        marts.exact_sum(wasted_requests) as wasted_requests,
+        marts.exact_sum(spend_usd * wasted_requests / nullif(requests, 0)) as wasted_spend_usd,
+        bool_or(is_loop_shaped) as is_loop_shaped
+    from with_waste
+    semi join build_days using (usage_date)
+    group by usage_date, api_key_hash
+),
+
+final as (
+    select
+        ---------- keys
+        usage_date,
+        api_key_hash,
+        api_key_name,
+        project,
+        is_owned,
+        ---------- the day
+        requests,
+        prompt_tokens,
+        completion_tokens,
+        spend_usd,
+        ---------- against the previous 7 days
+        baseline_daily_requests,
+        requests / nullif(baseline_daily_requests, 0) as request_ratio,
+        completion_tokens / nullif(requests, 0) as completion_tokens_per_request,
+        baseline_daily_completion_tokens / nullif(baseline_daily_requests, 0)
+            as baseline_completion_tokens_per_request,
+        ---------- waste estimate
+        wasted_requests,
+        coalesce(wasted_spend_usd, 0) as wasted_spend_usd,
+        is_loop_shaped
+    from keys
+)
+
+select * from final

@@ -7,9 +7,11 @@ Pulls one completed UTC day of OpenRouter usage and loads it into the DuckDB war
   the data interval start. Backfill with `airflow backfill create` or `openrouter-spend run`.
 * **Flow**: check the day is still in the API's 30-day window (landing the account-level activity) →
   snapshot credits, workspaces, keys, models and providers → per-key activity, mapped over key chunks →
-  reconcile per-key against account totals → load `raw.*` (partition swap) → build `staging.*` → summary.
+  reconcile per-key against account totals → load `raw.*` (partition swap) → build `staging.*` →
+  build `marts.*` (config validated; only the partitions the day reaches) → publish the analysts' copy →
+  summary.
 * **Outputs**: landing files under `$OPENROUTER_SPEND_HOME/landing/openrouter/date=<day>/`, tables in
-  `$OPENROUTER_SPEND_HOME/warehouse.duckdb`.
+  `$OPENROUTER_SPEND_HOME/warehouse.duckdb`, the read-only copy `published/warehouse.duckdb`.
 * HTTP tasks run on any worker and only write landing files; every task that opens DuckDB runs in the
   `duckdb` pool (1 slot) on the `warehouse` queue.
 """
@@ -120,6 +122,20 @@ def openrouter_spend_daily():
         return refresh_staging()
 
     @task(**WAREHOUSE)
+    def build_marts(data_interval_start=None) -> dict:
+        """Rebuild the unit-economics marts for the day and the windows it feeds."""
+        from openrouter_spend.pipeline import build_marts
+
+        return _fail_fast(build_marts, _day(data_interval_start))
+
+    @task(**WAREHOUSE)
+    def publish_warehouse() -> str:
+        """Atomically replace the analysts' read-only copy."""
+        from openrouter_spend.pipeline import publish_warehouse
+
+        return publish_warehouse()
+
+    @task(**WAREHOUSE)
     def summarize_day(data_interval_start=None) -> dict:
         """Log row counts and the day's spend."""
         from openrouter_spend.pipeline import summarize_day
@@ -134,7 +150,7 @@ def openrouter_spend_daily():
     key_chunks >> reconciled
     loaded = load_raw()
     [migrated, window, reconciled] >> loaded
-    loaded >> build_staging() >> summarize_day()
+    loaded >> build_staging() >> build_marts() >> publish_warehouse() >> summarize_day()
 
 
 openrouter_spend_daily()

@@ -121,6 +121,28 @@ def command_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild staging and every mart from raw, then republish the analysts' copy."""
+    import time as clock
+
+    from openrouter_spend.config import ConfigError
+    from openrouter_spend.marts import publish_warehouse, rebuild_all
+    from openrouter_spend.warehouse import connect
+
+    started = clock.monotonic()
+    try:
+        with connect() as con:
+            rows = rebuild_all(con, restate_config=args.restate_config)
+    except ConfigError as exc:
+        print(f"openrouter-spend rebuild: {exc}", file=sys.stderr)
+        return 2
+    published = publish_warehouse()
+    for mart, count in rows.items():
+        print(f"  {mart:<28} {count:>10,} rows")
+    print(f"rebuilt in {clock.monotonic() - started:.1f}s; published {published}")
+    return 0
+
+
 def command_migrate(args: argparse.Namespace) -> int:
     """Apply pending warehouse migrations."""
     from openrouter_spend.warehouse import connect, migrate
@@ -158,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="print rows per table and spend per day")
     summary.set_defaults(handler=command_summary)
+
+    rebuild = commands.add_parser("rebuild", help="rebuild staging and all marts from raw, then publish")
+    rebuild.add_argument("--restate-config", action="store_true",
+                         help="apply the current configuration to all history (default: each day keeps the"
+                              " configuration that was in force when it was first built)")
+    rebuild.set_defaults(handler=command_rebuild)
 
     migrate = commands.add_parser("migrate", help="apply pending warehouse migrations")
     migrate.set_defaults(handler=command_migrate)

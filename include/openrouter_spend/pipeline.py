@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class PermanentTaskError(Exception):
-    """An error no retry can fix (bad credentials, missing configuration)."""
+    """An error no retry can fix (bad credentials, missing configuration, an invalid config file)."""
 
 
 @contextmanager
@@ -118,6 +118,25 @@ def refresh_staging() -> list[str]:
     """(Re)create the staging views."""
     with connect() as con:
         return build_staging(con)
+
+
+def build_marts(day: date) -> dict[str, int]:
+    """Validate the configuration and rebuild the mart partitions the day (and late re-pulls) touch."""
+    from openrouter_spend.config import ConfigError
+    from openrouter_spend.marts import build_marts as build
+
+    with connect() as con:
+        try:
+            return build(con, [day])
+        except ConfigError as exc:
+            raise PermanentTaskError(str(exc)) from exc
+
+
+def publish_warehouse() -> str:
+    """Replace the analysts' read-only copy of the warehouse."""
+    from openrouter_spend.marts import publish_warehouse as publish
+
+    return str(publish())
 
 
 def summarize_day(day: date) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-WAREHOUSE_TASKS = {"prepare_warehouse", "load_raw", "build_staging", "summarize_day"}
+WAREHOUSE_TASKS = {"prepare_warehouse", "load_raw", "build_staging", "build_marts", "publish_warehouse",
+                   "summarize_day"}
 HTTP_TASKS = {"check_activity_window", "extract_snapshots", "extract_key_activity", "reconcile_key_activity"}
 
 
@@ -62,7 +63,9 @@ def test_flow_reads_extract_then_load_then_staging(daily):
     assert {"extract_snapshots", "extract_key_activity"} <= tasks["reconcile_key_activity"].upstream_task_ids
     assert {"prepare_warehouse", "check_activity_window", "reconcile_key_activity"} <= tasks["load_raw"].upstream_task_ids
     assert tasks["build_staging"].upstream_task_ids == {"load_raw"}
-    assert tasks["summarize_day"].upstream_task_ids == {"build_staging"}
+    assert tasks["build_marts"].upstream_task_ids == {"build_staging"}
+    assert tasks["publish_warehouse"].upstream_task_ids == {"build_marts"}
+    assert tasks["summarize_day"].upstream_task_ids == {"publish_warehouse"}
     assert tasks["load_raw"].trigger_rule == "none_failed"
 
 

@@ -36,15 +36,17 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subpr
 
 
 def table_fingerprint(warehouse: Path) -> dict[str, tuple]:
-    """Row count and a content checksum of every raw table and staging view."""
+    """Row count and a content checksum of every raw, staging, config and mart relation."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         names = con.execute("select table_schema || '.' || table_name from information_schema.tables "
-                            "where table_schema in ('raw', 'staging') order by 1").fetchall()
+                            "where table_schema in ('raw', 'staging', 'config', 'marts')"
+                            " and table_name <> 'build_log' order by 1").fetchall()
         fingerprint = {}
         for (name,) in names:
             columns = [c for (c,) in con.execute(
                 f"select column_name from information_schema.columns where table_schema || '.' || table_name = '{name}'"
-                " and column_name not in ('run_id', 'fetched_at', 'landing_file')").fetchall()]
+                " and column_name not in ('run_id', 'fetched_at', 'landing_file', 'snapshot_fetched_at',"
+                " 'loaded_at', 'recorded_at')").fetchall()]
             fingerprint[name] = con.execute(
                 f"select count(*), sum(hash({', '.join(columns)})) from {name}").fetchone()
         return fingerprint
@@ -86,6 +88,22 @@ def test_warehouse_holds_exactly_the_emulated_spend(three_days):
         assert listed >= 120
         assert con.execute("select count(*) from staging.stg_keys where is_disabled").fetchone()[0] > 0
         assert con.execute("select count(distinct snapshot_date) from staging.stg_credits").fetchone()[0] == 3
+        mart_spend = con.execute("select sum(spend_usd) from marts.fct_daily_spend where usage_date between ? and ?",
+                                 [DAYS[0], DAYS[-1]]).fetchone()[0]
+        assert mart_spend == pytest.approx(sum(org.daily_spend(day) for day in DAYS), abs=1e-6)
+
+
+def test_analysts_get_a_published_copy_that_meets_the_contract(three_days):
+    home, result, _ = three_days
+    assert result.returncode == 0, result.stderr
+    published = home / "published" / "warehouse.duckdb"
+    checker = ROOT.parent / "shared" / "tools" / "check_contract.py"
+    if not checker.exists():
+        pytest.skip(f"contract checker not found at {checker}")
+    check = subprocess.run([sys.executable, str(checker), str(published)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    with duckdb.connect(str(published), read_only=True) as con:
+        assert con.execute("select count(*) from marts.fct_credit_balance").fetchone()[0] == 3
 
 
 def test_management_key_is_nowhere_in_outputs(three_days):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 
@@ -404,10 +404,36 @@ class OpenRouterClient:
         raw = self.request("/analytics/query", method="POST", json_body=body)
         return data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=dict)
 
+    def iter_pages(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Iterator[RawResponse]:
+        """Raw pages of a list endpoint, following `links.next` (e.g. /models with offset/limit)."""
+        params = dict(params or {})
+        seen: set[tuple] = set()
+        while True:
+            raw = self.request(endpoint, params)
+            yield raw
+            payload = raw.json()
+            links = payload.get("links") if isinstance(payload, dict) else None
+            next_link = links.get("next") if isinstance(links, dict) else None
+            if not next_link:
+                return
+            link = urlsplit(next_link)
+            if link.path and not link.path.rstrip("/").endswith(endpoint.rstrip("/")):
+                raise MalformedResponseError(
+                    f"{describe_request(raw.endpoint, raw.params)}: links.next points elsewhere ({link.path})",
+                    endpoint=endpoint,
+                )
+            params = dict(parse_qsl(link.query))
+            marker = tuple(sorted(params.items()))
+            if marker in seen:
+                raise MalformedResponseError(
+                    f"{describe_request(raw.endpoint, raw.params)}: links.next repeats a page", endpoint=endpoint
+                )
+            seen.add(marker)
+
     def iter_items(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Iterator[dict]:
-        """Items of a list endpoint, following `links.next` where the server paginates."""
-        raw = self.request(endpoint, params)
-        yield from data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=list)
+        """Items of a list endpoint across every page."""
+        for raw in self.iter_pages(endpoint, params):
+            yield from data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=list)
 
 
 def _param(value: Any) -> str:

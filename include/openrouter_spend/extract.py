@@ -151,8 +151,10 @@ def fetch_snapshots(client: OpenRouterClient, batch: LandingBatch) -> list[KeyIn
             for item in items:
                 if isinstance(item, dict) and item.get("hash"):
                     keys[item["hash"]] = KeyInfo.from_item(item)
-    batch.land(client.request("/models", {"output_modalities": "all"}))
-    batch.land(client.request("/providers"))
+    for page in client.iter_pages("/models", {"output_modalities": "all"}):
+        batch.land(page)
+    for page in client.iter_pages("/providers"):
+        batch.land(page)
     batch.notes["keys_listed"] = len(keys)
     return sorted(keys.values(), key=lambda k: k.hash)
 

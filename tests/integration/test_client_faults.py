@@ -149,3 +149,12 @@ def test_keys_are_paginated_across_every_workspace(emulator):
     assert every_key == existing and len(every_key) >= 120
     default_only = {key["hash"] for key in client.keys()}
     assert default_only < every_key
+
+
+def test_paginated_models_are_followed_through_links_next(emulator):
+    client, _ = make_client(emulator)
+    everything = client.models()
+    paged = list(client.iter_pages("/models", {"output_modalities": "all", "limit": 7}))
+    assert len(paged) == -(-len(everything) // 7)
+    ids = [m["id"] for raw in paged for m in raw.json()["data"]]
+    assert ids == [m["id"] for m in everything]

@@ -32,6 +32,30 @@ def _has_relation(con, schema: str, name: str) -> bool:
     ).fetchone()[0])
 
 
+def _headline(con) -> list[str]:
+    """Balance, runway and the newest day's spend by project, when the marts are built."""
+    if not _has_relation(con, "marts", "fct_credit_balance"):
+        return []
+    balance = con.execute(
+        "select as_of_date, balance_usd, burn_usd, burn_7d_avg_usd, runway_days from marts.fct_credit_balance"
+        " order by as_of_date desc limit 1"
+    ).fetchone()
+    if balance is None:
+        return []
+    day, balance_usd, burn, burn_avg, runway = balance
+    lines = ["", f"Headline for {day}"]
+    runway_text = f"{runway:.1f} days of runway" if runway is not None else "no burn, runway unbounded"
+    lines.append(f"  balance ${balance_usd:,.2f}, burn ${burn or 0:,.2f} (7-day average ${burn_avg or 0:,.2f}), "
+                 f"{runway_text}")
+    projects = con.execute(
+        "select project, budget_owner, sum(spend_usd) from marts.fct_daily_spend where usage_date = ?"
+        " group by all order by 3 desc", [day]
+    ).fetchall()
+    for project, owner, spend in projects:
+        lines.append(f"  {project:<24} {owner or 'no owner':<20} ${spend:>10,.2f}")
+    return lines
+
+
 def render_summary(days: list[date] | None) -> str:
     """Rows per table, spend per day (for `days`, or every loaded day), gaps and where outputs live."""
     paths = settings.paths()
@@ -62,6 +86,7 @@ def render_summary(days: list[date] | None) -> str:
             if rows:
                 lines.append(f"  {'total':<10}  {sum(r[1] for r in rows):>12,.2f}  {sum(r[2] for r in rows):>10,.2f}"
                              f"  {sum(r[3] for r in rows):>10,}")
+        lines.extend(_headline(con))
         gaps = con.execute(
             "select partition_date, endpoint, reason from meta.extraction_gaps order by 1"
         ).fetchall() if _has_relation(con, "meta", "extraction_gaps") else []

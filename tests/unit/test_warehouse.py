@@ -48,3 +48,17 @@ def test_badly_named_or_duplicate_migrations_are_rejected(tmp_path):
     (tmp_path / "001_b.sql").write_text("select 1")
     with pytest.raises(ValueError, match="also used by"):
         discover_migrations(tmp_path)
+
+
+def test_views_are_created_after_the_views_they_read(tmp_path):
+    from openrouter_spend.warehouse import dependency_order
+
+    files = {}
+    for name, sql in {"a_top": "select * from staging.z_base join staging.m_mid using (x)",
+                      "m_mid": "select * from staging.z_base", "z_base": "select 1 as x"}.items():
+        files[name] = tmp_path / f"{name}.sql"
+        files[name].write_text(sql)
+    assert [p.stem for p in dependency_order(list(files.values()), "staging")] == ["z_base", "m_mid", "a_top"]
+    files["z_base"].write_text("select * from staging.a_top")
+    with pytest.raises(ValueError, match="cycle"):
+        dependency_order(list(files.values()), "staging")

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
+# standalone starts its components as `airflow ...` subprocesses found on PATH.
+export PATH="$ROOT/.venv/bin:$PATH"
 export OPENROUTER_SPEND_HOME="${OPENROUTER_SPEND_HOME:-$ROOT/data}"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$OPENROUTER_SPEND_HOME/airflow-standalone}"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"

@@ -54,7 +54,7 @@ def _fail_fast(call, *args, **kwargs):
     default_args={
         "owner": "data-engineering",
         "retries": int(os.environ.get("OPENROUTER_SPEND_TASK_RETRIES", "3")),
-        "retry_delay": timedelta(seconds=30),
+        "retry_delay": timedelta(seconds=float(os.environ.get("OPENROUTER_SPEND_TASK_RETRY_DELAY", "30"))),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
         "on_failure_callback": record_task_failure,
@@ -112,7 +112,7 @@ def openrouter_spend_daily():
         """Replace the day's raw partition with this run's landing batches."""
         from openrouter_spend.pipeline import load_raw
 
-        return load_raw(_day(data_interval_start), run_id)
+        return _fail_fast(load_raw, _day(data_interval_start), run_id)
 
     @task(**WAREHOUSE)
     def build_staging() -> list[str]:

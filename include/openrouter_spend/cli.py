@@ -63,6 +63,9 @@ def command_run(args: argparse.Namespace) -> int:
     from openrouter_spend.runner import DAG_ID, run_days
 
     days = _resolve_days(args)
+    # An interactive backfill should report a failing day within a minute, not after the scheduler's
+    # 30 s → 10 min retry ladder; an explicit setting still wins.
+    os.environ.setdefault("OPENROUTER_SPEND_TASK_RETRY_DELAY", "5")
     with ExitStack() as stack:
         emulator = None
         if not _key_configured():

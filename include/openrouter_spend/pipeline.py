@@ -22,7 +22,7 @@ from openrouter_spend.extract import (
     reconcile_key_activity,
 )
 from openrouter_spend.landing import LandingBatch
-from openrouter_spend.load import load_partition
+from openrouter_spend.load import LandingDataError, load_partition
 from openrouter_spend.warehouse import build_staging, connect, migrate, table_counts
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,11 @@ def load_raw(day: date, run_id: str) -> dict[str, Any]:
     """Replace the day's raw partition with the run's committed landing batches."""
     with connect() as con:
         migrate(con)
-        return load_partition(con, settings.api_landing_root(), day, run_id).as_dict()
+        try:
+            return load_partition(con, settings.api_landing_root(), day, run_id).as_dict()
+        except LandingDataError as exc:
+            # A retry would re-read the same landed files; the run must re-extract instead.
+            raise PermanentTaskError(str(exc)) from exc
 
 
 def refresh_staging() -> list[str]:

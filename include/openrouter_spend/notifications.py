@@ -30,3 +30,117 @@ def record_task_failure(context) -> None:
     home.mkdir(parents=True, exist_ok=True)
     with open(home / FAILURES_FILE, "a") as handle:
         handle.write(json.dumps(entry) + "\n")
+
+
+def _context_value(context, key: str, attribute: str | None = None):
+    ti = context.get("ti") or context.get("task_instance")
+    value = context.get(key)
+    if value is None and ti is not None and attribute:
+        value = getattr(ti, attribute, None)
+    return value
+
+
+def failure_message(context) -> tuple[str, str]:
+    """Subject and plain-text body telling the data-engineering route which task failed and why."""
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or _context_value(context, "dag_id")
+    task_id = getattr(ti, "task_id", None)
+    map_index = getattr(ti, "map_index", -1)
+    run_id = _context_value(context, "run_id", "run_id")
+    exception = context.get("exception")
+    error = f"{type(exception).__name__}: {exception}" if exception else "task failed (no exception recorded)"
+    interval = context.get("data_interval_start")
+    task_label = f"{task_id}[{map_index}]" if map_index not in (None, -1) else str(task_id)
+    subject = f"[openrouter-spend] pipeline task {task_label} failed in {dag_id}"
+    lines = [
+        subject, "",
+        f"DAG: {dag_id}",
+        f"Task: {task_label} (try {getattr(ti, 'try_number', '?')})",
+        f"Run: {run_id}" + (f" (data interval from {interval})" if interval else ""),
+        f"Error: {error[:2000]}",
+    ]
+    log_url = getattr(ti, "log_url", None)
+    if log_url:
+        lines.append(f"Log: {log_url}")
+    lines += ["", "The task's retries are exhausted. Fix the cause and clear the task (or rerun the day); "
+                  "alerts already sent are never sent twice."]
+    return subject, "\n".join(lines)
+
+
+def notify_pipeline_failure(context, route_name: str = "data-engineering", config_dir: Path | None = None) -> dict:
+    """Send a failed task to the route's Slack webhook and email; never raises (returns each channel's outcome)."""
+    import logging
+
+    from openrouter_spend import channels
+    from openrouter_spend.rules import load_rules
+
+    log = logging.getLogger(__name__)
+    outcome: dict[str, str] = {}
+    try:
+        rules_config = load_rules(config_dir)
+        route = rules_config.routes[route_name]
+    except Exception as exc:  # a broken rules.yaml must not hide the task failure being reported
+        log.error("cannot notify pipeline failure: %s", exc)
+        return {"route": f"unavailable: {type(exc).__name__}"}
+    subject, text = failure_message(context)
+    if route.has_slack:
+        url = channels.slack_webhook_url(route.slack_connection_id, route.slack_env_var)
+        if not url:
+            outcome["slack"] = "skipped: no webhook configured"
+        else:
+            payload = {"text": subject, "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*\n" + text.split("\n", 2)[2]}}]}
+            try:
+                channels.send_slack(url, payload, rules_config.slack.timeout_seconds)
+                outcome["slack"] = "sent"
+            except channels.ChannelError as exc:
+                outcome["slack"] = f"failed: {exc}"
+    recipients = [address for address in route.email_to if "@" in address]
+    if recipients:
+        email = rules_config.email
+        server = channels.smtp_server(email.connection_id, email.env_prefix, email.from_address,
+                                      email.timeout_seconds)
+        if server is None:
+            outcome["email"] = "skipped: no SMTP server configured"
+        else:
+            import hashlib
+
+            key = hashlib.sha256(subject.encode() + str(_context_value(context, "run_id", "run_id")).encode())
+            try:
+                channels.send_email(server, channels.build_email(server, recipients, subject, text,
+                                                                 key.hexdigest()[:16]))
+                outcome["email"] = "sent"
+            except channels.ChannelError as exc:
+                outcome["email"] = f"failed: {exc}"
+    for channel, state in outcome.items():
+        (log.warning if state.startswith("failed") else log.info)("pipeline failure %s: %s", channel, state)
+    return outcome
+
+
+def _pipeline_failure_notifier_class():
+    from airflow.sdk import BaseNotifier
+
+    class PipelineFailureNotifier(BaseNotifier):
+        """Airflow notifier (task on_failure_callback): a failed task pages the data-engineering route."""
+
+        template_fields = ("route_name",)
+
+        def __init__(self, route_name: str = "data-engineering"):
+            super().__init__()
+            self.route_name = route_name
+
+        def notify(self, context):
+            notify_pipeline_failure(context, self.route_name)
+
+    PipelineFailureNotifier.__module__ = __name__
+    PipelineFailureNotifier.__qualname__ = "PipelineFailureNotifier"
+    return PipelineFailureNotifier
+
+
+def __getattr__(name: str):
+    # Built on first use so importing this module (the runner does) does not import the Airflow SDK.
+    if name == "PipelineFailureNotifier":
+        cls = _pipeline_failure_notifier_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

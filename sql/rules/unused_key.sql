@@ -1,0 +1,94 @@
+-- unused_key: an enabled key nobody used for unused_key_days days (owners.yaml): an unused seat to revoke
+-- or give an expiry. Evaluated with the /keys snapshot taken after the day, so past days replay as they were.
+-- Grain: one row per unused key on the evaluated day. Segment: key. The ledger keeps it open while the key
+-- stays unused, so it is announced once and escalates only after escalate_after_days.
+-- Upstream: staging.stg_key_snapshots (the day's snapshot), staging.stg_activity (last day with requests),
+--   config.settings + config.config_versions (unused_key_days of the current configuration),
+--   marts.dim_api_key (owner of the key).
+-- Parameters: alert_day.
+-- Idle days count from the later of last_used_at and the last day with activity; a key never used counts
+-- from its creation (the same grace period as docs/marts.md "Unused keys"). Impact = the key's spending
+-- limit (what a leaked key could still spend; NULL when it has none).
+with
+params as (
+    select cast(getvariable('alert_day') as date) as day
+),
+
+settings as (
+    select settings.unused_key_days
+    from config.settings as settings
+    inner join config.config_versions as versions using (config_version_id)
+    where versions.effective_to is null
+),
+
+snapshot as (
+    select keys.*
+    from staging.stg_key_snapshots as keys, params
+    where keys.snapshot_date = params.day
+),
+
+activity as (
+    select api_key_hash, max(usage_date) as last_activity_date
+    from staging.stg_activity, params
+    where requests > 0 and usage_date <= params.day
+    group by api_key_hash
+),
+
+assessed as (
+    select
+        snapshot.*,
+        activity.last_activity_date,
+        greatest(cast(snapshot.last_used_at as date), activity.last_activity_date) as last_use_date,
+        params.day - coalesce(
+            greatest(cast(snapshot.last_used_at as date), activity.last_activity_date),
+            cast(snapshot.created_at as date)
+        ) as idle_days,
+        coalesce(snapshot.expires_at <= snapshot.fetched_at, false) as is_expired
+    from snapshot
+    cross join params
+    left join activity using (api_key_hash)
+),
+
+final as (
+    select
+        'unused_key' as rule_id,
+        params.day as usage_date,
+        'api_key=' || assessed.api_key_hash as segment_key,
+        coalesce(owners.project, '(unowned)') as project,
+        assessed.api_key_hash,
+        assessed.api_key_name,
+        null as model,
+        null as provider_name,
+        null as workflow,
+        null as signal,
+        'idle_days' as metric,
+        assessed.idle_days as observed_value,
+        0.0 as expected_value,
+        settings.unused_key_days as threshold_value,
+        assessed.limit_usd as impact_usd,
+        coalesce(assessed.last_use_date, cast(assessed.created_at as date)) as window_start,
+        params.day as window_end,
+        null::date as baseline_start,
+        null::date as baseline_end,
+        null::integer as history_days,
+        null as severity,
+        '[]'::json as contributors,
+        to_json({
+            'last_use_date': assessed.last_use_date,
+            'created_date': cast(assessed.created_at as date),
+            'never_used': assessed.last_use_date is null,
+            'limit_usd': assessed.limit_usd,
+            'lifetime_usage_usd': round(assessed.usage_usd, 2),
+            'workspace_id': assessed.workspace_id,
+            'creator_user_id': assessed.creator_user_id
+        }) as facts
+    from assessed
+    cross join params
+    cross join settings
+    left join marts.dim_api_key as owners using (api_key_hash)
+    where not assessed.is_disabled
+        and not assessed.is_expired
+        and assessed.idle_days >= settings.unused_key_days
+)
+
+select * from final

@@ -1,0 +1,504 @@
+"""Read everything one day's digest shows from the marts, tolerating the tables later issues fill.
+
+Every figure comes from `marts.*` (docs/marts.md); this module only selects, joins the annotations
+calendar and derives the short "what needs attention" list. Nothing here formats or renders.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from openrouter_spend.digest.formatting import short_day
+
+# How many days the trend charts look back (the API keeps 30 completed days).
+TREND_DAYS = 30
+# A project move is listed under "what needs attention" when it is at least this many dollars and this
+# fraction of the previous day's spend, and no annotation explains it.
+UNEXPLAINED_MOVE_MIN_USD = 5.0
+UNEXPLAINED_MOVE_MIN_SHARE = 0.15
+# A premium-share rise of this many share points (as a fraction) over the 28-day baseline is worth a look.
+PREMIUM_SHARE_RISE = 0.10
+# A provider's share of a project's spend moving by at least this fraction, and moving at least this many
+# dollars of the day's spend, is a provider-mix shift worth naming.
+PROVIDER_SHIFT_MIN_CHANGE = 0.10
+PROVIDER_SHIFT_MIN_USD = 2.0
+# Projects spending less than this on the day are left out of the premium findings (shares of pennies).
+PREMIUM_MIN_SPEND_USD = 1.0
+# Runway below this many days asks for a top-up; below RUNWAY_CRITICAL_DAYS it is urgent.
+RUNWAY_WARN_DAYS = 14.0
+RUNWAY_CRITICAL_DAYS = 7.0
+ACCOUNT = "*"
+UNOWNED = "(unowned)"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of "what needs attention": severity (critical, warning, info), text and who acts."""
+
+    severity: str
+    text: str
+    owner: str | None = None
+
+
+@dataclass
+class DigestData:
+    """Everything the digest shows for one UTC day, read from the marts."""
+
+    day: date
+    source: str
+    has_data: bool
+    balance: dict[str, Any] | None
+    totals: dict[str, Any]
+    month: dict[str, Any]
+    budgets: list[dict[str, Any]]
+    changes: list[dict[str, Any]]
+    premium: list[dict[str, Any]]
+    provider_mix: list[dict[str, Any]]
+    unit_economics: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    alerts_state: str
+    alert_columns: list[str]
+    quality: dict[str, Any] | None
+    quality_state: str
+    blind_spot_rows: list[dict[str, Any]]
+    blind_spots: list[str]
+    waste: list[dict[str, Any]]
+    unowned_keys: list[dict[str, Any]]
+    unused_keys: list[dict[str, Any]]
+    fallback: list[dict[str, Any]]
+    trend: list[dict[str, Any]] = field(default_factory=list)
+    balance_trend: list[dict[str, Any]] = field(default_factory=list)
+    premium_trend: list[dict[str, Any]] = field(default_factory=list)
+    fallback_trend: list[dict[str, Any]] = field(default_factory=list)
+    provider_shifts: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def has_table(con, schema: str, name: str) -> bool:
+    """True when schema.name exists (table or view)."""
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+    ).fetchone()[0])
+
+
+def columns_of(con, schema: str, name: str) -> list[str]:
+    """Column names of schema.name in table order."""
+    return [row[0] for row in con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+        "order by ordinal_position", [schema, name]).fetchall()]
+
+
+def rows(con, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+    """Run a query and return its rows as dicts with NaN turned into None."""
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [{name: _clean(value) for name, value in zip(names, row, strict=True)} for row in cursor.fetchall()]
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def collect(con, day: date, source: str = "") -> DigestData:
+    """Read the day's digest content from an open (read-only) warehouse connection."""
+    balance = next(iter(rows(con, "select * from marts.fct_credit_balance where as_of_date = ?", [day])), None)
+    totals = rows(con, """
+        select coalesce(sum(spend_usd), 0) as spend_usd, coalesce(sum(byok_spend_usd), 0) as byok_spend_usd,
+               coalesce(sum(requests), 0) as requests, count(distinct api_key_hash) as active_keys,
+               count(*) as spend_rows
+        from marts.fct_daily_spend where usage_date = ?""", [day])[0]
+    data = DigestData(
+        day=day,
+        source=source,
+        has_data=bool(totals["spend_rows"]) or balance is not None,
+        balance=balance,
+        totals=totals,
+        month=_month(con, day),
+        budgets=_budgets(con, day),
+        changes=_changes(con, day),
+        premium=_premium(con, day),
+        provider_mix=rows(con, """
+            select * from marts.fct_provider_mix_daily where usage_date = ?
+            order by project = '*' desc, project, spend_usd desc, provider_name""", [day]),
+        unit_economics=rows(con, """
+            select * from marts.rpt_unit_economics_daily where usage_date = ?
+            order by project = '*' desc, spend_usd desc, project""", [day]),
+        alerts=[],
+        alerts_state="not_evaluated",
+        alert_columns=columns_of(con, "marts", "fct_alerts") if has_table(con, "marts", "fct_alerts") else [],
+        quality=None,
+        quality_state="not_run",
+        blind_spot_rows=[],
+        blind_spots=[],
+        waste=rows(con, """
+            select api_key_name, api_key_hash, project, requests, baseline_daily_requests, request_ratio,
+                   spend_usd, wasted_requests, wasted_spend_usd
+            from marts.rpt_key_usage_daily where usage_date = ? and wasted_spend_usd > 0
+            order by wasted_spend_usd desc, api_key_hash""", [day]),
+        unowned_keys=rows(con, """
+            select coalesce(api_key_name, api_key_hash) as api_key, workspace_name,
+                   sum(spend_usd) as spend_usd, sum(requests) as requests
+            from marts.fct_daily_spend where usage_date = ? and not is_owned
+            group by all order by spend_usd desc, api_key""", [day]),
+        unused_keys=rows(con, """
+            select api_key_name, project, budget_owner, days_since_last_use, unused_after_days, created_at,
+                   as_of_date
+            from marts.dim_api_key where is_unused order by project, api_key_name"""),
+        fallback=_fallback(con, day),
+    )
+    data.alerts, data.alerts_state = _alerts(con, day)
+    data.quality, data.quality_state = _quality(con, day)
+    data.blind_spot_rows = _blind_spot_rows(con, day)
+    data.trend = _trend(con, day)
+    data.balance_trend = rows(con, """
+        select as_of_date, balance_usd, burn_usd, burn_7d_avg_usd, topup_usd, runway_days
+        from marts.fct_credit_balance where as_of_date between ? and ? order by as_of_date""",
+        [day - timedelta(days=TREND_DAYS - 1), day])
+    data.premium_trend = rows(con, """
+        select usage_date, project, spend_usd, premium_spend_share, premium_spend_share_baseline_28d
+        from marts.rpt_unit_economics_daily where usage_date between ? and ? order by usage_date, project""",
+        [day - timedelta(days=TREND_DAYS - 1), day])
+    data.fallback_trend = _fallback_trend(con, day)
+    data.provider_shifts = _provider_shifts(con, day, data.provider_mix)
+    data.blind_spots = _blind_spots(con, data)
+    data.findings = _findings(data)
+    return data
+
+
+def _month(con, day: date) -> dict[str, Any]:
+    first = day.replace(day=1)
+    spend = con.execute(
+        "select coalesce(sum(spend_usd), 0), count(distinct usage_date) from marts.fct_daily_spend "
+        "where usage_date between ? and ?", [first, day]).fetchone()
+    loaded = con.execute(
+        "select count(*) from marts.fct_credit_balance where as_of_date between ? and ?", [first, day]).fetchone()[0]
+    loaded_days = max(int(spend[1]), int(loaded))
+    forecast = con.execute(
+        "select sum(forecast_month_end_spend_usd), sum(monthly_budget_usd) from marts.rpt_budget_status_daily "
+        "where usage_date = ?", [day]).fetchone()
+    gaps = []
+    if has_table(con, "meta", "extraction_gaps"):
+        gaps = [row[0] for row in con.execute(
+            "select distinct partition_date from meta.extraction_gaps where partition_date between ? and ? "
+            "order by 1", [first, day]).fetchall()]
+    return {"first_day": first, "month_to_date_usd": float(spend[0]), "days_elapsed": (day - first).days + 1,
+            "loaded_days": loaded_days, "gap_days": gaps,
+            "configured_forecast_usd": forecast[0], "configured_monthly_budget_usd": forecast[1]}
+
+
+def _budgets(con, day: date) -> list[dict[str, Any]]:
+    configured = rows(con, """
+        select project, team, budget_owner, budget_owner_contact, spend_usd, week_to_date_spend_usd,
+               month_to_date_spend_usd, velocity_multiplier, daily_budget_usd, effective_daily_budget_usd,
+               weekly_budget_usd, effective_weekly_budget_usd, monthly_budget_usd, effective_monthly_budget_usd,
+               daily_budget_used_ratio, weekly_budget_used_ratio, monthly_budget_used_ratio, run_rate_7d_usd,
+               days_left_in_month, forecast_month_end_spend_usd, forecast_monthly_budget_ratio
+        from marts.rpt_budget_status_daily where usage_date = ?
+        order by spend_usd desc, project""", [day])
+    unowned = rows(con, """
+        select sum(spend_usd) filter (where usage_date = ?) as spend_usd,
+               sum(spend_usd) filter (where usage_date >= date_trunc('week', cast(? as date))) as week_to_date_spend_usd,
+               sum(spend_usd) as month_to_date_spend_usd
+        from marts.fct_daily_spend
+        where not is_owned and usage_date between date_trunc('month', cast(? as date)) and ?""",
+        [day, day, day, day])[0]
+    if unowned["month_to_date_spend_usd"]:
+        configured.append({
+            "project": UNOWNED, "team": None, "budget_owner": None, "budget_owner_contact": None,
+            "spend_usd": unowned["spend_usd"] or 0.0,
+            "week_to_date_spend_usd": unowned["week_to_date_spend_usd"] or 0.0,
+            "month_to_date_spend_usd": unowned["month_to_date_spend_usd"] or 0.0,
+        })
+    for row in configured:
+        row["status"] = budget_status(row)
+    return configured
+
+
+def budget_status(row: dict[str, Any]) -> str:
+    """over, at_risk, ok or no_owner/no_budget, from the day's and the forecast month's budget ratios."""
+    if row["project"] == UNOWNED:
+        return "no_owner"
+    ratios = [row.get(name) for name in ("daily_budget_used_ratio", "weekly_budget_used_ratio",
+                                         "monthly_budget_used_ratio")]
+    forecast = row.get("forecast_monthly_budget_ratio")
+    if all(r is None for r in [*ratios, forecast]):
+        return "no_budget"
+    if any(r is not None and r > 1 for r in ratios):
+        return "over"
+    if forecast is not None and forecast > 1:
+        return "at_risk"
+    return "ok"
+
+
+def _annotations(con, day: date, project: str, signal: str) -> list[dict[str, Any]]:
+    return rows(con, """
+        select annotation_id, kind, project, description from marts.dim_annotation
+        where ? between start_date and end_date and project in (?, '*') and list_contains(signals, ?)
+        order by annotation_id""", [day, project, signal])
+
+
+def _changes(con, day: date) -> list[dict[str, Any]]:
+    changes = rows(con, """
+        select c.project, c.spend_usd, c.prior_spend_usd, c.delta_usd, c.volume_effect_usd, c.context_effect_usd,
+               c.mix_price_effect_usd, c.waste_effect_usd, c.decomposition_method, c.prior_week_spend_usd,
+               c.wow_delta_usd, c.wow_volume_effect_usd, c.wow_context_effect_usd, c.wow_mix_price_effect_usd,
+               c.wow_waste_effect_usd, b.budget_owner
+        from marts.rpt_spend_change c
+        left join marts.rpt_budget_status_daily b on b.usage_date = c.usage_date and b.project = c.project
+        where c.usage_date = ?
+        order by c.project = '*' desc, abs(coalesce(c.delta_usd, 0)) desc, c.project""", [day])
+    for change in changes:
+        change["annotations"] = _annotations(con, day, change["project"], "spend")
+    return changes
+
+
+def _premium(con, day: date) -> list[dict[str, Any]]:
+    premium = rows(con, """
+        select project, budget_owner, spend_usd, premium_spend_usd, premium_spend_share,
+               premium_spend_share_baseline_28d, premium_spend_share_change
+        from marts.rpt_unit_economics_daily where usage_date = ?
+        order by project = '*' desc, abs(coalesce(premium_spend_share_change, 0)) desc, project""", [day])
+    for row in premium:
+        row["annotations"] = _annotations(con, day, row["project"], "premium_share")
+    return premium
+
+
+def _provider_shifts(con, day: date, mix: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Within-project provider shifts that moved real money, largest first, with provider_mix annotations."""
+    project_spend: dict[str, float] = {}
+    for row in mix:
+        project_spend[row["project"]] = project_spend.get(row["project"], 0.0) + (row["spend_usd"] or 0.0)
+    shifts = []
+    for row in mix:
+        change = row.get("spend_share_change_7d")
+        if row["project"] == ACCOUNT or change is None or abs(change) < PROVIDER_SHIFT_MIN_CHANGE:
+            continue
+        moved = abs(change) * project_spend[row["project"]]
+        if moved >= PROVIDER_SHIFT_MIN_USD:
+            shifts.append({**row, "moved_usd": moved,
+                           "annotations": _annotations(con, day, row["project"], "provider_mix")})
+    return sorted(shifts, key=lambda row: (-row["moved_usd"], row["project"], row["provider_name"]))
+
+
+def _trend(con, day: date) -> list[dict[str, Any]]:
+    return rows(con, """
+        select usage_date, project, sum(spend_usd) as spend_usd
+        from marts.fct_daily_spend where usage_date between ? and ?
+        group by all order by usage_date, project""", [day - timedelta(days=TREND_DAYS - 1), day])
+
+
+def _alerts(con, day: date) -> tuple[list[dict[str, Any]], str]:
+    """The day's alert ledger and whether the rules ran: fired, none_fired or not_evaluated."""
+    if not has_table(con, "marts", "fct_alerts"):
+        return [], "not_evaluated"
+    alerts = rows(con, """
+        select * from marts.fct_alerts where usage_date = ?
+        order by case status when 'fired' then 0 when 'blocked' then 1 else 2 end,
+                 case severity when 'critical' then 0 when 'high' then 1 when 'warning' then 2
+                                when 'medium' then 3 else 4 end,
+                 abs(coalesce(impact_usd, 0)) desc, alert_id""", [day])
+    if any(alert.get("status") == "fired" for alert in alerts):
+        return alerts, "fired"
+    if alerts or _rules_evaluated(con, day):
+        return alerts, "none_fired"
+    return alerts, "not_evaluated"
+
+
+# Where the alerting step records that it evaluated a day (one row per evaluation, even when nothing fired).
+RULE_RUN_TABLES = (("marts", "fct_alert_runs"),)
+
+
+def _rules_evaluated(con, day: date) -> bool:
+    for schema, name in RULE_RUN_TABLES:
+        if has_table(con, schema, name) and "usage_date" in columns_of(con, schema, name):
+            return bool(con.execute(f'select count(*) from "{schema}"."{name}" where usage_date = ?',
+                                    [day]).fetchone()[0])
+    return False
+
+
+def _quality(con, day: date) -> tuple[dict[str, Any] | None, str]:
+    """The newest quality-gate run for the day: passed, failed, or not_run when the gate never ran."""
+    if not has_table(con, "marts", "fct_quality_runs"):
+        return None, "not_run"
+    names = columns_of(con, "marts", "fct_quality_runs")
+    order = next((f"{name} desc" for name in ("validated_at", "finished_at", "started_at") if name in names),
+                 "run_id desc")
+    run = next(iter(rows(con, f"select * from marts.fct_quality_runs where usage_date = ? order by {order} limit 1",
+                         [day])), None)
+    if run is None:
+        return None, "not_run"
+    run["failed_checks"] = []
+    if has_table(con, "marts", "fct_quality_results"):
+        run["failed_checks"] = rows(con, """
+            select check_id, severity, description, message from marts.fct_quality_results
+            where run_id = ? and usage_date = ? and not success
+            order by severity = 'error' desc, check_id limit 8""", [run["run_id"], day])
+    return run, "failed" if str(run.get("status")).lower() == "failed" else "passed"
+
+
+def _blind_spot_rows(con, day: date) -> list[dict[str, Any]]:
+    if not has_table(con, "marts", "rpt_blind_spots_daily"):
+        return []
+    names = columns_of(con, "marts", "rpt_blind_spots_daily")
+    if "usage_date" not in names:
+        return []
+    order = "project = '*' desc, spend_usd desc nulls last, project" if {"project", "spend_usd"} <= set(names) else "all"
+    return rows(con, f"select * from marts.rpt_blind_spots_daily where usage_date = ? order by {order}", [day])
+
+
+def _fallback(con, day: date) -> list[dict[str, Any]]:
+    if not has_table(con, "marts", "fct_fallback_daily"):
+        return []
+    return rows(con, """
+        select project, sum(requests) as requests, sum(fallback_requests) as fallback_requests,
+               sum(fallback_requests) / nullif(sum(requests), 0) as fallback_share,
+               sum(spend_usd) as spend_usd, sum(fallback_spend_usd) as fallback_spend_usd,
+               sum(fallback_extra_cost_usd) as fallback_extra_cost_usd
+        from marts.fct_fallback_daily where usage_date = ? group by project order by spend_usd desc, project""",
+        [day])
+
+
+def _fallback_trend(con, day: date) -> list[dict[str, Any]]:
+    if not has_table(con, "marts", "fct_fallback_daily"):
+        return []
+    return rows(con, """
+        select usage_date, project, sum(fallback_requests) / nullif(sum(requests), 0) as fallback_share
+        from marts.fct_fallback_daily where usage_date between ? and ?
+        group by all order by usage_date, project""", [day - timedelta(days=TREND_DAYS - 1), day])
+
+
+def _account(rows_: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((row for row in rows_ if row["project"] == ACCOUNT), None)
+
+
+def _blind_spots(con, data: DigestData) -> list[str]:
+    """What the numbers cannot see on this day, in plain words (always listed, never a confident zero)."""
+    spots = []
+    byok = data.totals["byok_spend_usd"]
+    if byok:
+        spots.append(f"BYOK inference of ${byok:,.2f} is OpenRouter's estimate at market rates; the provider bills "
+                     "it directly and it is not part of the credit spend above.")
+    economics = _account(data.unit_economics)
+    coverage = economics.get("generation_coverage_share") if economics else None
+    if coverage is None:
+        spots.append("No per-request data for this day: fallback frequency, accepted results and cost per "
+                     "accepted result are unknown (not zero).")
+    elif coverage < 0.999:
+        spots.append(f"Per-request data covers {coverage:.0%} of requests; fallback figures describe that part only.")
+    month = data.month
+    missing = month["days_elapsed"] - month["loaded_days"]
+    if missing > 0:
+        spots.append(f"{missing} of the {month['days_elapsed']} days this month are not in the warehouse: "
+                     "month-to-date totals and forecasts count loaded days only.")
+    if month["gap_days"]:
+        listed = ", ".join(d.isoformat() for d in month["gap_days"])
+        spots.append(f"Days outside the API's 30-day window that were never captured: {listed}.")
+    if data.waste:
+        spots.append("Waste (loops, duplicate jobs) is estimated from daily totals per key, not counted per request.")
+    unattributed = con.execute(
+        "select coalesce(sum(spend_usd), 0) from marts.fct_daily_spend where usage_date = ? "
+        "and api_key_hash = '(unattributed)'", [data.day]).fetchone()[0]
+    if unattributed:
+        spots.append(f"${unattributed:,.2f} of account spend is not accounted for by any listed key "
+                     "(deleted keys, for instance) and has no owner.")
+    return spots
+
+
+def _findings(data: DigestData) -> list[Finding]:
+    """The short "what needs attention" list: runway, budgets, unexplained moves, premium drift, ownership."""
+    findings: list[Finding] = []
+    if data.quality_state == "failed":
+        findings.append(Finding("critical", "The data-quality gate failed for this day: treat every figure below "
+                                            "as provisional until the data is fixed."))
+    balance = data.balance
+    if balance and balance.get("runway_days") is not None and balance["runway_days"] < RUNWAY_WARN_DAYS:
+        severity = "critical" if balance["runway_days"] < RUNWAY_CRITICAL_DAYS else "warning"
+        findings.append(Finding(severity, (
+            f"Top up credits: the balance of ${balance['balance_usd']:,.2f} lasts {balance['runway_days']:.1f} days "
+            f"at the 7-day burn of ${balance['burn_7d_avg_usd']:,.2f}/day (runs out around "
+            f"{short_day(balance['projected_depletion_date'])})."), "finance"))
+    for row in data.budgets:
+        owner = row.get("budget_owner")
+        if row["status"] == "over":
+            worst = max(("daily", "weekly", "monthly"),
+                        key=lambda period: row.get(f"{period}_budget_used_ratio") or 0)
+            ratio = row[f"{worst}_budget_used_ratio"]
+            spent = {"daily": row["spend_usd"], "weekly": row["week_to_date_spend_usd"],
+                     "monthly": row["month_to_date_spend_usd"]}[worst]
+            findings.append(Finding("warning", (
+                f"{row['project']} is over its {worst} budget: ${spent:,.2f} of "
+                f"${row[f'effective_{worst}_budget_usd']:,.2f} ({ratio:.0%})."), owner))
+        elif row["status"] == "at_risk":
+            findings.append(Finding("warning", (
+                f"{row['project']} is on course to exceed its monthly budget: forecast "
+                f"${row['forecast_month_end_spend_usd']:,.2f} of ${row['effective_monthly_budget_usd']:,.2f} "
+                f"({row['forecast_monthly_budget_ratio']:.0%})."), owner))
+    for change in data.changes:
+        delta, prior = change.get("delta_usd"), change.get("prior_spend_usd")
+        if change["project"] == ACCOUNT or delta is None or change["annotations"]:
+            continue
+        if delta >= UNEXPLAINED_MOVE_MIN_USD and delta >= UNEXPLAINED_MOVE_MIN_SHARE * (prior or 0):
+            findings.append(Finding("warning", (
+                f"{change['project']} spent ${delta:,.2f} more than the day before "
+                f"({delta / prior:+.0%}) with no release or incident to explain it; {why(change)}."
+                if prior else f"{change['project']} spent ${delta:,.2f} with no spend the day before."),
+                change.get("budget_owner")))
+    for row in data.premium:
+        change = row.get("premium_spend_share_change")
+        if (row["project"] == ACCOUNT or change is None or change < PREMIUM_SHARE_RISE or row["annotations"]
+                or (row.get("spend_usd") or 0) < PREMIUM_MIN_SPEND_USD):
+            continue
+        findings.append(Finding("warning", (
+            f"{row['project']}: premium models took {row['premium_spend_share']:.0%} of its spend against "
+            f"{row['premium_spend_share_baseline_28d']:.0%} over the previous 28 days (+{change * 100:.0f} points), "
+            "with no release explaining it."), row.get("budget_owner")))
+    for waste in data.waste:
+        findings.append(Finding("warning", (
+            f"Key {waste['api_key_name'] or waste['api_key_hash']} ({waste['project']}) looks like a loop or "
+            f"duplicate job: {waste['request_ratio']:.1f}× its usual requests, about ${waste['wasted_spend_usd']:,.2f} "
+            "of the day's spend wasted."), None))
+    unowned = sum(key["spend_usd"] for key in data.unowned_keys)
+    if unowned > 0:
+        findings.append(Finding("info", (
+            f"Assign owners: ${unowned:,.2f} came from {len(data.unowned_keys)} key(s) no project owns "
+            f"({', '.join(key['api_key'] for key in data.unowned_keys[:3])}"
+            f"{', …' if len(data.unowned_keys) > 3 else ''})."), "finance"))
+    if data.unused_keys:
+        names = ", ".join(key["api_key_name"] or "?" for key in data.unused_keys[:4])
+        findings.append(Finding("info", (
+            f"{len(data.unused_keys)} enabled key(s) have been idle for {_idle_days(data.unused_keys)} days or "
+            f"more and could be disabled: {names}{', …' if len(data.unused_keys) > 4 else ''}."), None))
+    return findings
+
+
+def _idle_days(keys: list[dict[str, Any]]) -> str:
+    return str(min(int(key.get("unused_after_days") or 30) for key in keys))
+
+
+EFFECT_WORDS = {
+    "volume_effect_usd": ("more requests", "fewer requests"),
+    "context_effect_usd": ("longer prompts per request", "shorter prompts per request"),
+    "mix_price_effect_usd": ("pricier models or providers", "cheaper models or providers"),
+    "waste_effect_usd": ("more wasted requests (loops, duplicates)", "fewer wasted requests"),
+}
+
+
+def why(change: dict[str, Any], prefix: str = "") -> str:
+    """The decomposition in words: the largest effect first, then the next one when it matters."""
+    effects = [(name, change.get(f"{prefix}{name}")) for name in EFFECT_WORDS]
+    effects = sorted(((name, value) for name, value in effects if value), key=lambda item: -abs(item[1]))
+    if not effects:
+        return "no change to explain"
+    parts = []
+    total = sum(abs(value) for _, value in effects)
+    for name, value in effects[:2]:
+        if parts and abs(value) < 0.2 * total:
+            break
+        words = EFFECT_WORDS[name][0 if value > 0 else 1]
+        parts.append(f"{words} ({'+' if value > 0 else '−'}${abs(value):,.2f})")
+    return "mostly " + " and ".join(parts) if len(parts) == 1 else "mostly " + ", then ".join(parts)

@@ -7,11 +7,15 @@ Pulls one completed UTC day of OpenRouter usage and loads it into the DuckDB war
   the data interval start. Backfill with `airflow backfill create` or `openrouter-spend run`.
 * **Flow**: check the day is still in the API's 30-day window (landing the account-level activity) →
   snapshot credits, workspaces, keys, models and providers → per-key activity, mapped over key chunks →
-  reconcile per-key against account totals → load `raw.*` (partition swap) → build `staging.*` →
-  build `marts.*` (config validated; only the partitions the day reaches) → publish the analysts' copy →
-  summary.
+  reconcile per-key against account totals → load `raw.*` (partition swap) → build `staging.*`; beside
+  it, app request logs are ingested and sampled ids enriched through /generation →
+  build `marts.*` (config validated; only the partitions the day reaches) → audit the day with Great
+  Expectations (write–audit–publish: a failure stops publishing) → evaluate the decision rules into the
+  alert ledger (decision alerts `blocked` and a `data_quality` alert when the audit failed) (→ deliver alerts, skipped when nothing is to be sent) → publish the analysts'
+  copy → write the finance digest and FOCUS export → summary.
 * **Outputs**: landing files under `$OPENROUTER_SPEND_HOME/landing/openrouter/date=<day>/`, tables in
-  `$OPENROUTER_SPEND_HOME/warehouse.duckdb`, the read-only copy `published/warehouse.duckdb`.
+  `$OPENROUTER_SPEND_HOME/warehouse.duckdb`, the read-only copy `published/warehouse.duckdb`, alerts in
+  `alerts/<day>.jsonl` (and Slack/email routes), the digest in `digests/<day>/`, FOCUS in `focus/`.
 * HTTP tasks run on any worker and only write landing files; every task that opens DuckDB runs in the
   `duckdb` pool (1 slot) on the `warehouse` queue.
 """
@@ -25,7 +29,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from openrouter_spend.notifications import record_task_failure
+from openrouter_spend.notifications import PipelineFailureNotifier, record_task_failure
 
 WAREHOUSE = {"pool": "duckdb", "queue": "warehouse"}
 
@@ -57,7 +61,7 @@ def _fail_fast(call, *args, **kwargs):
         "retry_delay": timedelta(seconds=float(os.environ.get("OPENROUTER_SPEND_TASK_RETRY_DELAY", "30"))),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
-        "on_failure_callback": record_task_failure,
+        "on_failure_callback": [record_task_failure, PipelineFailureNotifier()],
     },
 )
 def openrouter_spend_daily():
@@ -107,6 +111,27 @@ def openrouter_spend_daily():
         skipped = ti.xcom_pull(task_ids="extract_snapshots", key="skipped") or []
         return _fail_fast(reconcile_keys, _day(data_interval_start), run_id, window["account"], totals, skipped)
 
+    @task(**WAREHOUSE)
+    def ingest_request_logs(data_interval_start=None, run_id=None) -> dict:
+        """Load new or changed app request logs; plan the /generation calls within the daily budget."""
+        from openrouter_spend.pipeline import ingest_request_logs
+
+        return _fail_fast(ingest_request_logs, _day(data_interval_start), run_id)
+
+    @task
+    def enrich_generations(data_interval_start=None, run_id=None) -> dict:
+        """Fetch /generation for the planned ids and land the answers (HTTP only)."""
+        from openrouter_spend.pipeline import enrich_generations
+
+        return _fail_fast(enrich_generations, _day(data_interval_start), run_id)
+
+    @task(trigger_rule="all_done", **WAREHOUSE)
+    def load_generations(data_interval_start=None, run_id=None) -> dict:
+        """Load landed /generation records; not-yet-available ids stay queued for later runs."""
+        from openrouter_spend.pipeline import load_generations
+
+        return _fail_fast(load_generations, _day(data_interval_start), run_id)
+
     @task(trigger_rule="none_failed", **WAREHOUSE)
     def load_raw(data_interval_start=None, run_id=None) -> dict:
         """Replace the day's raw partition with this run's landing batches."""
@@ -129,11 +154,41 @@ def openrouter_spend_daily():
         return _fail_fast(build_marts, _day(data_interval_start))
 
     @task(**WAREHOUSE)
+    def validate_warehouse(data_interval_start=None, run_id=None) -> dict:
+        """Validate the day with Great Expectations; any failed expectation stops publishing."""
+        from openrouter_spend.pipeline import validate_warehouse
+
+        return _fail_fast(validate_warehouse, _day(data_interval_start), run_id)
+
+    @task(trigger_rule="all_done", **WAREHOUSE)
+    def evaluate_rules(data_interval_start=None, run_id=None) -> dict:
+        """Write the day's alert ledger; runs after a failed quality gate too, to block decision alerts."""
+        from openrouter_spend.pipeline import evaluate_alerts
+
+        return _fail_fast(evaluate_alerts, _day(data_interval_start), run_id)
+
+    @task(**WAREHOUSE)
+    def emit_alerts(evaluation: dict, data_interval_start=None, run_id=None) -> dict:
+        """Deliver the day's alerts to files, Slack and email; skipped when nothing is to be sent."""
+        from openrouter_spend.pipeline import emit_alerts
+
+        if not evaluation.get("to_send"):
+            raise AirflowSkipException("no alert to send for this day")
+        return _fail_fast(emit_alerts, _day(data_interval_start), run_id)
+
+    @task(**WAREHOUSE)
     def publish_warehouse() -> str:
         """Atomically replace the analysts' read-only copy."""
         from openrouter_spend.pipeline import publish_warehouse
 
         return publish_warehouse()
+
+    @task(**WAREHOUSE)
+    def write_digest(data_interval_start=None) -> dict:
+        """Write the finance digest, CSVs and FOCUS export from the published copy."""
+        from openrouter_spend.pipeline import write_digest
+
+        return write_digest(_day(data_interval_start))
 
     @task(**WAREHOUSE)
     def summarize_day(data_interval_start=None) -> dict:
@@ -150,7 +205,18 @@ def openrouter_spend_daily():
     key_chunks >> reconciled
     loaded = load_raw()
     [migrated, window, reconciled] >> loaded
-    loaded >> build_staging() >> build_marts() >> publish_warehouse() >> summarize_day()
+    marts = build_marts()
+    loaded >> build_staging() >> marts
+    generations = load_generations()
+    migrated >> ingest_request_logs() >> enrich_generations() >> generations >> marts
+    validated = validate_warehouse()
+    marts >> validated
+    evaluation = evaluate_rules()
+    validated >> evaluation
+    emit_alerts(evaluation)
+    published = publish_warehouse()
+    [validated, evaluation] >> published
+    published >> write_digest() >> summarize_day()
 
 
 openrouter_spend_daily()

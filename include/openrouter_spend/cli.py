@@ -47,6 +47,9 @@ def _start_embedded_emulator(stack: ExitStack, scenario: str):
     server = stack.enter_context(EmulatorServer(scenario=scenario))
     os.environ["OPENROUTER_BASE_URL"] = server.base_url
     os.environ["OPENROUTER_MANAGEMENT_KEY"] = server.management_key
+    # The demo's /generation sample: enough to show coverage and the outage's fallbacks, fast to fetch.
+    os.environ.setdefault("OPENROUTER_SPEND_GENERATION_CALL_BUDGET", "40")
+    os.environ.setdefault("OPENROUTER_SPEND_GENERATION_RPS", "50")
     print(f"No OPENROUTER_MANAGEMENT_KEY set: using the bundled emulator (scenario '{scenario}') at "
           f"{server.base_url}", flush=True)
     return server
@@ -77,7 +80,11 @@ def command_run(args: argparse.Namespace) -> int:
 
         def before_day(day: date) -> None:
             if emulator is not None:
+                from openrouter_spend.requests_log import write_emulated_logs
+
                 emulator.set_now(datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC) + REPLAY_OFFSET)
+                # The emulated apps' own request logs for the day, as app teams would drop them.
+                write_emulated_logs(emulator.org, day)
 
         total = len(days)
         print(f"Running {DAG_ID} for {total} day(s), {days[0]} → {days[-1]}; "

@@ -89,7 +89,7 @@ PERMANENT = (AuthenticationError, PermissionDeniedError, ConfigurationError)
 
 @dataclass(frozen=True)
 class RawResponse:
-    """One successful HTTP exchange, body untouched."""
+    """One successful HTTP exchange, body untouched; `fetched_at` is the server's time (Date header)."""
 
     endpoint: str
     params: dict[str, str]
@@ -185,6 +185,23 @@ def _retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None
             value /= 1000.0
         return max(0.0, value - now) if value > 1e9 else max(0.0, value)
     return None
+
+
+def _server_time(headers: Mapping[str, str]) -> datetime:
+    """When the server produced the response (its Date header), else our clock.
+
+    Snapshots (/credits, /keys) describe the server's "now", so their as-of time is the server's; the
+    emulator's Date follows its replay clock, which keeps replayed snapshots at the end of their day.
+    """
+    date_header = headers.get("Date")
+    if date_header:
+        try:
+            moment = parsedate_to_datetime(date_header)
+        except (TypeError, ValueError):
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+    return datetime.now(UTC)
 
 
 def _error_message(response: requests.Response) -> str:
@@ -294,7 +311,7 @@ class OpenRouterClient:
                 return RawResponse(
                     endpoint=endpoint, params=clean_params, status=status, body=body,
                     content_type=response.headers.get("Content-Type", ""),
-                    fetched_at=datetime.now(UTC), elapsed_seconds=time.monotonic() - started,
+                    fetched_at=_server_time(response.headers), elapsed_seconds=time.monotonic() - started,
                     attempts=attempt + 1,
                 )
             error = self._error_for(response, source)

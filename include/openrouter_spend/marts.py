@@ -55,8 +55,11 @@ class Mart:
 MARTS: tuple[Mart, ...] = (
     Mart("dim_model_price_history"),
     Mart("fct_daily_spend", "usage_date"),
+    # Per-request marts: a day's duplicates look back one hour, into the day before.
+    Mart("fct_generations", "usage_date", _days_after(1)),
     Mart("rpt_key_usage_daily", "usage_date", _days_after(7)),
     Mart("fct_provider_mix_daily", "usage_date", _days_after(7)),
+    Mart("fct_fallback_daily", "usage_date"),
     Mart("rpt_unit_economics_daily", "usage_date", _days_after(28)),
     # D compares with D-1 and D-7, whose wasted requests read 7 more days back.
     Mart("rpt_spend_change", "usage_date", _days_after(14)),
@@ -65,6 +68,8 @@ MARTS: tuple[Mart, ...] = (
     Mart("dim_api_key"),
     Mart("dim_model"),
     Mart("dim_annotation"),
+    # Reads fct_generations (per-request data) and the gap days of the 30 days before each day.
+    Mart("rpt_blind_spots_daily", "usage_date", _days_after(29)),
 )
 
 

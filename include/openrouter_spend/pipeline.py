@@ -107,6 +107,35 @@ def reconcile_keys(day: date, run_id: str, account: dict, chunk_totals: list[dic
                                       extraction.key_activity_concurrency)
 
 
+def ingest_request_logs(day: date, run_id: str) -> dict[str, Any]:
+    """Load new or changed app request logs and plan the /generation calls (metadata first, within the budget)."""
+    from openrouter_spend import enrich, requests_log
+
+    with connect() as con:
+        migrate(con)
+        ingested = requests_log.ingest(con)
+        plan = enrich.plan_enrichment(con, day, run_id)
+    return {"ingested": {k: v for k, v in ingested.items() if k != "outcomes"}, "plan": plan}
+
+
+def enrich_generations(day: date, run_id: str) -> dict[str, Any]:
+    """Call /generation for the planned ids and land every answer raw (HTTP only, no DuckDB)."""
+    from openrouter_spend import enrich
+
+    try:
+        return enrich.enrich_pending(day, run_id)
+    except PERMANENT as exc:
+        raise PermanentTaskError(str(exc)) from exc
+
+
+def load_generations(day: date, run_id: str) -> dict[str, Any]:
+    """Load the run's landed /generation records and move the pending queue on (404s retried later)."""
+    from openrouter_spend import enrich
+
+    with connect() as con:
+        return enrich.load_enrichment(con, day, run_id)
+
+
 def load_raw(day: date, run_id: str) -> dict[str, Any]:
     """Replace the day's raw partition with the run's committed landing batches."""
     with connect() as con:
@@ -128,10 +157,12 @@ def build_marts(day: date) -> dict[str, int]:
     """Validate the configuration and rebuild the mart partitions the day (and late re-pulls) touch."""
     from openrouter_spend.config import ConfigError
     from openrouter_spend.marts import build_marts as build
+    from openrouter_spend.requests_log import stale_days
 
     with connect() as con:
         try:
-            return build(con, [day])
+            # Days whose per-request data changed (late logs, enrichment) are rebuilt with this one.
+            return build(con, [day, *stale_days(con)])
         except ConfigError as exc:
             raise PermanentTaskError(str(exc)) from exc
 
@@ -141,6 +172,45 @@ def publish_warehouse() -> str:
     from openrouter_spend.marts import publish_warehouse as publish
 
     return str(publish())
+
+
+def validate_warehouse(day: date, run_id: str) -> dict[str, Any]:
+    """Audit the day before anything is published: the data-quality gate (results, Data Docs, summary)."""
+    from openrouter_spend.quality import QualityGateFailed, validate_day
+
+    try:
+        return validate_day(day, run_id)
+    except QualityGateFailed as exc:
+        raise PermanentTaskError(exc.summary) from exc
+
+
+def evaluate_alerts(day: date, run_id: str) -> dict[str, Any]:
+    """Evaluate the decision rules for the day and write the alert ledger (nothing is sent here)."""
+    from openrouter_spend.alerts import evaluate_day
+    from openrouter_spend.config import ConfigError
+
+    try:
+        return evaluate_day(day, run_id)
+    except ConfigError as exc:
+        raise PermanentTaskError(str(exc)) from exc
+
+
+def emit_alerts(day: date, run_id: str) -> dict[str, Any]:
+    """Deliver the day's pending and failed alert deliveries (raises AlertDeliveryFailed to be retried)."""
+    from openrouter_spend.alerts import emit_day
+    from openrouter_spend.config import ConfigError
+
+    try:
+        return emit_day(day, run_id)
+    except ConfigError as exc:
+        raise PermanentTaskError(str(exc)) from exc
+
+
+def write_digest(day: date) -> dict[str, Any]:
+    """Write the day's finance digest and FOCUS export from the published copy (e-mail finance if configured)."""
+    from openrouter_spend.digest import write_day
+
+    return write_day(day)
 
 
 def summarize_day(day: date) -> dict[str, Any]:

@@ -62,7 +62,8 @@ NOT_NULL: dict[str, tuple[str, ...]] = {
     "staging.stg_account_activity": ("provider_name", "usage_usd", "byok_usage_usd", "requests"),
     "staging.stg_credits": ("total_credits_usd", "total_usage_usd"),
     "staging.stg_key_snapshots": ("usage_usd",),
-    "marts.fct_generations": ("usage_date", "cost_usd"),
+    # cost_usd is NULL for a sampled-out request whose stratum has no known cost: unknown, not zero.
+    "marts.fct_generations": ("usage_date",),
     "marts.fct_alerts": ("rule_id", "usage_date", "status"),
 }
 # Day-partitioned staging views and the column that holds the day; the others are validated whole.
@@ -109,7 +110,7 @@ DEFAULT_SIGNED_MONEY = (
                 "a refund lowers total_usage; reconcile.credits_vs_activity checks the delta against activity"),
     SignedMoney(("*.*.*cache_discount*_usd", "*.*.*upstream_inference_cost*_usd", "*.*.*refund*_usd"),
                 "cache-write discounts and BYOK refunds are negative by definition (openrouter-api.md §4.4)"),
-    SignedMoney(("marts.fct_fallback_daily.fallback_extra_cost_usd",),
+    SignedMoney(("marts.fct_generations.fallback_extra_cost_usd", "marts.fct_fallback_daily.fallback_extra_cost_usd"),
                 "a fallback to a cheaper model or provider saves money"),
 )
 

@@ -101,5 +101,7 @@ def render_summary(days: list[date] | None) -> str:
     lines.append(f"  landing    {settings.api_landing_root()}")
     lines.append(f"  published  {paths.published}")
     lines.append(f"  digests    {paths.digests}")
+    lines.append(f"  focus      {paths.home / 'focus'}")
     lines.append(f"  alerts     {paths.alerts}")
+    lines.append(f"  quality    {paths.quality / 'docs' / 'index.html'}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,8 @@ def connect(path: Path | None = None, *, read_only: bool = False) -> Iterator:
     con = duckdb.connect(str(target), read_only=read_only, config=dict(DUCKDB_CONFIG))
     try:
         con.execute("set timezone = 'UTC'")
+        # DuckDB would otherwise cache up to 80% of RAM; a bounded pool keeps a day's build under 1 GiB.
+        con.execute(f"set memory_limit = '{os.environ.get('OPENROUTER_SPEND_DUCKDB_MEMORY_LIMIT') or '700MB'}'")
         yield con
     finally:
         con.close()

@@ -1,7 +1,11 @@
 -- rpt_key_usage_daily: each key's day against its own recent past, with an estimate of wasted requests.
 -- Grain: usage_date × api_key_hash. Key: the same two columns.
--- Upstream: marts.fct_daily_spend (the day and the 7 days before it).
+-- Upstream: marts.fct_daily_spend (the day and the 7 days before it), marts.fct_generations (the day).
 -- Partition: usage_date; builds the days in getvariable('mart_days').
+-- Waste from request logs (waste_method 'per_request'), when the key logged classified requests that day:
+-- wasted requests = requests × the weighted share of logged requests that were failed, cancelled, retries
+-- or duplicates (fct_generations.is_wasted, weighted by sampling_weight); wasted spend uses their cost share.
+-- Otherwise the aggregate estimate below (waste_method 'aggregate_estimate').
 -- Waste (aggregate estimate, per key × model): a loop or duplicate job shows as many more requests than
 -- usual that produce far less output each. Baselines are medians over the key-model's active days among
 -- the previous 7, so a loop of a day or two does not poison them. When requests exceed 1.5× the median
@@ -91,6 +95,21 @@ keys as (
     group by usage_date, api_key_hash
 ),
 
+per_request as (
+    select
+        usage_date,
+        api_key_hash,
+        count(*) as per_request_requests,
+        marts.exact_sum(sampling_weight * case when is_wasted then 1 else 0 end)
+            / nullif(marts.exact_sum(sampling_weight), 0) as wasted_request_share,
+        marts.exact_sum(sampling_weight * case when is_wasted then cost_usd else 0 end)
+            / nullif(marts.exact_sum(sampling_weight * cost_usd), 0) as wasted_cost_share
+    from marts.fct_generations
+    semi join build_days using (usage_date)
+    where api_key_hash is not null
+    group by usage_date, api_key_hash
+),
+
 final as (
     select
         ---------- keys
@@ -110,11 +129,22 @@ final as (
         completion_tokens / nullif(requests, 0) as completion_tokens_per_request,
         baseline_daily_completion_tokens / nullif(baseline_daily_requests, 0)
             as baseline_completion_tokens_per_request,
-        ---------- waste estimate
-        wasted_requests,
-        coalesce(wasted_spend_usd, 0) as wasted_spend_usd,
-        is_loop_shaped
+        ---------- waste: counted from request logs where the key logs them, else estimated
+        case
+            when per_request.wasted_request_share is not null then keys.requests * per_request.wasted_request_share
+            else keys.wasted_requests
+        end as wasted_requests,
+        case
+            when per_request.wasted_request_share is not null
+                then keys.spend_usd * coalesce(per_request.wasted_cost_share, per_request.wasted_request_share)
+            else coalesce(keys.wasted_spend_usd, 0)
+        end as wasted_spend_usd,
+        is_loop_shaped,
+        case when per_request.wasted_request_share is not null then 'per_request' else 'aggregate_estimate' end
+            as waste_method,
+        per_request.per_request_requests
     from keys
+    left join per_request using (usage_date, api_key_hash)
 )
 
 select * from final

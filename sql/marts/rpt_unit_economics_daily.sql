@@ -2,11 +2,14 @@
 -- whole account (project '*'), with provider concentration and the premium share against its baseline.
 -- Grain: usage_date × project. Key: the same two columns.
 -- Upstream: marts.fct_daily_spend (the day and the 28 days before it), marts.fct_provider_mix_daily,
---   marts.rpt_key_usage_daily (wasted spend).
+--   marts.rpt_key_usage_daily (wasted spend), marts.fct_generations (the day's logged requests).
 -- Partition: usage_date; builds the days in getvariable('mart_days').
--- premium_spend_share_baseline_28d pools the previous 28 days (spend-weighted). Per-request columns
--- (fallback_request_share, generation_coverage_share, accepted_results, cost_per_accepted_result_usd)
--- stay NULL until per-request data is loaded: unknown, not zero.
+-- premium_spend_share_baseline_28d pools the previous 28 days (spend-weighted). Per-request columns are NULL
+-- (unknown, never 0) for a project that logged no requests that day: generation_coverage_share = cost of the
+-- logged requests ÷ spend (at most 1); accepted_results counts accepted logged requests (NULL without
+-- verdicts); cost_per_accepted_result_usd = cost of the logged requests ÷ accepted results (same requests,
+-- so partial coverage does not inflate it); fallback_request_share is estimated over the classified logged
+-- requests with the stratified ratio estimator and 95% Wilson interval of fct_fallback_daily.
 with
 build_days as (
     select unnest(getvariable('mart_days')) as usage_date
@@ -107,6 +110,105 @@ waste as (
     group by usage_date
 ),
 
+generations as (
+    select * from marts.fct_generations
+    semi join build_days using (usage_date)
+),
+
+generation_strata as (
+    select usage_date, sampling_stratum, count(*) as stratum_requests, count(sampling_weight) as stratum_classified
+    from generations
+    group by usage_date, sampling_stratum
+),
+
+-- Every logged request counts for its project and for the account ('*').
+segment_generations as (
+    select *, project as segment from generations
+    union all
+    select *, '*' as segment from generations
+),
+
+per_request as (
+    select
+        usage_date,
+        segment as project,
+        count(*) as per_request_requests,
+        marts.exact_sum(cost_usd) as per_request_spend_usd,
+        count(is_accepted) as judged_results,
+        count(*) filter (where is_accepted) as accepted_results
+    from segment_generations
+    group by usage_date, segment
+),
+
+fallback_units as (
+    select
+        segment_generations.*,
+        strata.stratum_requests,
+        strata.stratum_classified,
+        case when segment_generations.is_fallback then 1.0 else 0.0 end as y
+    from segment_generations
+    inner join generation_strata as strata using (usage_date, sampling_stratum)
+    where segment_generations.sampling_weight is not null
+),
+
+fallback_segments as (
+    select
+        usage_date,
+        segment as project,
+        marts.exact_sum(sampling_weight) as weighted_requests,
+        marts.exact_sum(sampling_weight * y) / marts.exact_sum(sampling_weight) as share,
+        bool_and(stratum_classified = stratum_requests) as is_census,
+        count(*) filter (where stratum_classified < stratum_requests) as sampled_requests
+    from fallback_units
+    group by usage_date, segment
+),
+
+fallback_variances as (
+    select
+        segment_strata.usage_date,
+        segment_strata.project,
+        marts.exact_sum(
+            (1 - segment_strata.stratum_classified / segment_strata.stratum_requests)
+            * segment_strata.stratum_requests * segment_strata.stratum_requests / segment_strata.stratum_classified
+            * (
+                (segment_strata.fallbacks * (1 - segments.share) ^ 2
+                    + (segment_strata.requests - segment_strata.fallbacks) * segments.share ^ 2)
+                - (segment_strata.fallbacks - segments.share * segment_strata.requests) ^ 2
+                    / segment_strata.stratum_classified
+              ) / greatest(segment_strata.stratum_classified - 1, 1)
+        ) / (any_value(segments.weighted_requests) * any_value(segments.weighted_requests)) as share_variance
+    from (
+        select
+            usage_date,
+            segment as project,
+            sampling_stratum,
+            any_value(stratum_requests) as stratum_requests,
+            any_value(stratum_classified) as stratum_classified,
+            sum(y) as fallbacks,
+            count(*) as requests
+        from fallback_units
+        group by usage_date, segment, sampling_stratum
+    ) as segment_strata
+    inner join fallback_segments as segments using (usage_date, project)
+    group by segment_strata.usage_date, segment_strata.project
+),
+
+fallbacks as (
+    select
+        segments.usage_date,
+        segments.project,
+        segments.share,
+        segments.is_census,
+        case
+            when segments.is_census then null
+            when variances.share_variance > 0
+                then segments.share * (1 - segments.share) / variances.share_variance
+            else segments.sampled_requests
+        end as effective_sample_size
+    from fallback_segments as segments
+    inner join fallback_variances as variances using (usage_date, project)
+),
+
 final as (
     select
         ---------- keys
@@ -144,15 +246,32 @@ final as (
         concentration.top_provider_name,
         concentration.top_provider_spend_share,
         concentration.provider_hhi,
-        ---------- per-request signals (NULL until per-request data exists)
-        null::double as fallback_request_share,
-        null::double as generation_coverage_share,
-        null::bigint as accepted_results,
-        null::double as cost_per_accepted_result_usd
+        ---------- per-request signals (NULL, unknown, where the project logged no requests)
+        fallbacks.share as fallback_request_share,
+        case when fallbacks.is_census then fallbacks.share
+            else marts.wilson_bound(fallbacks.share, fallbacks.effective_sample_size, 1.96, -1) end
+            as fallback_request_share_ci_low,
+        case when fallbacks.is_census then fallbacks.share
+            else marts.wilson_bound(fallbacks.share, fallbacks.effective_sample_size, 1.96, 1) end
+            as fallback_request_share_ci_high,
+        case when fallbacks.is_census then 'census' when fallbacks.share is not null then 'sample' end
+            as fallback_estimate_method,
+        -- least() skips NULLs, so the cap applies only where there is per-request data.
+        case when per_request.per_request_spend_usd is not null
+            then least(per_request.per_request_spend_usd / nullif(economics.spend_usd, 0), 1.0) end
+            as generation_coverage_share,
+        case when per_request.judged_results > 0 then per_request.accepted_results end as accepted_results,
+        case when per_request.judged_results > 0
+            then per_request.per_request_spend_usd / nullif(per_request.accepted_results, 0) end
+            as cost_per_accepted_result_usd,
+        per_request.per_request_requests,
+        per_request.per_request_spend_usd
     from economics
     left join premium_baseline as baseline using (usage_date, project)
     left join concentration using (usage_date, project)
     left join waste using (usage_date, project)
+    left join per_request using (usage_date, project)
+    left join fallbacks using (usage_date, project)
     semi join build_days using (usage_date)
 )
 

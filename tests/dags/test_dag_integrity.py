@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-WAREHOUSE_TASKS = {"prepare_warehouse", "load_raw", "build_staging", "build_marts", "publish_warehouse",
-                   "summarize_day"}
-HTTP_TASKS = {"check_activity_window", "extract_snapshots", "extract_key_activity", "reconcile_key_activity"}
+WAREHOUSE_TASKS = {"prepare_warehouse", "load_raw", "build_staging", "build_marts", "validate_warehouse",
+                   "ingest_request_logs", "load_generations",
+                   "evaluate_rules",
+                   "emit_alerts", "publish_warehouse", "write_digest", "summarize_day"}
+HTTP_TASKS = {"check_activity_window", "extract_snapshots", "extract_key_activity", "reconcile_key_activity",
+              "enrich_generations"}
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +66,20 @@ def test_flow_reads_extract_then_load_then_staging(daily):
     assert {"extract_snapshots", "extract_key_activity"} <= tasks["reconcile_key_activity"].upstream_task_ids
     assert {"prepare_warehouse", "check_activity_window", "reconcile_key_activity"} <= tasks["load_raw"].upstream_task_ids
     assert tasks["build_staging"].upstream_task_ids == {"load_raw"}
-    assert tasks["build_marts"].upstream_task_ids == {"build_staging"}
-    assert tasks["publish_warehouse"].upstream_task_ids == {"build_marts"}
-    assert tasks["summarize_day"].upstream_task_ids == {"publish_warehouse"}
+    assert tasks["build_marts"].upstream_task_ids == {"build_staging", "load_generations"}
+    assert tasks["enrich_generations"].upstream_task_ids == {"ingest_request_logs"}
+    assert tasks["validate_warehouse"].upstream_task_ids == {"build_marts"}
+    assert tasks["evaluate_rules"].upstream_task_ids == {"validate_warehouse"}
+    assert tasks["evaluate_rules"].trigger_rule == "all_done"
+    assert tasks["emit_alerts"].upstream_task_ids == {"evaluate_rules"}
+    assert tasks["publish_warehouse"].upstream_task_ids == {"validate_warehouse", "evaluate_rules"}
+    assert tasks["write_digest"].upstream_task_ids == {"publish_warehouse"}
+    assert tasks["summarize_day"].upstream_task_ids == {"write_digest"}
     assert tasks["load_raw"].trigger_rule == "none_failed"
 
 
 def test_dag_file_stays_thin_and_imports_nothing_heavy():
     source = (DAGS / "openrouter_spend_daily.py").read_text()
-    assert len(source.splitlines()) < 160
+    assert len(source.splitlines()) < 260
     for heavy in ("import duckdb", "import pandas", "import requests", "great_expectations"):
         assert heavy not in source.split('"""', 2)[-1].split("def openrouter_spend_daily")[0], heavy

@@ -458,9 +458,12 @@ def _findings(data: DigestData) -> list[Finding]:
             f"{row['premium_spend_share_baseline_28d']:.0%} over the previous 28 days (+{change * 100:.0f} points), "
             "with no release explaining it."), row.get("budget_owner")))
     for waste in data.waste:
+        # Without a baseline (a key's first days) the waste comes from logged retries and duplicates only.
+        volume = (f"{waste['request_ratio']:.1f}× its usual requests" if waste.get("request_ratio") is not None
+                  else "retries and duplicate requests in its own request log")
         findings.append(Finding("warning", (
             f"Key {waste['api_key_name'] or waste['api_key_hash']} ({waste['project']}) looks like a loop or "
-            f"duplicate job: {waste['request_ratio']:.1f}× its usual requests, about ${waste['wasted_spend_usd']:,.2f} "
+            f"duplicate job: {volume}, about ${waste['wasted_spend_usd']:,.2f} "
             "of the day's spend wasted."), None))
     unowned = sum(key["spend_usd"] for key in data.unowned_keys)
     if unowned > 0:

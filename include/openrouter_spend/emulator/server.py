@@ -151,6 +151,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header tells the emulator's clock, as a real server's tells real time."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        return super().date_time_string(self.server.emulator.now.timestamp())
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 

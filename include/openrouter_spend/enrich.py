@@ -1,0 +1,446 @@
+"""Enrichment through `GET /generation?id=` for logged requests without openrouter_metadata.
+
+Three steps, so the HTTP step never opens DuckDB (one writer at a time, product.md §4):
+
+1. `plan_enrichment(con, day, run_id)` (warehouse) queues the new generation ids that need a call, decides
+   which ones this run calls — ids still pending from earlier runs first, then new ids up to the daily call
+   budget, as a stratified sample (stratum = project × requested model) when there are more — and writes
+   the work list next to the run's landing batches.
+2. `enrich_pending(day, run_id)` (HTTP only) calls /generation for the work list with bounded concurrency and
+   the client's token bucket (OpenRouterClient honours Retry-After), landing every 200 body raw before
+   anything parses it; 404s (the record is not available yet) and errors are noted in the batch manifest.
+3. `load_enrichment(con, day, run_id)` (warehouse) loads the landed records into raw.generations and updates
+   the queue: fetched; still pending after a 404 (a later run retries); unavailable once the id has 404'd for
+   `give_up_days` days (recorded, never dropped).
+
+`discover_generation_ids(day, run_id)` is the optional, off-by-default discovery of generation ids through
+`POST /analytics/query` for applications that log nothing (see its docstring for its API cost).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from openrouter_spend import settings
+from openrouter_spend.requests_log import record_change
+
+log = logging.getLogger(__name__)
+
+WORKLIST = "_worklist.json"
+GENERATION_ENDPOINT = "/generation"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name} must be true or false, got {raw!r}")
+
+
+def _env_number(name: str, default: float, *, integer: bool = False, minimum: float = 0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from None
+    if value < minimum or (integer and value != int(value)):
+        raise ValueError(f"environment variable {name} must be {'an integer' if integer else 'a number'} "
+                         f">= {minimum:g}, got {raw!r}")
+    return int(value) if integer else value
+
+
+@dataclass(frozen=True)
+class EnrichmentSettings:
+    """Knobs of the /generation enrichment; each has an OPENROUTER_SPEND_GENERATION_* override."""
+
+    daily_call_budget: int = 1000
+    concurrency: int = 4
+    requests_per_second: float = 10.0
+    give_up_days: int = 3
+    min_sample_per_stratum: int = 2
+    discovery_enabled: bool = False
+
+    @classmethod
+    def from_env(cls) -> EnrichmentSettings:
+        """Read OPENROUTER_SPEND_GENERATION_* and OPENROUTER_SPEND_ANALYTICS_DISCOVERY."""
+        base = cls()
+        return cls(
+            daily_call_budget=_env_number("OPENROUTER_SPEND_GENERATION_CALL_BUDGET", base.daily_call_budget,
+                                          integer=True),
+            concurrency=_env_number("OPENROUTER_SPEND_GENERATION_CONCURRENCY", base.concurrency, integer=True,
+                                    minimum=1),
+            requests_per_second=_env_number("OPENROUTER_SPEND_GENERATION_RPS", base.requests_per_second,
+                                            minimum=0.01),
+            give_up_days=_env_number("OPENROUTER_SPEND_GENERATION_GIVE_UP_DAYS", base.give_up_days, integer=True),
+            min_sample_per_stratum=_env_number("OPENROUTER_SPEND_GENERATION_MIN_PER_STRATUM",
+                                               base.min_sample_per_stratum, integer=True, minimum=1),
+            discovery_enabled=_env_bool("OPENROUTER_SPEND_ANALYTICS_DISCOVERY", base.discovery_enabled),
+        )
+
+
+def generation_landing_root():
+    """Where /generation responses are landed: `<landing root>/generations` (apart from the API snapshots)."""
+    return settings.landing_root() / "generations"
+
+
+def worklist_path(day: date, run_id: str):
+    """The work list of one run: the generation ids enrich_pending calls."""
+    from openrouter_spend.landing import run_dir
+
+    return run_dir(generation_landing_root(), day, run_id) / WORKLIST
+
+
+# ----- 1. plan (warehouse) -------------------------------------------------------------------------------
+
+def allocate_sample(counts: Mapping[str, int], budget: int, minimum: int = 2) -> dict[str, int]:
+    """Calls per stratum: everything when the budget allows, else `minimum` each then proportional to size.
+
+    Proportional allocation keeps the sample self-weighting within the budget; the floor gives every stratum
+    enough draws for a variance estimate. When the budget cannot give every stratum its floor, the largest
+    strata get one call each first. Deterministic (ties broken by stratum name).
+    """
+    counts = {stratum: int(n) for stratum, n in counts.items() if n > 0}
+    budget = max(0, int(budget))
+    if sum(counts.values()) <= budget:
+        return dict(counts)
+    order = sorted(counts, key=lambda s: (-counts[s], s))
+    floors = {s: min(counts[s], minimum) for s in order}
+    if sum(floors.values()) >= budget:
+        allocation = dict.fromkeys(order, 0)
+        while budget > 0:
+            progressed = False
+            for stratum in order:
+                if budget and allocation[stratum] < floors[stratum]:
+                    allocation[stratum] += 1
+                    budget -= 1
+                    progressed = True
+            if not progressed:
+                break
+        return {s: n for s, n in allocation.items() if n}
+    allocation = dict(floors)
+    spare = budget - sum(floors.values())
+    capacity = {s: counts[s] - floors[s] for s in order}
+    total_capacity = sum(capacity.values())
+    shares = {s: spare * capacity[s] / total_capacity for s in order}
+    for stratum in order:
+        allocation[stratum] += math.floor(shares[stratum])
+    leftover = budget - sum(allocation.values())
+    for stratum in sorted(order, key=lambda s: (-(shares[s] - math.floor(shares[s])), s)):
+        if leftover <= 0:
+            break
+        if allocation[stratum] < counts[stratum]:
+            allocation[stratum] += 1
+            leftover -= 1
+    return allocation
+
+
+def plan_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings | None = None) -> dict[str, Any]:
+    """Queue new ids needing /generation, pick this run's calls within the budget and write the work list."""
+    enrichment = enrichment or EnrichmentSettings.from_env()
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            """
+            create or replace temp table new_ids as
+            select
+                generation_id,
+                min(usage_date) as usage_date,
+                marts.sampling_stratum(any_value(project), any_value(api_key_hash), any_value(requested_model), false)
+                    as sampling_stratum
+            from raw.request_log as logged
+            where not exists (select 1 from raw.request_log as described
+                              where described.generation_id = logged.generation_id
+                                  and described.openrouter_metadata is not null)
+                and generation_id not in (select generation_id from raw.generations)
+                and generation_id not in (select generation_id from meta.generation_queue)
+            group by generation_id
+            """
+        )
+        new_counts = dict(con.execute(
+            "select usage_date || ' | ' || sampling_stratum, count(*) from new_ids group by 1").fetchall())
+        retries = [gid for (gid,) in con.execute(
+            "select generation_id from meta.generation_queue where status = 'pending' "
+            "order by usage_date, md5(generation_id) limit ?", [enrichment.daily_call_budget]).fetchall()]
+        allocation = allocate_sample(new_counts, enrichment.daily_call_budget - len(retries),
+                                     enrichment.min_sample_per_stratum)
+        con.execute("create or replace temp table sample_sizes (stratum varchar, calls integer)")
+        if allocation:
+            con.executemany("insert into sample_sizes values (?, ?)", list(allocation.items()))
+        con.execute(
+            """
+            insert into meta.generation_queue
+                (generation_id, usage_date, sampling_stratum, status, planned_on, planned_run_id)
+            select
+                generation_id, usage_date, sampling_stratum,
+                case when draw <= coalesce(calls, 0) then 'pending' else 'not_sampled' end,
+                ?, ?
+            from (
+                select
+                    new_ids.*,
+                    row_number() over (partition by new_ids.usage_date, new_ids.sampling_stratum
+                                       order by md5(new_ids.generation_id)) as draw,
+                    sample_sizes.calls
+                from new_ids
+                left join sample_sizes
+                    on sample_sizes.stratum = new_ids.usage_date || ' | ' || new_ids.sampling_stratum
+            )
+            """,
+            [day, run_id],
+        )
+        selected_new = [gid for (gid,) in con.execute(
+            "select generation_id from meta.generation_queue where planned_run_id = ? and planned_on = ? "
+            "and status = 'pending' and generation_id in (select generation_id from new_ids) "
+            "order by usage_date, md5(generation_id)", [run_id, day]).fetchall()]
+        not_sampled = sum(new_counts.values()) - len(selected_new)
+        con.execute("drop table new_ids")
+        con.execute("drop table sample_sizes")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    ids = list(dict.fromkeys(retries + selected_new))
+    _write_worklist(day, run_id, ids, enrichment)
+    plan = {"day": day.isoformat(), "calls_planned": len(ids), "retries": len(retries),
+            "new_ids": sum(new_counts.values()), "new_selected": len(selected_new), "not_sampled": not_sampled,
+            "budget": enrichment.daily_call_budget, "strata": len(new_counts)}
+    log.info("generation enrichment plan for %s: %s", day, plan)
+    return plan
+
+
+def _write_worklist(day: date, run_id: str, ids: list[str], enrichment: EnrichmentSettings) -> None:
+    path = worklist_path(day, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"day": day.isoformat(), "run_id": run_id, "generation_ids": ids,
+                       "written_at": datetime.now(UTC).isoformat(), "settings": {
+                           "concurrency": enrichment.concurrency,
+                           "requests_per_second": enrichment.requests_per_second}})
+    if isinstance(path, Path):
+        temporary = path.with_name("." + path.name + ".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    else:
+        path.write_text(text)
+
+
+# ----- 2. call /generation (HTTP only) ---------------------------------------------------------------------
+
+def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None = None, *,
+                   client=None) -> dict[str, Any]:
+    """Call /generation for the run's work list and land every answer raw; no DuckDB here.
+
+    `client` (an OpenRouterClient) replaces the one built from the environment, e.g. to record waits in tests.
+    """
+    from openrouter_spend.client import (
+        PERMANENT,
+        NotFoundError,
+        OpenRouterError,
+        RateLimitedError,
+        client_from_environment,
+    )
+    from openrouter_spend.landing import LandingBatch, committed_manifests, latest_responses
+
+    enrichment = enrichment or EnrichmentSettings.from_env()
+    path = worklist_path(day, run_id)
+    if not path.exists():
+        return {"day": day.isoformat(), "calls": 0, "worklist": None}
+    ids = json.loads(path.read_text())["generation_ids"]
+    root = generation_landing_root()
+    # A retried task does not call again for records an earlier attempt of this run already landed.
+    landed = {r.params.get("id") for r in latest_responses(committed_manifests(root, day, run_id))}
+    todo = [gid for gid in ids if gid not in landed]
+    outcome: dict[str, list[str]] = {"fetched": [], "not_found": [], "deferred": []}
+    errors: dict[str, str] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    extraction = replace(settings.ExtractionSettings.from_env(), requests_per_second=enrichment.requests_per_second,
+                         key_activity_concurrency=enrichment.concurrency)
+    batch = LandingBatch(root, day, run_id, "generation")
+
+    def fetch(generation_id: str) -> None:
+        if stop.is_set():
+            with lock:
+                outcome["deferred"].append(generation_id)
+            return
+        try:
+            raw = client.request(GENERATION_ENDPOINT, {"id": generation_id})
+            batch.land(raw)
+            kind = "fetched"
+        except NotFoundError:
+            kind = "not_found"
+        except RateLimitedError as exc:  # the client already waited as told; leave the rest for later
+            stop.set()
+            kind = "deferred"
+            with lock:
+                errors[generation_id] = str(exc)
+        except PERMANENT:
+            stop.set()
+            raise
+        except OpenRouterError as exc:
+            kind = "error"
+            with lock:
+                errors[generation_id] = str(exc)
+        with lock:
+            outcome.setdefault(kind, []).append(generation_id)
+
+    client = client or client_from_environment(extraction)
+    with client, ThreadPoolExecutor(max_workers=enrichment.concurrency, thread_name_prefix="generation") as pool:
+        for future in [pool.submit(fetch, gid) for gid in todo]:
+            future.result()
+    batch.notes["generation"] = {
+        "worklist": len(ids), "already_landed": len(ids) - len(todo),
+        "not_found": sorted(outcome["not_found"]), "deferred": sorted(outcome["deferred"]),
+        "errors": dict(sorted(errors.items())),
+    }
+    batch.commit()
+    result = {"day": day.isoformat(), "worklist": len(ids), "calls": len(todo) - len(outcome["deferred"]),
+              "fetched": len(outcome["fetched"]), "not_found": len(outcome["not_found"]),
+              "errors": len(outcome.get("error", [])), "deferred": len(outcome["deferred"]),
+              "already_landed": len(ids) - len(todo)}
+    log.info("generation enrichment for %s: %s", day, result)
+    return result
+
+
+# ----- 3. load (warehouse) ---------------------------------------------------------------------------------
+
+def load_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings | None = None) -> dict[str, Any]:
+    """Load the run's landed /generation records into raw.generations and move the queue on (idempotent)."""
+    from openrouter_spend.client import MalformedResponseError, data_of, parse_json
+    from openrouter_spend.landing import batch_notes, committed_manifests, latest_responses
+
+    enrichment = enrichment or EnrichmentSettings.from_env()
+    manifests = committed_manifests(generation_landing_root(), day, run_id)
+    notes = [m.get("notes", {}).get("generation", {}) for m in manifests]
+    merged = batch_notes(manifests).get("generation", {})
+    rows, malformed = [], {}
+    for response in latest_responses(manifests):
+        generation_id = response.params.get("id")
+        source = f"{response.path} (GET /generation?id={generation_id})"
+        try:
+            record = data_of(parse_json(response.read_body(), source), source, expect=dict)
+        except (MalformedResponseError, ValueError) as exc:
+            malformed[generation_id] = str(exc)
+            continue
+        rows.append((generation_id, record.get("created_at"), day, run_id, response.fetched_at,
+                     str(response.path), response.sha256, json.dumps(record)))
+    fetched_ids = [row[0] for row in rows]
+    not_found = sorted({gid for note in notes for gid in note.get("not_found", [])} - set(fetched_ids))
+    errors = {gid: msg for note in notes for gid, msg in note.get("errors", {}).items()} | malformed
+    errors = {gid: msg for gid, msg in errors.items() if gid not in fetched_ids}
+    con.execute("begin transaction")
+    try:
+        if rows:
+            con.executemany(
+                """
+                insert or replace into raw.generations
+                    (generation_id, usage_date, partition_date, run_id, fetched_at, landing_file, sha256, payload)
+                values (?, cast(timezone('UTC', cast(? as timestamptz)) as date), ?, ?, ?, ?, ?, ?)
+                """,
+                rows,
+            )
+        attempt = "attempts = attempts + case when last_attempt_run_id is distinct from ? then 1 else 0 end"
+        con.execute(
+            f"update meta.generation_queue set status = 'fetched', {attempt}, last_attempt_on = ?, "
+            "last_attempt_run_id = ?, last_http_status = 200, last_error = null, resolved_on = ? "
+            "where list_contains(cast(? as varchar[]), generation_id)",
+            [run_id, day, run_id, day, fetched_ids])
+        con.execute(
+            f"update meta.generation_queue set {attempt}, last_attempt_on = ?, last_attempt_run_id = ?, "
+            "last_http_status = 404, last_error = 'not available yet (404)', "
+            "status = case when ? - usage_date >= ? then 'unavailable' else 'pending' end, "
+            "resolved_on = case when ? - usage_date >= ? then ? end "
+            "where list_contains(cast(? as varchar[]), generation_id) and status <> 'fetched'",
+            [run_id, day, run_id, day, enrichment.give_up_days, day, enrichment.give_up_days, day, not_found])
+        for generation_id, message in sorted(errors.items()):
+            con.execute(
+                f"update meta.generation_queue set {attempt}, last_attempt_on = ?, last_attempt_run_id = ?, "
+                "last_error = ? where generation_id = ? and status = 'pending'",
+                [run_id, day, run_id, message[:500], generation_id])
+        changed = [d for (d,) in con.execute(
+            "select distinct usage_date from meta.generation_queue where list_contains(cast(? as varchar[]), "
+            "generation_id) and status in ('fetched', 'unavailable')", [fetched_ids + not_found]).fetchall()]
+        record_change(con, changed, f"generation:{run_id}")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    unavailable = con.execute(
+        "select count(*) from meta.generation_queue where status = 'unavailable' and resolved_on = ? "
+        "and list_contains(cast(? as varchar[]), generation_id)", [day, not_found]).fetchone()[0]
+    result = {"day": day.isoformat(), "loaded": len(rows), "not_found": len(not_found),
+              "now_unavailable": int(unavailable), "errors": len(errors),
+              "deferred": len(merged.get("deferred", [])), "malformed": len(malformed)}
+    log.info("generation records loaded for %s: %s", day, result)
+    return result
+
+
+# ----- optional: discovery through the analytics API -------------------------------------------------------
+
+def discover_generation_ids(day: date, run_id: str, enrichment: EnrichmentSettings | None = None,
+                            directory: Path | None = None, *, row_limit: int = 10_000, client=None) -> dict[str, Any]:
+    """List the day's generation ids with POST /analytics/query and write them as a request-log file.
+
+    Off unless OPENROUTER_SPEND_ANALYTICS_DISCOVERY=true: for applications that log nothing, this is the only
+    way to find their generation ids (openrouter-api.md §3.3). Cost: one analytics call per time slice (64
+    calls/minute allowed; the `generation_id` dimension only reaches back 31 days); a slice that comes back
+    `truncated` (more than 10,000 rows) is split in half and asked again, so a day of N generations costs
+    about 2·N/10,000 calls. The ids then go through the same budgeted, sampled /generation enrichment (one
+    call each). Lines carry the key's name (`api_key_name`, analytics returns names, not hashes) and
+    `discovered_by: analytics`; they land in `landing/requests/_discovered/<day>.jsonl`.
+    """
+    from openrouter_spend.client import client_from_environment
+    from openrouter_spend.requests_log import request_log_root
+
+    enrichment = enrichment or EnrichmentSettings.from_env()
+    if not enrichment.discovery_enabled:
+        return {"day": day.isoformat(), "enabled": False}
+    start = datetime.combine(day, time(0), tzinfo=UTC)
+    slices = [(start, start + timedelta(days=1))]
+    found: dict[str, dict] = {}
+    calls = 0
+    unresolved = []
+    with client or client_from_environment() as client:
+        while slices:
+            begin, end = slices.pop()
+            body = {"metrics": ["request_count"], "dimensions": ["generation_id", "api_key_id"],
+                    "time_range": {"start": _iso(begin), "end": _iso(end)}, "limit": row_limit}
+            result = client.analytics_query(body)
+            calls += 1
+            if result.get("metadata", {}).get("truncated"):
+                if end - begin <= timedelta(minutes=1):
+                    unresolved.append(_iso(begin))
+                else:
+                    middle = begin + (end - begin) / 2
+                    slices += [(begin, middle), (middle, end)]
+                    continue
+            for row in result.get("data", []):
+                generation_id = row.get("generation_id")
+                if generation_id:
+                    found[generation_id] = {"generation_id": generation_id, "created_at": _iso(begin),
+                                            "api_key_name": row.get("api_key_id"), "discovered_by": "analytics"}
+    target = Path(directory or request_log_root()) / "_discovered" / f"{day.isoformat()}.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name("." + target.name + ".tmp")
+    temporary.write_text("".join(json.dumps(line) + "\n" for _, line in sorted(found.items())))
+    os.replace(temporary, target)
+    return {"day": day.isoformat(), "enabled": True, "analytics_calls": calls, "generation_ids": len(found),
+            "truncated_slices": unresolved, "file": str(target), "run_id": run_id}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

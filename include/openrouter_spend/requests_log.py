@@ -1,0 +1,677 @@
+"""App request logs (product.md §5.4): incremental, idempotent ingestion of JSONL / JSONL.gz files into DuckDB.
+
+Applications drop files into `$OPENROUTER_SPEND_HOME/landing/requests/` (any sub-folder; names starting
+with '.' are ignored, so write to a dot-file and rename). `ingest(con)` loads each new or changed file in
+one transaction, streaming, with no Python loop over lines:
+
+1. DuckDB's parallel `read_json` types the known fields as JSON values; SQL checks them against the rules of
+   schemas/request-log.schema.json (tests check they agree line for line) and the valid lines go to
+   `raw.request_log`.
+2. One `read_json_objects` pass counts the lines and finds lines with fields the schema does not name; those
+   lines are kept whole in `raw.request_log.extra_fields`.
+3. Only when some line was not loaded, an ordered, numbered line-by-line pass (`read_csv` with one VARCHAR
+   column) finds the bad lines and writes them with file, line number, reason and text to
+   `raw.request_log_quarantine` and `$OPENROUTER_SPEND_HOME/quarantine/requests/<file>.quarantine.jsonl`.
+
+A file whose size and mtime are unchanged is skipped; a changed file (different sha256) replaces its rows; a
+file that cannot be read at all is recorded (meta.request_log_files, quarantine) and retried when it
+changes; a file removed from the landing area keeps its rows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from openrouter_spend import settings
+
+log = logging.getLogger(__name__)
+
+SCHEMA_PATH = settings.PROJECT_ROOT / "schemas" / "request-log.schema.json"
+LOG_SUFFIXES = (".jsonl", ".jsonl.gz")
+# DuckDB splits lines with read_csv; this byte never occurs in valid JSON text (control characters must be
+# escaped), so a valid line is never split. Longer lines than MAX_LINE_BYTES fail the file, named.
+_NO_DELIMITER = "\x01"
+MAX_LINE_BYTES = 4 * 1024 * 1024
+# DuckDB memory for one file load: keeps a 1M-line day well under 1 GiB of process memory.
+_LOAD_MEMORY_LIMIT = "768MB"
+# A blank (or whitespace-only) line; trim() is slow, so it only runs on lines starting with whitespace.
+_BLANK = ("case when line is null then true when left(line, 1) not in (' ', chr(9), chr(13)) then false "
+          "else trim(line, ' ' || chr(9) || chr(13)) = '' end")
+
+# Top-level fields and the DuckDB json_type() values each accepts (product.md §5.4 + extensions). The
+# objects (openrouter_metadata, usage) are kept verbatim; marts read their members leniently (a member of an
+# unexpected type reads as unknown), so their insides are not checked here.
+_STRING = ("VARCHAR",)
+_NULLABLE_STRING = ("VARCHAR", "NULL")
+FIELD_TYPES: dict[str, tuple[str, ...]] = {
+    "generation_id": _STRING,
+    "created_at": _STRING,
+    "api_key_hash": _NULLABLE_STRING,
+    "project": _NULLABLE_STRING,
+    "workflow": _NULLABLE_STRING,
+    "requested_model": _NULLABLE_STRING,
+    "requested_models": ("ARRAY", "NULL"),
+    "accepted": ("BOOLEAN", "NULL"),
+    "retry_of": _NULLABLE_STRING,
+    "request_fingerprint": _NULLABLE_STRING,
+    "openrouter_metadata": ("OBJECT", "NULL"),
+    "usage": ("OBJECT", "NULL"),
+}
+KNOWN_FIELDS = tuple(FIELD_TYPES)
+CREATED_AT_PATTERN = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+
+_TYPE_WORDS = {"VARCHAR": "a string", "NULL": "null", "ARRAY": "an array", "OBJECT": "an object",
+               "BOOLEAN": "a boolean", "UBIGINT": "an integer", "BIGINT": "an integer", "DOUBLE": "a number"}
+_JSON_TYPE_NAMES = {"VARCHAR": "string", "NULL": "null", "ARRAY": "array", "OBJECT": "object", "BOOLEAN": "boolean",
+                    "UBIGINT": "integer", "BIGINT": "integer", "DOUBLE": "number"}
+
+
+def _expected(types: tuple[str, ...]) -> str:
+    return " or ".join(dict.fromkeys(_TYPE_WORDS[t] for t in types))
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+_FIELDS_AS_JSON = "{" + ", ".join(f"'{name}': 'JSON'" for name in FIELD_TYPES) + "}"
+
+
+def _type_name(kind: str) -> str:
+    return ("case " + kind + " " + " ".join(f"when '{t}' then '{n}'" for t, n in _JSON_TYPE_NAMES.items())
+            + " else 'missing' end")
+
+
+# The first character of a minified JSON value gives its type (DuckDB hands us minified values), which
+# is far cheaper than parsing it again; json_type() runs only to word the reason for a bad line.
+_FIRST_CHARACTERS = {"VARCHAR": ('"',), "NULL": ("n",), "ARRAY": ("[",), "OBJECT": ("{",), "BOOLEAN": ("t", "f")}
+
+
+def _string(value: str) -> str:
+    """The text of a minified JSON string literal; unescaping (a JSON parse) only when it has escapes."""
+    return (f"case when left({value}, 1) <> '\"' then null when contains({value}, '\\') then {value} ->> '$' "
+            f"else {value}[2:-2] end")
+
+
+def _type_check(name: str, types: tuple[str, ...], required: bool = False) -> list[tuple[str, str]]:
+    """(bad-condition, reason SQL) pairs for one top-level field; the reason names the field and what was found."""
+    characters = [c for t in types for c in _FIRST_CHARACTERS[t]]
+    checks = []
+    if required:
+        checks.append((f"f.{name} is null or f.{name} = 'null'", f"'missing {name}'"))
+    checks.append((f"f.{name} is not null and left(f.{name}, 1) not in {_sql_list(characters)}",
+                   f"'{name} must be {_expected(types)}, got ' || {_type_name(f'json_type(f.{name})')}"))
+    return checks
+
+
+def _checks() -> list[tuple[str, str]]:
+    """Every rule of the request-log schema as (bad-condition, reason SQL), in the order they are reported."""
+    checks: list[tuple[str, str]] = [
+        ("not is_json", "'invalid JSON'"),
+        ("line_type <> 'OBJECT'", "'not a JSON object (got ' || " + _type_name("line_type") + " || ')'"),
+    ]
+    for name, types in FIELD_TYPES.items():
+        checks += _type_check(name, types, required=name in ("generation_id", "created_at"))
+        if name == "generation_id":
+            checks.append(("f.generation_id = '\"\"'", "'generation_id must not be empty'"))
+        if name == "created_at":
+            checks.append((f"not regexp_full_match(f.created_at, '\"{CREATED_AT_PATTERN}\"') "
+                           "or try_cast(f.created_at[2:-2] as timestamptz) is null",
+                           "'created_at is not an ISO 8601 timestamp: ' || (f.created_at ->> '$')"))
+        if name in ("api_key_hash", "project"):
+            checks.append((f"f.{name} = '\"\"'", f"'{name} must not be empty'"))
+        if name == "requested_models":
+            checks.append(("left(f.requested_models, 1) = '[' and not coalesce(list_bool_and(list_transform("
+                           "from_json(f.requested_models, '[\"JSON\"]'), lambda e: json_type(e) = 'VARCHAR')), true)",
+                           "'requested_models must be an array of strings'"))
+    return checks
+
+
+def _read_lines(path: Path | str, compression: str) -> str:
+    """read_csv of a file as one VARCHAR per line (line numbers and raw text, even for lines that are not JSON)."""
+    literal = str(path).replace("'", "''")
+    return (f"read_csv('{literal}', columns = {{'line': 'VARCHAR'}}, delim = '{_NO_DELIMITER}', quote = '', "
+            f"escape = '', header = false, auto_detect = false, strict_mode = false, "
+            f"max_line_size = {MAX_LINE_BYTES}, compression = '{compression}')")
+
+
+def _read_objects(path: Path | str, compression: str) -> str:
+    """read_json_objects of a file: one JSON text per non-blank line, NULL for a line that is not JSON."""
+    literal = str(path).replace("'", "''")
+    return (f"read_json_objects('{literal}', format = 'newline_delimited', ignore_errors = true, "
+            f"maximum_object_size = {MAX_LINE_BYTES}, compression = '{compression}')")
+
+
+def scan_sql(path: Path | str, compression: str = "auto", *, numbered: bool = False) -> str:
+    """The SELECT that reads one file and checks every line against the request-log schema.
+
+    The bulk scan (`numbered=False`) lets DuckDB's parallel JSON reader type the known fields and returns
+    the valid lines, typed; it has no line numbers or text. The numbered scan reads the file line by line
+    in order (single-threaded) and returns every line with its number, its reason when it is bad (with its
+    text) and its typed values when it is valid; it runs only for files that have bad lines. Both apply
+    the same checks.
+    """
+    reason = "\n".join(f"            when {condition} then {message}" for condition, message in _checks())
+    literal = str(path).replace("'", "''")
+    if numbered:
+        source = f"""
+lines as (
+    select line_number, line
+    from {_read_lines(path, compression)} with ordinality as numbered (line, line_number)
+),
+
+parsed as (
+    select line_number, line, json_valid(line) as is_json
+    from lines
+    where not ({_BLANK})
+),
+
+typed_lines as (
+    select *, case when is_json then json_type(line) end as line_type
+    from parsed
+),
+
+objects as (
+    select *, case when line_type = 'OBJECT' then from_json(line, '{json.dumps(dict.fromkeys(FIELD_TYPES, "JSON"))}') end as f
+    from typed_lines
+),"""
+    else:
+        source = f"""
+objects as (
+    select
+        null::bigint as line_number,
+        null::varchar as line,
+        true as is_json,
+        'OBJECT' as line_type,
+        {{{", ".join(f"'{name}': {name}" for name in FIELD_TYPES)}}} as f
+    from read_json('{literal}', format = 'newline_delimited', columns = {_FIELDS_AS_JSON}, ignore_errors = true,
+                   maximum_object_size = {MAX_LINE_BYTES}, compression = '{compression}')
+),"""
+    typed = [
+        f"{_string('f.generation_id')} as generation_id",
+        "cast(f.created_at[2:-2] as timestamptz) as created_at",
+        *(f"{_string('f.' + name)} as {name}" for name in ("api_key_hash", "project", "workflow", "requested_model")),
+        "case when left(f.requested_models, 1) = '[' then from_json(f.requested_models, '[\"VARCHAR\"]') end"
+        " as requested_models",
+        "case f.accepted when 'true' then true when 'false' then false end as accepted",
+        *(f"{_string('f.' + name)} as {name}" for name in ("retry_of", "request_fingerprint")),
+        "case when left(f.openrouter_metadata, 1) = '{' then f.openrouter_metadata end as openrouter_metadata",
+        "case when left(f.usage, 1) = '{' then f.usage end as usage",
+    ]
+    if numbered:
+        # Every line with its reason; typed values only where the line is valid.
+        outputs = ["line_number", "reason", "case when reason is not null then line end as bad_line",
+                   *(f"case when reason is null then {expression.rsplit(' as ', 1)[0]} end as "
+                     f"{expression.rsplit(' as ', 1)[1]}" for expression in typed)]
+        valid_only = ""
+    else:
+        # Only the valid lines; the reason is computed once, in the filter.
+        outputs = typed
+        valid_only = "\nwhere reason is null"
+    outputs = ",\n    ".join(outputs)
+    reason_column = f"case\n{reason}\n        end as reason"
+    return f"""
+with{source}
+
+checked as (
+    select
+        *,
+        {reason_column}
+    from objects
+)
+
+select
+    {outputs}
+from checked{valid_only}
+"""
+
+
+def profile_sql(path: Path | str, compression: str = "auto") -> str:
+    """Lines the JSON reader sees in a file (blank lines excluded) and how many carry fields not in the schema."""
+    return f"""
+select
+    count(*) as lines,
+    count(*) filter (where {_HAS_UNKNOWN}) as lines_with_unknown_fields
+from {_read_objects(path, compression)}
+"""
+
+
+def unknown_fields_sql(path: Path | str, compression: str = "auto") -> str:
+    """The whole line of every line that carries fields not in the schema, keyed by its generation_id."""
+    return f"""
+select json ->> 'generation_id' as generation_id, json as extra_fields
+from {_read_objects(path, compression)}
+where {_HAS_UNKNOWN}
+"""
+
+
+_HAS_UNKNOWN = (f"json_type(json) = 'OBJECT' and len(list_filter(json_keys(json), "
+                f"lambda k: not list_contains({_sql_list(KNOWN_FIELDS)}, k))) > 0")
+
+
+def request_log_root() -> Path:
+    """Where applications drop request logs (always local: DuckDB reads them from this worker's disk)."""
+    return settings.paths().request_logs
+
+
+def quarantine_root() -> Path:
+    """Where quarantined lines are written, one .quarantine.jsonl per source file."""
+    return settings.paths().home / "quarantine" / "requests"
+
+
+def _unreadable_errors() -> tuple[type[Exception], ...]:
+    """DuckDB errors that mean "this file's bytes cannot be read", as opposed to a bug in our SQL."""
+    import duckdb
+
+    return (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException)
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """A request-log file in the landing area."""
+
+    path: Path
+    relative: str
+    size_bytes: int
+    mtime_ns: int
+
+    @property
+    def compression(self) -> str:
+        return "gzip" if self.relative.endswith(".gz") else "none"
+
+
+def discover_files(root: Path) -> list[LogFile]:
+    """Every *.jsonl / *.jsonl.gz under root (recursively), skipping dot-files and dot-folders, by path."""
+    if not root.exists():
+        return []
+    found = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in relative.split("/")) or not path.is_file():
+            continue
+        if not relative.endswith(LOG_SUFFIXES):
+            continue
+        stat = path.stat()
+        found.append(LogFile(path, relative, stat.st_size, stat.st_mtime_ns))
+    return found
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of the file's bytes as stored (compressed files hash their compressed bytes)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+@dataclass
+class FileOutcome:
+    """What one ingest did with one file."""
+
+    source_file: str
+    action: str  # loaded | reloaded | unchanged | touched | failed | changed_while_reading
+    loaded_rows: int = 0
+    quarantined_rows: int = 0
+    usage_dates: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class _Digest(threading.Thread):
+    """Hashes a file in the background while DuckDB reads it (DuckDB releases the GIL)."""
+
+    def __init__(self, path: Path):
+        super().__init__(daemon=True)
+        self.path = path
+        self.value: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.value = file_sha256(self.path)
+        except BaseException as exc:  # surfaced by result()
+            self.error = exc
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
+
+
+def ingest(con, root: Path | None = None, *, quarantine_dir: Path | None = None) -> dict[str, Any]:
+    """Load every new or changed request-log file, one transaction per file; returns what happened per file."""
+    root = Path(root or request_log_root())
+    quarantine_dir = Path(quarantine_dir or quarantine_root())
+    known = {
+        row[0]: {"size_bytes": row[1], "mtime_ns": row[2], "sha256": row[3], "status": row[4]}
+        for row in con.execute(
+            "select source_file, size_bytes, mtime_ns, sha256, status from meta.request_log_files").fetchall()
+    }
+    outcomes: list[FileOutcome] = []
+    for log_file in discover_files(root):
+        previous = known.get(log_file.relative)
+        if previous and (previous["size_bytes"], previous["mtime_ns"]) == (log_file.size_bytes, log_file.mtime_ns):
+            outcomes.append(FileOutcome(log_file.relative, "unchanged"))
+            continue
+        if previous and previous["size_bytes"] == log_file.size_bytes \
+                and file_sha256(log_file.path) == previous["sha256"]:
+            con.execute("update meta.request_log_files set mtime_ns = ? where source_file = ?",
+                        [log_file.mtime_ns, log_file.relative])
+            outcomes.append(FileOutcome(log_file.relative, "touched"))
+            continue
+        outcomes.append(_load_file(con, log_file, previous is not None, quarantine_dir))
+    summary = {
+        "files": len(outcomes),
+        "loaded_files": sum(o.action in ("loaded", "reloaded") for o in outcomes),
+        "unchanged_files": sum(o.action in ("unchanged", "touched") for o in outcomes),
+        "failed_files": sum(o.action in ("failed", "changed_while_reading") for o in outcomes),
+        "loaded_rows": sum(o.loaded_rows for o in outcomes),
+        "quarantined_rows": sum(o.quarantined_rows for o in outcomes),
+        "usage_dates": sorted({d for o in outcomes for d in o.usage_dates}),
+        "outcomes": [asdict(o) for o in outcomes if o.action not in ("unchanged", "touched")],
+    }
+    if summary["failed_files"] or summary["quarantined_rows"]:
+        log.warning("request logs: %d file(s) failed, %d line(s) quarantined under %s", summary["failed_files"],
+                    summary["quarantined_rows"], quarantine_dir)
+    log.info("request logs: %d file(s) loaded (%d rows), %d unchanged", summary["loaded_files"],
+             summary["loaded_rows"], summary["unchanged_files"])
+    return summary
+
+
+def _load_file(con, log_file: LogFile, is_reload: bool, quarantine_dir: Path) -> FileOutcome:
+    """Replace one file's rows and quarantined lines in one transaction (a failure leaves the old ones)."""
+    import duckdb
+
+    digest = _Digest(log_file.path)
+    digest.start()
+    source = [log_file.relative]
+    memory_limit, insertion_order = con.execute(
+        "select current_setting('memory_limit'), current_setting('preserve_insertion_order')").fetchone()
+    con.execute(f"set memory_limit = '{_LOAD_MEMORY_LIMIT}'")
+    # Row order in raw.request_log carries no meaning; not keeping it lets DuckDB insert in parallel.
+    con.execute("set preserve_insertion_order = false")
+    try:
+        con.execute("begin transaction")
+        previous_days = _days_of(con, log_file.relative)
+        con.execute("delete from raw.request_log where source_file = ?", source)
+        con.execute("delete from raw.request_log_quarantine where source_file = ?", source)
+        try:
+            try:
+                loaded, lines, quarantined, error = _insert_file(con, log_file)
+            except _NumberingFailed as failure:  # DuckDB aborted the transaction: load the valid lines again
+                con.execute("rollback")
+                con.execute("begin transaction")
+                con.execute("delete from raw.request_log where source_file = ?", source)
+                con.execute("delete from raw.request_log_quarantine where source_file = ?", source)
+                loaded, lines, quarantined, error = _insert_file(con, log_file, numbering_error=failure.error)
+        except _unreadable_errors() as exc:  # the file as a whole cannot be read: record it, never drop it silently
+            con.execute("rollback")
+            con.execute("begin transaction")
+            previous_days = _days_of(con, log_file.relative)
+            con.execute("delete from raw.request_log where source_file = ?", source)
+            con.execute("delete from raw.request_log_quarantine where source_file = ?", source)
+            loaded, lines, quarantined, error = 0, None, 1, _file_error(log_file, exc)
+            con.execute("insert into raw.request_log_quarantine values (?, null, ?, null, current_timestamp)",
+                        [log_file.relative, error])
+        sha256 = digest.result()
+        after = log_file.path.stat()
+        if (after.st_size, after.st_mtime_ns) != (log_file.size_bytes, log_file.mtime_ns):
+            con.execute("rollback")
+            log.warning("%s changed while it was being read; the next run loads it", log_file.relative)
+            return FileOutcome(log_file.relative, "changed_while_reading")
+        days = _days_of(con, log_file.relative)
+        con.execute(
+            """
+            insert into meta.request_log_files as files values
+                (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp, current_timestamp, 1)
+            on conflict (source_file) do update set
+                size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
+                status = excluded.status, line_count = excluded.line_count, loaded_rows = excluded.loaded_rows,
+                quarantined_rows = excluded.quarantined_rows, first_usage_date = excluded.first_usage_date,
+                last_usage_date = excluded.last_usage_date, error = excluded.error,
+                loaded_at = excluded.loaded_at, load_count = files.load_count + 1
+            """,
+            [log_file.relative, log_file.size_bytes, log_file.mtime_ns, sha256,
+             "failed" if loaded == 0 and error else "loaded", lines, loaded, quarantined,
+             days[0] if days else None, days[-1] if days else None, error],
+        )
+        record_change(con, set(days) | set(previous_days), f"request_log:{log_file.relative}")
+        con.execute("commit")
+    except BaseException:
+        try:
+            con.execute("rollback")
+        except duckdb.Error:  # the transaction is already closed
+            pass
+        raise
+    finally:
+        con.execute(f"set memory_limit = '{memory_limit}'")
+        con.execute(f"set preserve_insertion_order = {str(insertion_order).lower()}")
+        digest.join()
+    _write_quarantine_file(con, log_file.relative, quarantine_dir)
+    action = "failed" if loaded == 0 and error else ("reloaded" if is_reload else "loaded")
+    return FileOutcome(log_file.relative, action, int(loaded), int(quarantined),
+                       tuple(d.isoformat() for d in days), error)
+
+
+class _NumberingFailed(Exception):
+    """The numbered scan of a file with bad lines failed (e.g. not UTF-8); carries the reason to record."""
+
+    def __init__(self, error: str):
+        super().__init__(error)
+        self.error = error
+
+
+def _insert_file(con, log_file: LogFile, numbering_error: str | None = None) -> tuple[int, int, int, str | None]:
+    """Load the valid lines, keep unknown fields, quarantine the bad lines; (loaded, lines, quarantined, error)."""
+    compression = log_file.compression
+    loaded = con.execute(
+        f"""
+        insert into raw.request_log by name
+        select
+            ? as source_file, generation_id, created_at,
+            cast(timezone('UTC', created_at) as date) as usage_date, api_key_hash, project, workflow,
+            requested_model, requested_models, accepted, retry_of, request_fingerprint,
+            openrouter_metadata, usage, current_timestamp as loaded_at
+        from ({scan_sql(log_file.path, compression)})
+        """,
+        [log_file.relative],
+    ).fetchone()[0]
+    lines, with_unknown = con.execute(profile_sql(log_file.path, compression)).fetchone()
+    if with_unknown:
+        con.execute(
+            f"""
+            update raw.request_log set extra_fields = unknown.extra_fields
+            from ({unknown_fields_sql(log_file.path, compression)}) as unknown
+            where raw.request_log.source_file = ? and raw.request_log.generation_id = unknown.generation_id
+            """,
+            [log_file.relative],
+        )
+    if lines == loaded:
+        return loaded, lines, 0, None
+    if numbering_error is None:
+        try:
+            quarantined = con.execute(
+                f"""
+                insert into raw.request_log_quarantine
+                select ?, line_number, reason, bad_line, current_timestamp
+                from ({scan_sql(log_file.path, compression, numbered=True)}) where reason is not null
+                """,
+                [log_file.relative],
+            ).fetchone()[0]
+            return loaded, lines, quarantined, None
+        except _unreadable_errors() as exc:
+            raise _NumberingFailed(_file_error(log_file, exc)) from exc
+    # The valid lines are loaded; say how many lines could not be, and why.
+    error = f"{lines - loaded} line(s) could not be loaded: {numbering_error}"
+    con.execute("insert into raw.request_log_quarantine values (?, null, ?, null, current_timestamp)",
+                [log_file.relative, error])
+    return loaded, lines, lines - loaded, error
+
+
+def _days_of(con, source_file: str) -> list[date]:
+    """Usage days the file's loaded rows cover."""
+    return [day for (day,) in con.execute(
+        "select distinct usage_date from raw.request_log where source_file = ? order by 1", [source_file]).fetchall()]
+
+
+def _literal(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _file_error(log_file: LogFile, exc: Exception) -> str:
+    """A one-paragraph reason naming the file, from DuckDB's message (which names the line)."""
+    message = " ".join(str(exc).split())
+    if "unicode" in message.lower() or "utf-8" in message.lower():
+        kind = "the file is not UTF-8 text"
+    elif "gzip" in message.lower() or "compress" in message.lower():
+        kind = "the file is not a readable gzip stream"
+    elif "maximum line size" in message.lower() or "max_line_size" in message.lower():
+        kind = f"a line is longer than {MAX_LINE_BYTES} bytes"
+    else:
+        kind = "the file cannot be read"
+    return f"{log_file.relative}: {kind}: {message[:400]}"
+
+
+def _write_quarantine_file(con, source_file: str, quarantine_dir: Path) -> Path | None:
+    """Rewrite the file's quarantine JSONL (one object per bad line) or remove it when nothing is quarantined."""
+    target = quarantine_dir / (source_file.replace("/", "__") + ".quarantine.jsonl")
+    rows = con.execute(
+        "select count(*) from raw.request_log_quarantine where source_file = ?", [source_file]).fetchone()[0]
+    if not rows:
+        target.unlink(missing_ok=True)
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name("." + target.name + ".tmp")
+    con.execute(
+        f"""
+        copy (
+            select source_file as file, line_number as line, reason, line as text, quarantined_at
+            from raw.request_log_quarantine where source_file = '{source_file.replace("'", "''")}'
+            order by line_number nulls first
+        ) to '{_literal(temporary)}' (format json)
+        """
+    )
+    os.replace(temporary, target)
+    return target
+
+
+def stale_days(con) -> list[date]:
+    """Usage days whose per-request inputs changed after the last mart build; build_marts should include them."""
+    rows = con.execute(
+        """
+        select distinct usage_date from meta.request_log_changes
+        where changed_at > coalesce((select max(built_at) from marts.build_log), '-infinity'::timestamptz)
+        order by usage_date
+        """
+    ).fetchall()
+    return [day for (day,) in rows]
+
+
+def record_change(con, days: Iterable[date], source: str) -> None:
+    """Note that per-request inputs of these usage days changed (the next mart build picks them up)."""
+    days = sorted(set(days))
+    if days:
+        con.execute("insert into meta.request_log_changes select unnest(cast(? as date[])), current_timestamp, ?",
+                    [days, source])
+
+
+# ----- demo: what the emulated applications log ---------------------------------------------------------
+
+# Emulated organisation workspaces whose applications write request logs, and how: "metadata" logs the
+# response's openrouter_metadata and usage (classified with zero API calls), "plain" logs only the ids and
+# what the app asked for (classified through /generation, within the daily call budget). Workspaces not
+# listed log nothing, so their per-request metrics stay NULL and coverage is below 100%.
+EMULATED_LOGGING = {"search": "metadata", "data-platform": "metadata", "support-bot": "plain"}
+
+
+def write_emulated_logs(org, day: date, directory: Path | None = None,
+                        logging_by_workspace: dict[str, str] | None = None) -> list[Path]:
+    """Write what the emulated apps logged on `day` to <directory>/<workspace>/<day>.jsonl[.gz]; returns the files."""
+    directory = Path(directory or request_log_root())
+    plan = EMULATED_LOGGING if logging_by_workspace is None else logging_by_workspace
+    records = {record["id"]: record for record in org.generations(day)}
+    fingerprints: dict[str, str] = {}
+    lines: dict[str, list[str]] = {}
+    for entry in org.app_request_log(day):
+        mode = plan.get(entry["project"])
+        record = records[entry["generation_id"]]
+        # A retry re-sends the retried request; a looping job without retry_of re-sends the previous one.
+        retried = entry.get("retry_of")
+        loops = retried is None and entry["workflow"] in fingerprints and _is_looping(org, entry, day)
+        fingerprint = fingerprints.get(retried) if retried else (fingerprints[entry["workflow"]] if loops else None)
+        fingerprint = fingerprint or hashlib.sha256(f"request|{entry['generation_id']}".encode()).hexdigest()[:16]
+        fingerprints[entry["generation_id"]] = fingerprint
+        fingerprints[entry["workflow"]] = fingerprint
+        if mode is None:
+            continue
+        line = {key: value for key, value in entry.items() if value is not None}
+        line["request_fingerprint"] = fingerprint
+        if mode == "metadata":
+            line["openrouter_metadata"] = emulated_metadata(record, entry["requested_model"])
+            line["usage"] = emulated_usage(record)
+        lines.setdefault(entry["project"], []).append(json.dumps(line, separators=(",", ":")))
+    written = []
+    for workspace, workspace_lines in sorted(lines.items()):
+        compressed = plan[workspace] == "metadata"
+        target = directory / workspace / f"{day.isoformat()}.jsonl{'.gz' if compressed else ''}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name("." + target.name + ".tmp")
+        body = ("\n".join(workspace_lines) + "\n").encode()
+        temporary.write_bytes(gzip.compress(body, mtime=0) if compressed else body)
+        os.replace(temporary, target)
+        written.append(target)
+    return written
+
+
+def _is_looping(org, entry: dict, day: date) -> bool:
+    key = org.key_by_hash(entry["api_key_hash"])
+    return key is not None and org.effects(key, day).flat_output
+
+
+def emulated_metadata(record: dict, requested_model: str) -> dict:
+    """The openrouter_metadata a response carried, rebuilt from its /generation record (openrouter-api.md §2.9)."""
+    from openrouter_spend.emulator.catalog import MODELS
+
+    model_id = {model.canonical_slug: model.id for model in MODELS}
+    attempts = [{"provider": a["provider_name"], "model": model_id.get(a["model_permaslug"], a["model_permaslug"]),
+                 "status": a["status"]} for a in record["provider_responses"] or []]
+    served = attempts[-1] if attempts else {"provider": record["provider_name"], "model": record["model"]}
+    tried = list(dict.fromkeys((a["provider"], a["model"]) for a in attempts)) or [(served["provider"], served["model"])]
+    metadata = {
+        "requested": requested_model,
+        "strategy": "fallback" if requested_model != record["model"] else "direct",
+        "region": "iad",
+        "summary": f"available={len(tried)}, selected={served['provider']}",
+        "attempt": len(attempts) or 1,
+        "is_byok": record["is_byok"],
+        "endpoints": {"total": len(tried), "available": [
+            {"provider": provider, "model": model, "selected": (provider, model) == (served["provider"], served["model"])}
+            for provider, model in tried]},
+        "generation_time": int(record["generation_time"] or 0),
+    }
+    if len(attempts) > 1:
+        metadata["attempts"] = attempts
+    return metadata
+
+
+def emulated_usage(record: dict) -> dict:
+    """The response `usage` object (tokens and cost) matching a /generation record."""
+    return {
+        "prompt_tokens": record["native_tokens_prompt"],
+        "completion_tokens": record["native_tokens_completion"],
+        "total_tokens": record["native_tokens_prompt"] + record["native_tokens_completion"],
+        "prompt_tokens_details": {"cached_tokens": record["native_tokens_cached"]},
+        "completion_tokens_details": {"reasoning_tokens": record["native_tokens_reasoning"]},
+        "cost": record["total_cost"],
+        "is_byok": record["is_byok"],
+        "cost_details": {"upstream_inference_cost": record["upstream_inference_cost"]},
+    }

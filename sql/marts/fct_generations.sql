@@ -1,0 +1,327 @@
+-- fct_generations: every generation (request) an application logged, with how it was served (attempts,
+-- provider / model / BYOK fallbacks), what it cost, what the same tokens would have cost at the requested
+-- model's price that day, whether the application accepted it, and whether it was waste.
+-- Grain: generation_id. Key: generation_id (an id logged more than once is kept once: the line with
+--   openrouter_metadata, then with usage, then from the most recently loaded file).
+-- Upstream: raw.request_log, raw.generations (/generation records), meta.generation_queue (enrichment status),
+--   marts.fct_daily_spend (the project of the key that day, or the latest day before), staging.stg_keys (key
+--   names of ids discovered through analytics), marts.dim_model_price_history (prices of the requested model).
+-- Partition: usage_date; builds the days in getvariable('mart_days') and reads the day before for duplicates.
+-- Detail: openrouter_metadata when the application logged it (zero API calls), else the /generation record;
+--   without either the fallback flags and fallback_kind are NULL (unknown), never false. Classification macros
+--   live in sql/migrations/004 (openrouter_spend.fallbacks documents the rules).
+-- Sampling: sampling_weight = logged ÷ classified requests of the generation's stratum (day × project or key
+--   × requested model × whether metadata was logged) for classified rows (is_fallback known), NULL otherwise
+--   (not sampled, pending, unavailable); marts downstream estimate with it. cost_usd of a row without a known
+--   cost is the mean known cost of its stratum, else of the same requested model that day (cost_source
+--   'imputed'), so sums over cost_usd estimate the logged spend; NULL only when neither exists.
+-- Waste: failed (finish_reason error), cancelled, retry (retry_of set), duplicate (same key or project,
+--   workflow and request_fingerprint as a request less than an hour earlier); the first that applies.
+with
+build_days as (
+    select unnest(getvariable('mart_days')) as usage_date
+),
+
+bounds as (
+    select min(usage_date) - interval 1 day as first_day, max(usage_date) as last_day from build_days
+),
+
+window_ids as (
+    select distinct generation_id
+    from raw.request_log
+    where usage_date between (select first_day from bounds) and (select last_day from bounds)
+),
+
+-- The line kept for each id, whichever day it was logged on (narrow, so the choice stays cheap).
+chosen as (
+    select
+        generation_id,
+        arg_max(rowid, (openrouter_metadata is not null, usage is not null, loaded_at, source_file, created_at))
+            as log_row
+    from raw.request_log
+    semi join window_ids using (generation_id)
+    group by generation_id
+),
+
+logged as (
+    select request_log.*
+    from raw.request_log as request_log
+    inner join chosen on request_log.rowid = chosen.log_row
+),
+
+key_projects as (
+    select distinct usage_date, api_key_hash, project
+    from marts.fct_daily_spend
+    where api_key_hash <> '(unattributed)'
+),
+
+named_keys as (
+    select api_key_name, any_value(api_key_hash) as api_key_hash
+    from staging.stg_keys
+    where api_key_name is not null
+    group by api_key_name
+    having count(*) = 1
+),
+
+attributed as (
+    select
+        logged.*,
+        coalesce(logged.api_key_hash, named_keys.api_key_hash) as resolved_api_key_hash
+    from logged
+    left join named_keys
+        on logged.api_key_hash is null and logged.extra_fields is not null
+        and named_keys.api_key_name = logged.extra_fields ->> 'api_key_name'
+),
+
+-- The owner of each key on each day it logged (as of that day or the latest day before), found for the
+-- few distinct key-days, then joined back.
+key_day_projects as (
+    select key_days.api_key_hash, key_days.usage_date, owner.project as key_project
+    from (select distinct resolved_api_key_hash as api_key_hash, usage_date from attributed
+          where resolved_api_key_hash is not null) as key_days
+    asof left join key_projects as owner
+        on key_days.api_key_hash = owner.api_key_hash
+        and key_days.usage_date >= owner.usage_date
+),
+
+with_project as (
+    select
+        attributed.*,
+        key_day_projects.key_project
+    from attributed
+    left join key_day_projects
+        on attributed.resolved_api_key_hash = key_day_projects.api_key_hash
+        and attributed.usage_date = key_day_projects.usage_date
+),
+
+-- Each JSON payload is parsed once, into what the columns below read.
+detailed as (
+    select
+        with_project.generation_id,
+        with_project.created_at,
+        with_project.usage_date,
+        with_project.project,
+        with_project.api_key_hash,
+        with_project.requested_model,
+        with_project.workflow,
+        with_project.accepted,
+        with_project.retry_of,
+        with_project.request_fingerprint,
+        with_project.source_file,
+        with_project.resolved_api_key_hash,
+        with_project.key_project,
+        with_project.openrouter_metadata is not null as has_metadata,
+        coalesce(with_project.requested_model, with_project.requested_models[1],
+                 json_extract_string(with_project.openrouter_metadata, '$.requested')) as effective_requested_model,
+        marts.parse_metadata(with_project.openrouter_metadata) as m,
+        marts.parse_usage(with_project.usage) as u,
+        marts.parse_generation(generations.payload) as g,
+        queue.status as queue_status
+    from with_project
+    left join raw.generations as generations using (generation_id)
+    left join meta.generation_queue as queue using (generation_id)
+),
+
+resolved as (
+    select
+        *,
+        case
+            when has_metadata then 'openrouter_metadata'
+            when g is not null then 'generation'
+            else 'none'
+        end as detail_source,
+        marts.request_attempts(m, g) as attempt_list,
+        m.attempt as attempt_number,
+        marts.request_served_model(m, g) as served_model,
+        marts.request_served_provider(m, g) as served_provider,
+        marts.is_router_choice(effective_requested_model, m.strategy, g.router) as is_router_choice
+    from detailed
+),
+
+typed as (
+    select
+        generation_id,
+        created_at,
+        usage_date,
+        coalesce(key_project, project, '(unattributed)') as project,
+        workflow,
+        resolved_api_key_hash,
+        effective_requested_model,
+        served_model,
+        served_provider,
+        detail_source,
+        case
+            when has_metadata then 'not_needed'
+            when g is not null then 'fetched'
+            else coalesce(queue_status, 'not_planned')
+        end as enrichment_status,
+        marts.sampling_stratum(project, api_key_hash, requested_model, has_metadata) as sampling_stratum,
+        marts.attempt_count(attempt_list, attempt_number) as attempts,
+        marts.is_provider_fallback(attempt_list, attempt_number) as is_provider_fallback,
+        marts.is_model_fallback(attempt_list, attempt_number, effective_requested_model, served_model,
+                                is_router_choice) as is_model_fallback,
+        marts.is_byok_fallback(attempt_list, attempt_number) as is_byok_fallback,
+        coalesce(g.total_cost, u.cost) as known_cost_usd,
+        case when g.total_cost is not null then 'generation' when u.cost is not null then 'log_usage' end
+            as known_cost_source,
+        coalesce(g.is_byok, u.is_byok, m.is_byok) as is_byok,
+        coalesce(g.upstream_inference_cost, u.cost_details.upstream_inference_cost) as upstream_cost_usd,
+        coalesce(g.native_tokens_prompt, u.prompt_tokens) as prompt_tokens,
+        coalesce(g.native_tokens_completion, u.completion_tokens) as completion_tokens,
+        coalesce(g.native_tokens_cached, u.prompt_tokens_details.cached_tokens) as cached_tokens,
+        g.finish_reason,
+        g.cancelled as is_cancelled,
+        accepted,
+        retry_of,
+        request_fingerprint,
+        source_file
+    from resolved
+),
+
+-- Materialised: the statistics below read it three times and the JSON above must be parsed only once.
+classified as materialized (
+    select
+        *,
+        is_provider_fallback or is_model_fallback or is_byok_fallback as is_fallback
+    from typed
+),
+
+strata as (
+    select
+        usage_date,
+        sampling_stratum,
+        count(*) as stratum_requests,
+        count(*) filter (where is_fallback is not null) as stratum_classified_requests,
+        cast(sum(cast(known_cost_usd as decimal(38, 12))) as double) / count(known_cost_usd) as stratum_mean_cost_usd
+    from classified
+    group by usage_date, sampling_stratum
+),
+
+model_costs as (
+    select
+        usage_date,
+        effective_requested_model,
+        cast(sum(cast(known_cost_usd as decimal(38, 12))) as double) / count(known_cost_usd) as model_mean_cost_usd
+    from classified
+    group by usage_date, effective_requested_model
+),
+
+-- A duplicate is a request whose key (or project), workflow and fingerprint repeat within the hour.
+repeats as (
+    select
+        generation_id,
+        created_at - lag(created_at) over (
+            partition by coalesce(resolved_api_key_hash, project, ''), workflow, request_fingerprint
+            order by created_at, generation_id
+        ) <= interval 1 hour as is_duplicate
+    from classified
+    where request_fingerprint is not null
+),
+
+earliest_prices as (
+    select * from marts.dim_model_price_history
+    qualify row_number() over (partition by model order by valid_from) = 1
+),
+
+-- The requested model's prices valid that day (days before its first snapshot use its earliest prices).
+model_prices as (
+    select
+        model_days.usage_date,
+        model_days.effective_requested_model,
+        coalesce(prices.prompt_price_per_mtok_usd, earliest.prompt_price_per_mtok_usd) as requested_prompt_price,
+        coalesce(prices.completion_price_per_mtok_usd, earliest.completion_price_per_mtok_usd)
+            as requested_completion_price,
+        coalesce(prices.cache_read_price_per_mtok_usd, earliest.cache_read_price_per_mtok_usd,
+                 prices.prompt_price_per_mtok_usd, earliest.prompt_price_per_mtok_usd) as requested_cache_read_price
+    from (select distinct usage_date, effective_requested_model from classified) as model_days
+    asof left join marts.dim_model_price_history as prices
+        on model_days.effective_requested_model = prices.model
+        and model_days.usage_date >= prices.valid_from
+    left join earliest_prices as earliest
+        on model_days.effective_requested_model = earliest.model
+),
+
+priced as (
+    select
+        classified.*,
+        strata.stratum_requests,
+        strata.stratum_classified_requests,
+        strata.stratum_mean_cost_usd,
+        model_costs.model_mean_cost_usd,
+        coalesce(repeats.is_duplicate, false) as is_duplicate,
+        model_prices.requested_prompt_price,
+        model_prices.requested_completion_price,
+        model_prices.requested_cache_read_price
+    from classified
+    inner join strata using (usage_date, sampling_stratum)
+    left join model_costs using (usage_date, effective_requested_model)
+    left join model_prices using (usage_date, effective_requested_model)
+    left join repeats using (generation_id)
+    semi join build_days using (usage_date)
+),
+
+final as (
+    select
+        ---------- keys
+        generation_id,
+        created_at,
+        usage_date,
+        ---------- who asked
+        project,
+        workflow,
+        resolved_api_key_hash as api_key_hash,
+        ---------- how it was served
+        effective_requested_model as requested_model,
+        served_model,
+        served_provider as provider_name,
+        attempts,
+        is_fallback,
+        marts.fallback_kind(is_provider_fallback, is_model_fallback, is_byok_fallback) as fallback_kind,
+        is_provider_fallback,
+        is_model_fallback,
+        is_byok_fallback,
+        detail_source,
+        enrichment_status,
+        ---------- sampling
+        sampling_stratum,
+        case when is_fallback is not null then stratum_requests / stratum_classified_requests end
+            as sampling_weight,
+        ---------- money (USD) and tokens
+        coalesce(known_cost_usd, stratum_mean_cost_usd, model_mean_cost_usd) as cost_usd,
+        coalesce(known_cost_source,
+                 case when coalesce(stratum_mean_cost_usd, model_mean_cost_usd) is not null then 'imputed' end,
+                 'unknown') as cost_source,
+        is_byok,
+        case when is_byok then upstream_cost_usd end as byok_cost_usd,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        (greatest(prompt_tokens - coalesce(cached_tokens, 0), 0) * requested_prompt_price
+            + least(coalesce(cached_tokens, 0), prompt_tokens) * requested_cache_read_price
+            + completion_tokens * requested_completion_price) / 1e6 as requested_price_cost_usd,
+        -- rounded to 1e-10 USD: a same-price provider fallback is exactly 0, not float noise around it
+        case when is_fallback then round(
+            known_cost_usd + coalesce(case when is_byok then upstream_cost_usd end, 0)
+            - (greatest(prompt_tokens - coalesce(cached_tokens, 0), 0) * requested_prompt_price
+               + least(coalesce(cached_tokens, 0), prompt_tokens) * requested_cache_read_price
+               + completion_tokens * requested_completion_price) / 1e6, 10)
+        end as fallback_extra_cost_usd,
+        ---------- outcome and waste
+        accepted as is_accepted,
+        finish_reason,
+        is_cancelled,
+        retry_of,
+        request_fingerprint,
+        case
+            when finish_reason = 'error' then 'failed'
+            when is_cancelled then 'cancelled'
+            when retry_of is not null then 'retry'
+            when is_duplicate then 'duplicate'
+        end as waste_kind,
+        coalesce(finish_reason = 'error' or is_cancelled or retry_of is not null or is_duplicate, false) as is_wasted,
+        ---------- lineage
+        source_file
+    from priced
+)
+
+select * from final

@@ -1,0 +1,233 @@
+"""Per-request marts on fixture rows: fct_generations, fct_fallback_daily and the per-request report columns."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
+
+from openrouter_spend import requests_log
+from openrouter_spend.warehouse import connect
+
+NEXT = DAY + timedelta(days=1)
+
+
+def metadata(*attempts: tuple[str, str, int], requested: str = "vendor/pro", strategy: str = "direct") -> dict:
+    """openrouter_metadata as OpenRouter returns it (openrouter-api.md §2.9) for the given attempts."""
+    provider, model, _ = attempts[-1]
+    meta = {"requested": requested, "strategy": strategy, "region": "iad", "summary": f"selected={provider}",
+            "attempt": len(attempts), "is_byok": False,
+            "endpoints": {"total": len(attempts), "available": [
+                {"provider": p, "model": m, "selected": i == len(attempts) - 1}
+                for i, (p, m, _) in enumerate(attempts)]}}
+    if len(attempts) > 1:
+        meta["attempts"] = [{"provider": p, "model": m, "status": s} for p, m, s in attempts]
+    return meta
+
+
+def usage(cost: float, prompt: int, completion: int, cached: int = 0) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}, "cost": cost, "is_byok": False}
+
+
+ALPHA = key_hash("a-web")
+BETA = key_hash("beta-api")
+SERVED_FIRST = metadata(("ProviderA", "vendor/pro", 200))
+
+# alpha (key a-web) logs openrouter_metadata and usage: classified with zero calls (a census).
+ALPHA_LINES = [
+    {"generation_id": "g1", "created_at": f"{DAY}T10:00:00Z", "workflow": "chat", "requested_model": "vendor/pro",
+     "accepted": True, "request_fingerprint": "fp-1", "openrouter_metadata": SERVED_FIRST,
+     "usage": usage(0.02, 1000, 100)},
+    # provider fallback: 2000 prompt + 500 completion tokens at vendor/pro's $3 / $10 per 1M = $0.011
+    {"generation_id": "g2", "created_at": f"{DAY}T10:05:00Z", "workflow": "chat", "requested_model": "vendor/pro",
+     "accepted": True,
+     "openrouter_metadata": metadata(("ProviderA", "vendor/pro", 503), ("ProviderB", "vendor/pro", 200)),
+     "usage": usage(0.05, 2000, 500)},
+    # model fallback to vendor/lite: the same 1000 + 200 tokens at vendor/pro's price would cost $0.005
+    {"generation_id": "g3", "created_at": f"{DAY}T10:10:00Z", "workflow": "chat", "requested_model": "vendor/pro",
+     "accepted": False,
+     "openrouter_metadata": metadata(("ProviderA", "vendor/pro", 529), ("ProviderB", "vendor/lite", 200),
+                                     strategy="fallback"),
+     "usage": usage(0.001, 1000, 200)},
+    {"generation_id": "g4", "created_at": f"{DAY}T10:15:00Z", "workflow": "chat", "requested_model": "vendor/pro",
+     "accepted": True, "retry_of": "g3", "openrouter_metadata": SERVED_FIRST, "usage": usage(0.02, 1000, 100)},
+    # the same request as g1 half an hour later: a duplicate job; again 90 minutes after that: not a duplicate
+    {"generation_id": "g5", "created_at": f"{DAY}T10:30:00Z", "workflow": "chat", "requested_model": "vendor/pro",
+     "accepted": True, "request_fingerprint": "fp-1", "openrouter_metadata": SERVED_FIRST,
+     "usage": usage(0.02, 1000, 100)},
+    {"generation_id": "g6", "created_at": f"{DAY}T12:00:00Z", "workflow": "chat", "requested_model": "vendor/pro",
+     "accepted": True, "request_fingerprint": "fp-1", "openrouter_metadata": SERVED_FIRST,
+     "usage": usage(0.02, 1000, 100)},
+]
+# beta (key beta-api) logs ids only: two were fetched from /generation, two were left out of the sample.
+BETA_LINES = [{"generation_id": f"b{i}", "created_at": f"{DAY}T1{i}:00:00Z", "workflow": "batch",
+               "requested_model": "vendor/lite"} for i in range(1, 5)]
+BETA_RECORDS = {
+    "b1": {"id": "b1", "model": "vendor/lite", "provider_name": "P2", "router": None, "total_cost": 0.01,
+           "is_byok": False, "native_tokens_prompt": 500, "native_tokens_completion": 50, "native_tokens_cached": 0,
+           "finish_reason": "stop", "cancelled": False,
+           "provider_responses": [{"provider_name": "P2", "model_permaslug": "vendor/lite", "status": 200,
+                                   "is_byok": False}]},
+    "b2": {"id": "b2", "model": "vendor/lite", "provider_name": "P2", "router": None, "total_cost": 0.03,
+           "is_byok": False, "native_tokens_prompt": 1500, "native_tokens_completion": 150,
+           "native_tokens_cached": 0, "finish_reason": "stop", "cancelled": False,
+           "provider_responses": [{"provider_name": "P9", "model_permaslug": "vendor/lite", "status": 502,
+                                   "is_byok": False},
+                                  {"provider_name": "P2", "model_permaslug": "vendor/lite", "status": 200,
+                                   "is_byok": False}]},
+}
+
+
+def wilson(p: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    centre, spread = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n)), min(1.0, (centre + spread) / (1 + z * z / n))
+
+
+def _activity() -> RawRows:
+    rows = RawRows()
+    for day in (DAY, NEXT):
+        rows.workspace(day, "ws-alpha", "alpha-space").workspace(day, "ws-beta", "beta-space")
+        rows.price(day, "vendor/pro", 3.0, 10.0).price(day, "vendor/lite", 0.2, 0.8)
+        for name, workspace in (("a-web", "ws-alpha"), ("beta-api", "ws-beta"), ("personal", None)):
+            rows.key(day, name, workspace, last_used=day)
+        rows.use(day, "a-web", "vendor/pro", "ProviderA", requests=100, usage=2.0)
+        rows.use(day, "beta-api", "vendor/lite", "P2", requests=50, usage=0.5)
+        rows.use(day, "personal", "vendor/lite", "P2", requests=10, usage=0.1)
+        rows.credit(day, 500.0, 100.0)
+    return rows
+
+
+def _write_log(root: Path, name: str, lines: list[dict]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> FixtureWarehouse:
+    tmp = tmp_path_factory.mktemp("per_request")
+    warehouse = FixtureWarehouse(tmp)
+    warehouse.load(_activity())
+    root = tmp / "requests"
+    _write_log(root, "alpha.jsonl", [{**line, "api_key_hash": ALPHA} for line in ALPHA_LINES])
+    _write_log(root, "beta.jsonl", [{**line, "api_key_hash": BETA} for line in BETA_LINES])
+    # the next day alpha logs one request served at the first attempt: a real 0, not an unknown
+    _write_log(root, "alpha-next.jsonl", [{**ALPHA_LINES[0], "generation_id": "n1", "api_key_hash": ALPHA,
+                                           "created_at": f"{NEXT}T09:00:00Z"}])
+    with connect(warehouse.path) as con:
+        requests_log.ingest(con, root, quarantine_dir=tmp / "quarantine")
+        for generation_id, record in BETA_RECORDS.items():
+            con.execute("insert into raw.generations values (?, ?, ?, 'run', now(), 'fixture', 'x', ?)",
+                        [generation_id, DAY, DAY, json.dumps(record)])
+        for generation_id, status in (("b1", "fetched"), ("b2", "fetched"), ("b3", "not_sampled"),
+                                      ("b4", "not_sampled")):
+            con.execute("insert into meta.generation_queue (generation_id, usage_date, sampling_stratum, status, "
+                        "planned_on, planned_run_id) values (?, ?, 'x', ?, ?, 'run')",
+                        [generation_id, DAY, status, DAY])
+    warehouse.build([DAY])
+    warehouse.build([NEXT])
+    return warehouse
+
+
+def test_generations_are_classified_attributed_and_priced(built):
+    rows = {r["generation_id"]: r for r in built.rows("select * from marts.fct_generations")}
+    assert set(rows) == {"g1", "g2", "g3", "g4", "g5", "g6", "b1", "b2", "b3", "b4", "n1"}
+    assert {r["project"] for g, r in rows.items() if g.startswith("g")} == {"alpha"}
+    assert {r["project"] for g, r in rows.items() if g.startswith("b")} == {"beta"}
+    assert (rows["g2"]["fallback_kind"], rows["g2"]["attempts"], rows["g2"]["provider_name"]) == \
+        ("provider", 2, "ProviderB")
+    assert (rows["g3"]["fallback_kind"], rows["g3"]["served_model"]) == ("model", "vendor/lite")
+    assert rows["g1"]["fallback_kind"] == "none" and rows["b2"]["fallback_kind"] == "provider"
+    # fallback extra cost by hand: actual cost minus the same tokens at vendor/pro's price of the day
+    assert rows["g2"]["requested_price_cost_usd"] == pytest.approx((2000 * 3.0 + 500 * 10.0) / 1e6)
+    assert rows["g2"]["fallback_extra_cost_usd"] == pytest.approx(0.05 - 0.011)
+    assert rows["g3"]["fallback_extra_cost_usd"] == pytest.approx(0.001 - (1000 * 3.0 + 200 * 10.0) / 1e6)
+    assert rows["g1"]["fallback_extra_cost_usd"] is None
+    # not sampled: fallback unknown, cost imputed from the stratum's known costs, weight NULL
+    assert (rows["b3"]["is_fallback"], rows["b3"]["fallback_kind"], rows["b3"]["enrichment_status"]) == \
+        (None, None, "not_sampled")
+    assert (rows["b3"]["cost_usd"], rows["b3"]["cost_source"]) == (pytest.approx(0.02), "imputed")
+    assert (rows["b1"]["sampling_weight"], rows["g1"]["sampling_weight"], rows["b3"]["sampling_weight"]) == \
+        (2.0, 1.0, None)
+    # waste: retry, duplicate within the hour, the same request 90 minutes later is not a duplicate
+    assert {g: rows[g]["waste_kind"] for g in ("g1", "g4", "g5", "g6")} == \
+        {"g1": None, "g4": "retry", "g5": "duplicate", "g6": None}
+
+
+def test_fallback_daily_counts_shares_intervals_and_extra_cost(built):
+    rows = {(r["project"], r["workflow"]): r for r in built.rows(
+        "select * from marts.fct_fallback_daily where usage_date = ?", [DAY])}
+    alpha = rows[("alpha", "chat")]
+    assert (alpha["requests"], alpha["classified_requests"], alpha["fallback_requests"]) == (6, 6, 2)
+    assert alpha["fallback_share"] == pytest.approx(2 / 6)
+    assert (alpha["estimate_method"], alpha["fallback_share_ci_low"], alpha["fallback_share_ci_high"]) == \
+        ("census", pytest.approx(2 / 6), pytest.approx(2 / 6))
+    assert alpha["fallback_spend_usd"] == pytest.approx(0.05 + 0.001)
+    assert alpha["fallback_extra_cost_usd"] == pytest.approx((0.05 - 0.011) + (0.001 - 0.005))
+    assert (alpha["provider_fallback_requests"], alpha["model_fallback_requests"]) == (2, 1)
+    assert alpha["spend_usd"] == pytest.approx(0.02 + 0.05 + 0.001 + 0.02 * 3)
+
+    beta = rows[("beta", "batch")]
+    # 2 of 4 logged requests classified (weight 2 each), one of them a fallback.
+    assert (beta["requests"], beta["classified_requests"], beta["fallback_requests"]) == (4, 2, 2)
+    assert beta["fallback_share"] == pytest.approx(0.5)
+    # Var = (1 - n/N) N²/n · s² / N̂² with s² = [a(1-p)² + (b-a)p² - (a - pb)²/n] / (n - 1): here 0.125
+    variance = (1 - 2 / 4) * 4 * 4 / 2 * ((1 * 0.25 + 1 * 0.25) - 0) / 1 / (4 * 4)
+    low, high = wilson(0.5, 0.25 / variance)
+    assert (beta["estimate_method"], beta["fallback_share_ci_low"], beta["fallback_share_ci_high"]) == \
+        ("sample", pytest.approx(low), pytest.approx(high))
+    assert beta["fallback_extra_cost_usd"] == pytest.approx(2 * (0.03 - (1500 * 0.2 + 150 * 0.8) / 1e6))
+
+
+def test_per_request_columns_are_null_without_data_and_zero_only_when_measured(built):
+    economics = {(r["usage_date"], r["project"]): r for r in built.rows(
+        "select * from marts.rpt_unit_economics_daily")}
+    unowned = economics[(DAY, "(unowned)")]
+    assert [unowned[c] for c in ("fallback_request_share", "generation_coverage_share", "accepted_results",
+                                 "cost_per_accepted_result_usd", "fallback_request_share_ci_low")] == [None] * 5
+    alpha = economics[(DAY, "alpha")]
+    alpha_spend = 0.02 + 0.05 + 0.001 + 0.02 * 3
+    assert alpha["fallback_request_share"] == pytest.approx(2 / 6)
+    assert alpha["generation_coverage_share"] == pytest.approx(alpha_spend / 2.0)
+    assert alpha["accepted_results"] == 5
+    assert alpha["cost_per_accepted_result_usd"] == pytest.approx(alpha_spend / 5)
+    beta = economics[(DAY, "beta")]
+    assert beta["accepted_results"] is None  # beta logs no verdicts: unknown, not 0
+    assert beta["generation_coverage_share"] == pytest.approx((0.01 + 0.03 + 2 * 0.02) / 0.5)
+    assert beta["fallback_estimate_method"] == "sample"
+    account = economics[(DAY, "*")]
+    assert account["fallback_request_share"] == pytest.approx((2 * 1 + 2 * 1) / (6 + 4))
+    assert account["per_request_requests"] == 10
+    following = economics[(NEXT, "alpha")]
+    assert (following["fallback_request_share"], following["fallback_estimate_method"]) == (0.0, "census")
+    assert economics[(NEXT, "beta")]["fallback_request_share"] is None
+
+
+def test_waste_from_request_logs_replaces_the_aggregate_estimate_where_keys_log(built):
+    keys = {r["api_key_hash"]: r for r in built.rows(
+        "select * from marts.rpt_key_usage_daily where usage_date = ?", [DAY])}
+    alpha = keys[ALPHA]
+    # g4 (retry) and g5 (duplicate) of 6 census requests are waste: $0.04 of $0.131 logged.
+    assert (alpha["waste_method"], alpha["per_request_requests"]) == ("per_request", 6)
+    assert alpha["wasted_requests"] == pytest.approx(100 * 2 / 6)
+    assert alpha["wasted_spend_usd"] == pytest.approx(2.0 * 0.04 / 0.131)
+    assert keys[key_hash("personal")]["waste_method"] == "aggregate_estimate"
+    change = built.rows("select * from marts.rpt_spend_change where usage_date = ? and project = 'alpha'", [NEXT])[0]
+    # The next day alpha logs no waste: requests per useful request drop from 100 / (100 - 33.3) to 1 while
+    # spend stays $2.00, so (LMDI, L = $2.00) waste explains -2·ln(1.5) and volume the same amount back.
+    useful_before = 100 - 100 * 2 / 6
+    assert change["delta_usd"] == pytest.approx(0.0)
+    assert change["waste_effect_usd"] == pytest.approx(2.0 * math.log(useful_before / 100))
+    assert change["volume_effect_usd"] == pytest.approx(-change["waste_effect_usd"])
+
+
+def test_daily_builds_equal_a_full_rebuild(built, tmp_path):
+    copy = built.copy_to(tmp_path / "copy")
+    copy.rebuild()
+    for table in ("fct_generations", "fct_fallback_daily", "rpt_unit_economics_daily", "rpt_key_usage_daily"):
+        sql = f"select * from marts.{table} order by all"
+        assert copy.rows(sql) == built.rows(sql), table

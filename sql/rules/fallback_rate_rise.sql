@@ -7,7 +7,8 @@
 -- Method: usual share = fallback requests ÷ requests pooled over the project's days with per-request data
 -- among the previous baseline_days days, leaving out days an incident annotation covers for its fallback
 -- rate; history counts those days. Impact = today's fallback extra cost above the usual extra cost per
--- request × today's requests.
+-- request × today's requests. When today's share comes from a /generation sample, the rise must hold for
+-- the lower end of its 95% interval (rpt_unit_economics_daily), not only for the point estimate.
 with
 params as (
     select
@@ -94,6 +95,12 @@ today as (
     group by project
 ),
 
+today_interval as (
+    select economics.project, economics.fallback_request_share_ci_low as share_ci_low
+    from marts.rpt_unit_economics_daily as economics, params
+    where economics.usage_date = params.day
+),
+
 final as (
     select
         'fallback_rate_rise' as rule_id,
@@ -124,15 +131,18 @@ final as (
             'fallback_requests': today.fallback_requests,
             'spend_usd': round(today.spend_usd, 2),
             'fallback_spend_usd': round(today.fallback_spend_usd, 2),
-            'fallback_extra_cost_usd': round(today.fallback_extra_cost_usd, 2)
+            'fallback_extra_cost_usd': round(today.fallback_extra_cost_usd, 2),
+            'fallback_share_ci_low': round(today_interval.share_ci_low, 3)
         }) as facts
     from today
     cross join params
     inner join usual using (project)
     left join contributors using (project)
+    left join today_interval using (project)
     where usual.history_days >= params.min_history_days
         and today.requests >= params.min_requests
-        and today.fallback_requests / today.requests - usual.usual_share >= params.min_share_change
+        and coalesce(today_interval.share_ci_low, today.fallback_requests / today.requests) - usual.usual_share
+            >= params.min_share_change
         and greatest(today.fallback_extra_cost_usd - usual.usual_extra_cost_per_request * today.requests, 0)
             >= params.min_impact_usd
 )

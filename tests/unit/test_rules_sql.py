@@ -181,6 +181,25 @@ def test_a_small_fallback_rise_or_too_little_history_stays_silent(make_warehouse
     assert [a for a in evaluate(warehouse, [WEEK[4]]) if a["rule_id"] == "fallback_rate_rise"] == []
 
 
+def test_a_sampled_fallback_rise_fires_only_when_its_interval_clears_the_threshold(make_warehouse):
+    warehouse = make_warehouse()
+    warehouse.load(spend_days(RawRows(), "a-web", "ws-alpha", {day: 5.0 for day in WEEK[:5]}))
+    warehouse.build(WEEK[:5])
+    _fallback_rows(warehouse, today_fallbacks=300)  # point estimate 16% vs 2% usually: +14 pp
+    with connect(warehouse.path) as con:
+        # A small /generation sample: the 95% interval reaches down to 8%, only +6 pp above usual.
+        con.execute("update marts.rpt_unit_economics_daily set fallback_request_share_ci_low = 0.08"
+                    " where usage_date = ? and project = 'alpha'", [WEEK[4]])
+        assert con.execute("select count(*) from marts.rpt_unit_economics_daily where usage_date = ?"
+                           " and project = 'alpha'", [WEEK[4]]).fetchone()[0] == 1
+    assert [a for a in evaluate(warehouse, [WEEK[4]]) if a["rule_id"] == "fallback_rate_rise"] == []
+    with connect(warehouse.path) as con:
+        con.execute("update marts.rpt_unit_economics_daily set fallback_request_share_ci_low = 0.13"
+                    " where usage_date = ? and project = 'alpha'", [WEEK[4]])
+    fired = [a for a in evaluate(warehouse, [WEEK[4]]) if a["rule_id"] == "fallback_rate_rise"]
+    assert len(fired) == 1 and '"fallback_share_ci_low":0.13' in fired[0]["facts"].replace(" ", "")
+
+
 def _quality_run(warehouse: FixtureWarehouse, day: date, status: str, validated_at: datetime) -> None:
     with connect(warehouse.path) as con:
         columns = {name for (name,) in con.execute(

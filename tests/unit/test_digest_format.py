@@ -85,3 +85,11 @@ def test_charts_are_byte_identical_and_carry_no_software_or_date_metadata():
     for chart in first:
         assert chart.png.startswith(b"\x89PNG") and b"tEXt" not in chart.png and b"matplotlib" not in chart.png
         assert b"tIME" not in chart.png
+
+
+def test_a_sampled_share_shows_its_interval_and_a_census_share_does_not():
+    from openrouter_spend.digest.formatting import share_with_interval
+
+    assert share_with_interval(0.12, 0.081, 0.163) == "12.0% (95% CI 8.1–16.3%)"
+    assert share_with_interval(0.12, 0.12, 0.12) == "12.0%"
+    assert share_with_interval(0.12, None, None) == "12.0%"

@@ -91,7 +91,7 @@ def columns_of(con, schema: str, name: str) -> list[str]:
         "order by ordinal_position", [schema, name]).fetchall()]
 
 
-def rows(con, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+def rows(con, sql: str, params: list | dict | None = None) -> list[dict[str, Any]]:
     """Run a query and return its rows as dicts with NaN turned into None."""
     cursor = con.execute(sql, params or [])
     names = [d[0] for d in cursor.description]
@@ -354,13 +354,23 @@ def _blind_spot_rows(con, day: date) -> list[dict[str, Any]]:
 def _fallback(con, day: date) -> list[dict[str, Any]]:
     if not has_table(con, "marts", "fct_fallback_daily"):
         return []
-    return rows(con, """
-        select project, sum(requests) as requests, sum(fallback_requests) as fallback_requests,
-               sum(fallback_requests) / nullif(sum(requests), 0) as fallback_share,
-               sum(spend_usd) as spend_usd, sum(fallback_spend_usd) as fallback_spend_usd,
-               sum(fallback_extra_cost_usd) as fallback_extra_cost_usd
-        from marts.fct_fallback_daily where usage_date = ? group by project order by spend_usd desc, project""",
-        [day])
+    # A share estimated from a /generation sample is shown with its 95% interval (rpt_unit_economics_daily).
+    interval = "fallback_request_share_ci_low" in columns_of(con, "marts", "rpt_unit_economics_daily")
+    return rows(con, f"""
+        with daily as (
+            select project, sum(requests) as requests, sum(fallback_requests) as fallback_requests,
+                   sum(fallback_requests) / nullif(sum(requests), 0) as fallback_share,
+                   sum(spend_usd) as spend_usd, sum(fallback_spend_usd) as fallback_spend_usd,
+                   sum(fallback_extra_cost_usd) as fallback_extra_cost_usd
+            from marts.fct_fallback_daily where usage_date = $day group by project
+        )
+        select daily.*,
+               {"economics.fallback_request_share_ci_low" if interval else "null"} as fallback_share_ci_low,
+               {"economics.fallback_request_share_ci_high" if interval else "null"} as fallback_share_ci_high
+        from daily
+        {"left join marts.rpt_unit_economics_daily as economics on economics.usage_date = $day"
+         " and economics.project = daily.project" if interval else ""}
+        order by daily.spend_usd desc, daily.project""", {"day": day})
 
 
 def _fallback_trend(con, day: date) -> list[dict[str, Any]]:

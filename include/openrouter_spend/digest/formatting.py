@@ -32,6 +32,13 @@ def share(value: float | None, decimals: int = 0) -> str:
     return f"{value * 100:.{decimals}f}%"
 
 
+def share_with_interval(value: float | None, low: float | None, high: float | None, decimals: int = 1) -> str:
+    """12.0% (95% CI 8.1–16.3%) for a sampled estimate; the plain share when it was counted in full."""
+    if value is None or low is None or high is None or (low == value == high):
+        return share(value, decimals)
+    return f"{share(value, decimals)} (95% CI {low * 100:.{decimals}f}–{high * 100:.{decimals}f}%)"
+
+
 def signed_share(value: float | None) -> str:
     """+18% / −4%; a dash for unknown."""
     if value is None:

@@ -31,6 +31,7 @@ from openrouter_spend.digest.formatting import (
     money,
     points,
     share,
+    share_with_interval,
     short_day,
     signed_money,
     signed_share,
@@ -447,7 +448,8 @@ def _blind_spots(data: DigestData, charts: dict[str, Chart]) -> str:
     parts.append("<ul class=\"plain\">" + "".join(f"<li>{e(spot)}</li>" for spot in data.blind_spots)
                  + "</ul>" if data.blind_spots else '<p class="muted">No known blind spots for this day.</p>')
     if data.fallback:
-        rows = [[(e(f["project"]), False), (count(f["requests"]), True), (share(f["fallback_share"], 1), True),
+        rows = [[(e(f["project"]), False), (count(f["requests"]), True), (share_with_interval(f["fallback_share"], f.get("fallback_share_ci_low"),
+                                                                            f.get("fallback_share_ci_high")), True),
                  (money(f["fallback_spend_usd"]), True), (signed_money(f["fallback_extra_cost_usd"]), True)]
                 for f in data.fallback]
         parts.append("<h3>Fallbacks (projects with per-request data)</h3>")

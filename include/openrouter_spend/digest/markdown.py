@@ -14,6 +14,7 @@ from openrouter_spend.digest.formatting import (
     money,
     points,
     share,
+    share_with_interval,
     short_day,
     signed_money,
     signed_share,
@@ -136,7 +137,8 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
                 + (f" {quality['summary']}" if quality.get("summary") else ""), ""]
     out += [f"- {spot}" for spot in data.blind_spots] + ([""] if data.blind_spots else [])
     if data.fallback:
-        rows = [[md(f["project"]), count(f["requests"]), share(f["fallback_share"], 1),
+        rows = [[md(f["project"]), count(f["requests"]), share_with_interval(f["fallback_share"], f.get("fallback_share_ci_low"),
+                                                                   f.get("fallback_share_ci_high")),
                  signed_money(f["fallback_extra_cost_usd"])] for f in data.fallback]
         out += _table(["Project", "Requests with a record", "Fallback share", "Extra cost"], rows,
                       [False, True, True, True])

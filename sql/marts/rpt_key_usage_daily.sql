@@ -5,7 +5,9 @@
 -- Waste from request logs (waste_method 'per_request'), when the key logged classified requests that day:
 -- wasted requests = requests × the weighted share of logged requests that were failed, cancelled, retries
 -- or duplicates (fct_generations.is_wasted, weighted by sampling_weight); wasted spend uses their cost share.
--- Otherwise the aggregate estimate below (waste_method 'aggregate_estimate').
+-- Otherwise, or when the aggregate estimate below finds more (a request-log sample of a few requests can
+-- understate a loop its aggregate shape shows plainly), the aggregate estimate (waste_method
+-- 'aggregate_estimate').
 -- Waste (aggregate estimate, per key × model): a loop or duplicate job shows as many more requests than
 -- usual that produce far less output each. Baselines are medians over the key-model's active days among
 -- the previous 7, so a loop of a day or two does not poison them. When requests exceed 1.5× the median
@@ -110,6 +112,19 @@ per_request as (
     group by usage_date, api_key_hash
 ),
 
+key_waste as (
+    select
+        keys.*,
+        per_request.* exclude (usage_date, api_key_hash),
+        keys.spend_usd * coalesce(per_request.wasted_cost_share, per_request.wasted_request_share)
+            as per_request_wasted_spend_usd,
+        per_request.wasted_request_share is not null
+            and keys.spend_usd * coalesce(per_request.wasted_cost_share, per_request.wasted_request_share)
+                >= coalesce(keys.wasted_spend_usd, 0) as uses_request_log
+    from keys
+    left join per_request using (usage_date, api_key_hash)
+),
+
 final as (
     select
         ---------- keys
@@ -130,21 +145,16 @@ final as (
         baseline_daily_completion_tokens / nullif(baseline_daily_requests, 0)
             as baseline_completion_tokens_per_request,
         ---------- waste: counted from request logs where the key logs them, else estimated
-        case
-            when per_request.wasted_request_share is not null then keys.requests * per_request.wasted_request_share
+        case when uses_request_log then keys.requests * keys.wasted_request_share
             else keys.wasted_requests
         end as wasted_requests,
-        case
-            when per_request.wasted_request_share is not null
-                then keys.spend_usd * coalesce(per_request.wasted_cost_share, per_request.wasted_request_share)
+        case when uses_request_log then per_request_wasted_spend_usd
             else coalesce(keys.wasted_spend_usd, 0)
         end as wasted_spend_usd,
         is_loop_shaped,
-        case when per_request.wasted_request_share is not null then 'per_request' else 'aggregate_estimate' end
-            as waste_method,
-        per_request.per_request_requests
-    from keys
-    left join per_request using (usage_date, api_key_hash)
+        case when uses_request_log then 'per_request' else 'aggregate_estimate' end as waste_method,
+        keys.per_request_requests
+    from key_waste as keys
 )
 
 select * from final

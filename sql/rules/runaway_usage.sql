@@ -7,7 +7,8 @@
 --   min_requests, min_impact_usd.
 -- Method: norms are the median (or mean) over the key's active days among the previous baseline_days days.
 -- Results = accepted results when fct_generations has the key's acceptance verdicts for the day and its
--- norm (estimated: accepted share of the sampled generations × requests), else completion tokens (output).
+-- norm (estimated: accepted share of the sampled generations × requests, from at least 30 verdicts), else
+-- completion tokens (output).
 -- Fires when requests or spend ≥ min_ratio × norm and results ≤ max_output_ratio × norm. Impact = spend
 -- beyond what the day's results usually cost (spend − norm spend × results ratio).
 with
@@ -66,7 +67,9 @@ with_results as (
     select
         key_days.*,
         verdicts.workflow,
-        case when verdicts.judged > 0 then key_days.requests * verdicts.accepted / verdicts.judged end
+        -- A share from a handful of judged requests, scaled to a loop's request count, would make the loop
+        -- look productive; below 30 verdicts the output (completion tokens) is the measure instead.
+        case when verdicts.judged >= 30 then key_days.requests * verdicts.accepted / verdicts.judged end
             as accepted_results
     from key_days
     left join verdicts using (usage_date, api_key_hash)

@@ -200,6 +200,29 @@ def test_a_sampled_fallback_rise_fires_only_when_its_interval_clears_the_thresho
     assert len(fired) == 1 and '"fallback_share_ci_low":0.13' in fired[0]["facts"].replace(" ", "")
 
 
+def test_runaway_usage_ignores_acceptance_shares_from_too_few_verdicts(make_warehouse):
+    warehouse = make_warehouse()
+    days = WEEK[:5]
+    rows = RawRows()
+    for day in days:
+        scale = 10 if day == WEEK[4] else 1
+        rows.key(day, "a-batch", "ws-alpha", last_used=day)
+        rows.use(day, "a-batch", "vendor/m", requests=1000 * scale, usage=2.0 * scale, prompt=1_000_000 * scale,
+                 completion=100_000)  # output stays flat: a loop
+    warehouse.load(rows)
+    warehouse.build(days)
+    with connect(warehouse.path) as con:
+        for day in days:
+            for index in range(10):  # 10 verdicts, all accepted: scaled to 10,000 requests it would look productive
+                con.execute(
+                    "insert into marts.fct_generations (generation_id, created_at, usage_date, project, workflow, "
+                    "api_key_hash, is_accepted) values (?, ?, ?, 'alpha', 'job', ?, true)",
+                    [f"gen-{day}-{index}", datetime.combine(day, datetime.min.time(), tzinfo=UTC), day,
+                     key_hash("a-batch")])
+    runaway = [a for a in evaluate(warehouse, days) if a["rule_id"] == "runaway_usage"]
+    assert len(runaway) == 1 and runaway[0]["usage_date"] == WEEK[4]
+
+
 def _quality_run(warehouse: FixtureWarehouse, day: date, status: str, validated_at: datetime) -> None:
     with connect(warehouse.path) as con:
         columns = {name for (name,) in con.execute(
@@ -281,10 +304,10 @@ def test_runaway_usage_is_judged_by_accepted_results_where_per_request_data_exis
     warehouse.load(rows)
     warehouse.build(days)
     with connect(warehouse.path) as con:
-        for key, loop_accepted in (("a-batch", 2), ("a-web", 18)):
+        for key, loop_accepted in (("a-batch", 4), ("a-web", 36)):
             for day in days:
-                accepted = loop_accepted if day == WEEK[4] else 18
-                for index in range(20):
+                accepted = loop_accepted if day == WEEK[4] else 36
+                for index in range(40):
                     con.execute(
                         "insert into marts.fct_generations (generation_id, created_at, usage_date, project, workflow, "
                         "api_key_hash, is_accepted) values (?, ?, ?, 'alpha', ?, ?, ?)",
@@ -294,7 +317,7 @@ def test_runaway_usage_is_judged_by_accepted_results_where_per_request_data_exis
     runaway = [a for a in evaluate(warehouse, days) if a["rule_id"] == "runaway_usage"]
 
     # Both keys ran 10× their requests with 10× the output tokens; only a-batch's accepted results stayed flat:
-    # 10000 × 2/20 = 1000 accepted vs 1000 × 18/20 = 900 usually (1.1×). Impact = 20 − 2 × 1.11 = $17.78.
+    # 10000 × 4/40 = 1000 accepted vs 1000 × 36/40 = 900 usually (1.1×). Impact = 20 − 2 × 1.11 = $17.78.
     assert len(runaway) == 1
     alert = runaway[0]
     assert (alert["usage_date"], alert["api_key_name"], alert["workflow"], alert["metric"]) == \

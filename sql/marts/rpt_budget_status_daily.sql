@@ -17,9 +17,7 @@ build_days as (
 ),
 
 loaded_days as (
-    select usage_date from staging.stg_account_activity
-    union
-    select snapshot_date from staging.stg_credits
+    select usage_date from staging.stg_loaded_days
 ),
 
 day_versions as (

@@ -23,9 +23,7 @@ bounds as (
 ),
 
 loaded_days as (
-    select usage_date from staging.stg_account_activity
-    union
-    select snapshot_date from staging.stg_credits
+    select usage_date from staging.stg_loaded_days
 ),
 
 key_usage as (

@@ -5,7 +5,7 @@
 -- Grain: one row per segment crossing the thresholds on the evaluated day. Segments: each owned project,
 --   and the account ('*') over every project whose spend no annotation explains that day.
 -- Upstream: marts.fct_daily_spend, marts.rpt_key_usage_daily (wasted requests), marts.dim_api_key
---   (created_at), marts.dim_annotation, staging.stg_account_activity + staging.stg_credits (loaded days).
+--   (created_at), marts.dim_annotation, staging.stg_loaded_days.
 -- Parameters: alert_day, baseline_days, baseline_method, min_history_days, min_ratio, min_impact_usd,
 --   min_volume_usd.
 -- Method (per key, so weekly jobs and sporadic keys keep their own rhythm): expected = median (or mean) of
@@ -29,9 +29,7 @@ params as (
 ),
 
 loaded_days as (
-    select usage_date from staging.stg_account_activity
-    union
-    select snapshot_date from staging.stg_credits
+    select usage_date from staging.stg_loaded_days
 ),
 
 history as (

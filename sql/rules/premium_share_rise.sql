@@ -2,8 +2,7 @@
 -- do (premium-model drift), measured within each key so a weekly job that is all premium does not look like
 -- drift on the day it runs.
 -- Grain: one row per project crossing the thresholds on the evaluated day. Segment: project.
--- Upstream: marts.fct_daily_spend (is_premium per day), staging.stg_account_activity + staging.stg_credits
---   (loaded days).
+-- Upstream: marts.fct_daily_spend (is_premium per day), staging.stg_loaded_days.
 -- Parameters: alert_day, baseline_days, min_history_days, min_share_change, min_impact_usd, min_volume_usd.
 -- Method: each key's usual premium share = its premium spend ÷ its spend over the previous baseline_days
 -- days (pooled, spend-weighted); the project's expected share = Σ today's key spend × usual share ÷ today's
@@ -20,9 +19,7 @@ params as (
 ),
 
 loaded_days as (
-    select usage_date from staging.stg_account_activity
-    union
-    select snapshot_date from staging.stg_credits
+    select usage_date from staging.stg_loaded_days
 ),
 
 history as (

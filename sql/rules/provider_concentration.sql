@@ -2,8 +2,7 @@
 -- providers than usual for the same keys and models (an outage, a routing change, a provider dropping out).
 -- Measured within each key × model, so a change of model mix (premium_share_rise) is not a routing shift.
 -- Grain: one row per project crossing the thresholds on the evaluated day. Segment: project.
--- Upstream: marts.fct_daily_spend, marts.dim_annotation (incident days), staging.stg_account_activity +
---   staging.stg_credits (loaded days).
+-- Upstream: marts.fct_daily_spend, marts.dim_annotation (incident days), staging.stg_loaded_days.
 -- Parameters: alert_day, baseline_days, min_history_days, min_shift_share, min_impact_usd, min_volume_usd.
 -- Method: each key × model's usual provider shares pool its spend over the previous baseline_days days,
 -- leaving out days an incident annotation covers for the project's provider mix (so the recovery from an
@@ -22,9 +21,7 @@ params as (
 ),
 
 loaded_days as (
-    select usage_date from staging.stg_account_activity
-    union
-    select snapshot_date from staging.stg_credits
+    select usage_date from staging.stg_loaded_days
 ),
 
 history as (

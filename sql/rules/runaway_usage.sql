@@ -2,7 +2,7 @@
 -- produces stay flat: a loop, a retry storm or a duplicated job, not growth.
 -- Grain: one row per API key crossing the thresholds on the evaluated day. Segment: key.
 -- Upstream: marts.fct_daily_spend, marts.fct_generations (accepted results, where per-request data exists),
---   staging.stg_account_activity + staging.stg_credits (loaded days).
+--   staging.stg_loaded_days.
 -- Parameters: alert_day, baseline_days, baseline_method, min_history_days, min_ratio, max_output_ratio,
 --   min_requests, min_impact_usd.
 -- Method: norms are the median (or mean) over the key's active days among the previous baseline_days days.
@@ -25,9 +25,7 @@ params as (
 ),
 
 loaded_days as (
-    select usage_date from staging.stg_account_activity
-    union
-    select snapshot_date from staging.stg_credits
+    select usage_date from staging.stg_loaded_days
 ),
 
 history as (

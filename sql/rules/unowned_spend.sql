@@ -2,7 +2,7 @@
 -- A small standing tail (personal keys, experiments) is tolerated and listed by the digest; the rule pages
 -- when unowned spend over the trailing window passes both a USD floor and a share of the account's spend.
 -- Grain: at most one row for the evaluated day. Segment: the unowned keys as a whole ('(unowned)').
--- Upstream: marts.fct_daily_spend, staging.stg_account_activity + staging.stg_credits (loaded days).
+-- Upstream: marts.fct_daily_spend, staging.stg_loaded_days.
 -- Parameters: alert_day, window_days, min_history_days, max_share, min_volume_usd.
 -- Expected = max_share × the account's spend over the window (the tolerated tail); impact = unowned spend
 -- over the window.
@@ -17,9 +17,7 @@ params as (
 ),
 
 loaded_days as (
-    select usage_date from staging.stg_account_activity
-    union
-    select snapshot_date from staging.stg_credits
+    select usage_date from staging.stg_loaded_days
 ),
 
 history as (

@@ -586,18 +586,15 @@ def record_change(con, days: Iterable[date], source: str) -> None:
 
 # ----- demo: what the emulated applications log ---------------------------------------------------------
 
-# Emulated organisation workspaces whose applications write request logs, and how: "metadata" logs the
-# response's openrouter_metadata and usage (classified with zero API calls), "plain" logs only the ids and
-# what the app asked for (classified through /generation, within the daily call budget). Workspaces not
-# listed log nothing, so their per-request metrics stay NULL and coverage is below 100%.
-EMULATED_LOGGING = {"search": "metadata", "data-platform": "metadata", "support-bot": "plain"}
-
-
 def write_emulated_logs(org, day: date, directory: Path | None = None,
                         logging_by_workspace: dict[str, str] | None = None) -> list[Path]:
-    """Write what the emulated apps logged on `day` to <directory>/<workspace>/<day>.jsonl[.gz]; returns the files."""
+    """Write what the emulated apps logged on `day` to <directory>/<workspace>/<day>.jsonl[.gz]; returns the files.
+
+    How each workspace logs ("metadata": openrouter_metadata and usage; "plain": ids and the requested model;
+    not listed: nothing) comes from the emulated scenario unless `logging_by_workspace` overrides it.
+    """
     directory = Path(directory or request_log_root())
-    plan = EMULATED_LOGGING if logging_by_workspace is None else logging_by_workspace
+    plan = dict(org.world.request_logging if logging_by_workspace is None else logging_by_workspace)
     records = {record["id"]: record for record in org.generations(day)}
     fingerprints: dict[str, str] = {}
     lines: dict[str, list[str]] = {}

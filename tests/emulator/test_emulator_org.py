@@ -93,8 +93,34 @@ def test_data_stays_inside_the_span(org):
 
 
 def test_unknown_scenario_is_rejected():
-    with pytest.raises(ValueError, match="scenario"):
+    with pytest.raises(ValueError, match="scenario 'chaos'.*default"):
         SyntheticOrg("chaos", 42, ANCHOR)
+
+
+def test_a_scenario_is_a_world_of_its_own():
+    from openrouter_spend.emulator.catalog import KEY_SPECS, WORKSPACES
+    from openrouter_spend.emulator.scenarios import Scenario
+
+    small = Scenario("two-keys", "one project, two keys", workspaces=WORKSPACES[:2],
+                     keys=tuple(s for s in KEY_SPECS if s.workspace == "support-bot")[:2],
+                     request_logging={"support-bot": "plain"}, logged_requests_per_key_day=3)
+    world = SyntheticOrg(small, 42, ANCHOR)
+    assert world.scenario == "two-keys" and world.events == []
+    assert [k.name for k in world.keys] == ["support-bot-prod", "support-bot-staging"]
+    day = ANCHOR - timedelta(days=3)
+    per_key = {}
+    for entry in world.app_request_log(day):
+        per_key[entry["workflow"]] = per_key.get(entry["workflow"], 0) + 1
+    assert per_key and max(per_key.values()) == 3
+
+
+def test_a_scenario_must_name_what_exists():
+    from openrouter_spend.emulator.scenarios import Scenario
+
+    with pytest.raises(ValueError, match="unknown workspaces"):
+        Scenario("bad", "", request_logging={"nowhere": "plain"})
+    with pytest.raises(ValueError, match="logging modes"):
+        Scenario("bad", "", request_logging={"search": "everything"})
 
 
 def test_app_request_log_matches_generations(org):

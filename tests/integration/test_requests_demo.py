@@ -25,7 +25,7 @@ def test_outage_surge_coverage_and_consistent_classification(spend_home, emulato
     for day in (quiet_day, outage_day):
         emulator.set_now(datetime.combine(day + timedelta(days=1), time(0, 10), tzinfo=UTC))
         written = requests_log.write_emulated_logs(org, day)
-        assert sorted(path.parent.name for path in written) == sorted(requests_log.EMULATED_LOGGING)
+        assert sorted(path.parent.name for path in written) == sorted(org.world.request_logging)
         with connect() as con:
             migrate(con)
             requests_log.ingest(con)

@@ -12,7 +12,7 @@ from openrouter_spend.emulator.server import serve_forever
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and serve until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m openrouter_spend.emulator", description=__doc__)
-    parser.add_argument("--scenario", choices=SCENARIOS, default="default")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--anchor-date", type=date.fromisoformat, default=None)

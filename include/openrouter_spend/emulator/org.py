@@ -22,33 +22,30 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from openrouter_spend.emulator.catalog import (
-    KEY_SPECS,
-    MEMBERS,
     MODEL_BY_ID,
     MODEL_FALLBACK_SOURCES,
     MODELS,
     PATTERNS,
     PROVIDER_BY_NAME,
     PROVIDERS,
-    WORKSPACES,
     KeySpec,
     Model,
     Provider,
     Record,
     endpoint_id,
 )
+from openrouter_spend.emulator.scenarios import SCENARIOS, Scenario, get_scenario
 
 NANO = 1_000_000_000
 SPAN_DAYS = 90
 WINDOW_DAYS = 30
 BYOK_FEE_RATE = 0.05
 BYOK_REQUEST_SHARE = 0.95
-MAX_GENERATIONS_PER_KEY_DAY = 20
 GENERATION_DAYS_CACHED = 16
 FINAL_RUNWAY_DAYS = 4.2
 PRE_TOPUP_RUNWAY_DAYS = 7.8
-SCENARIOS = ("default", "quiet")
 DEFAULT_SEED = 42
+__all__ = ["SCENARIOS", "Scenario", "SyntheticOrg", "build_org"]
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -207,10 +204,10 @@ def _cost_usd(model: Model, prompt: int, completion: int, cached: int) -> float:
 class SyntheticOrg:
     """A deterministic OpenRouter organisation as of any clock time inside its data span."""
 
-    def __init__(self, scenario: str = "default", seed: int = DEFAULT_SEED, anchor_date: date | None = None):
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown emulator scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
-        self.scenario = scenario
+    def __init__(self, scenario: str | Scenario = "default", seed: int = DEFAULT_SEED,
+                 anchor_date: date | None = None):
+        self.world = get_scenario(scenario)
+        self.scenario = self.world.name
         self.seed = int(seed)
         self.anchor_date = anchor_date or utc_today()
         self.span_start = self.anchor_date - timedelta(days=SPAN_DAYS)
@@ -218,15 +215,15 @@ class SyntheticOrg:
         self.organization_id = "org_" + _base62(_digest(self.seed, "organization"), 27)
         self.providers: list[Provider] = list(PROVIDERS)
         self.models: list[Model] = list(MODELS)
-        self.members = [self._build_member(m) for m in MEMBERS]
+        self.members = [self._build_member(m) for m in self.world.members]
         self._member_by_handle = {m.handle: m for m in self.members}
-        self.workspaces = [self._build_workspace(w) for w in WORKSPACES]
+        self.workspaces = [self._build_workspace(w) for w in self.world.workspaces]
         self._workspace_by_slug = {w.slug: w for w in self.workspaces}
         self.default_workspace = next(w for w in self.workspaces if w.is_default)
-        self.keys = [self._build_key(spec) for spec in KEY_SPECS]
+        self.keys = [self._build_key(spec) for spec in self.world.keys]
         self._key_by_hash = {k.hash: k for k in self.keys}
         self._key_by_name = {k.name: k for k in self.keys}
-        self._event_plan = self._plan_events() if scenario == "default" else {}
+        self._event_plan = self.world.plan_events(self.anchor_date) if self.world.plan_events else {}
         self._lock = threading.RLock()
         self._days: dict[date, dict[str, tuple[ActivityRow, ...]]] = {}
         self._day_usage: dict[date, tuple[int, int]] = {}
@@ -390,22 +387,6 @@ class SyntheticOrg:
 
     # ----- planted events -----------------------------------------------------------------------------
 
-    def _plan_events(self) -> dict[str, dict]:
-        anchor = self.anchor_date
-
-        def day(offset: int) -> date:
-            return anchor - timedelta(days=offset)
-
-        return {
-            "premium_drift": {"workspace": "growth-experiments", "start": day(10), "ramp_days": 8, "end": day(1)},
-            "provider_outage": {"workspace": "search", "provider": "Anthropic", "start": day(9), "end": day(8)},
-            "release_spend_jump": {"workspace": "support-bot", "start": day(6), "end": day(1),
-                                   "request_factor": 1.5, "prompt_factor": 1.6},
-            "runaway_loop": {"key": "enrichment-worker-hourly", "start": day(4), "end": day(3),
-                             "factors": {day(4): 19.0, day(3): 15.0}},
-            "topups": [(day(12), time(15, 42, 7, 331902)), (day(5), time(10, 17, 44, 90215))],
-        }
-
     def effects(self, key: ApiKey, day: date) -> DayEffects:
         """The planted-event effects on one key's traffic for one day (none in the quiet scenario)."""
         plan = self._event_plan
@@ -413,18 +394,18 @@ class SyntheticOrg:
         if not plan:
             return effects
         slug = key.spec.workspace
-        drift = plan["premium_drift"]
-        if slug == drift["workspace"] and day >= drift["start"]:
+        drift = plan.get("premium_drift")
+        if drift and slug == drift["workspace"] and day >= drift["start"]:
             effects.premium_progress = min(1.0, (day - drift["start"]).days / drift["ramp_days"])
-        outage = plan["provider_outage"]
-        if slug == outage["workspace"] and outage["start"] <= day <= outage["end"]:
+        outage = plan.get("provider_outage")
+        if outage and slug == outage["workspace"] and outage["start"] <= day <= outage["end"]:
             effects.down_providers = frozenset({outage["provider"]})
-        release = plan["release_spend_jump"]
-        if slug == release["workspace"] and day >= release["start"]:
+        release = plan.get("release_spend_jump")
+        if release and slug == release["workspace"] and day >= release["start"]:
             effects.request_factor *= release["request_factor"]
             effects.prompt_factor *= release["prompt_factor"]
-        runaway = plan["runaway_loop"]
-        if key.name == runaway["key"] and day in runaway["factors"]:
+        runaway = plan.get("runaway_loop")
+        if runaway and key.name == runaway["key"] and day in runaway["factors"]:
             effects.request_factor *= runaway["factors"][day]
             effects.flat_output = True
         return effects
@@ -453,40 +434,48 @@ class SyntheticOrg:
 
     def _describe_events(self) -> list[dict]:
         plan = self._event_plan
-        outage, drift = plan["provider_outage"], plan["premium_drift"]
-        release, runaway = plan["release_spend_jump"], plan["runaway_loop"]
-        runaway_key = self._key_by_name[runaway["key"]]
-        events = [
-            self._event(
-                "provider_outage", outage["start"], outage["end"],
-                f"{outage['provider']} is down for the search project: its Anthropic-model traffic is served by "
-                "Amazon Bedrock and Google instead, and generations show failed attempts before a fallback.",
-                outage["workspace"], provider_name=outage["provider"],
-                provider_slug=PROVIDER_BY_NAME[outage["provider"]].slug),
-            self._event(
-                "premium_drift", drift["start"], drift["end"],
-                "growth-experiments shifts traffic towards claude-opus-4 and claude-sonnet-4 over 8 days; the "
-                "premium share of its spend climbs steadily and stays high.",
-                drift["workspace"], premium_models=sorted(PREMIUM_DRIFT_TARGETS)),
-            self._event(
-                "release_spend_jump", release["start"], release["end"],
-                "A support-bot release adds more requests and longer contexts; its daily spend roughly doubles "
-                "from the release day onward.",
-                release["workspace"], request_factor=release["request_factor"],
-                prompt_factor=release["prompt_factor"]),
-            self._event(
-                "runaway_loop", runaway["start"], runaway["end"],
-                f"{runaway_key.name} loops: requests run 15-19x normal for two days while total output tokens "
-                "stay flat.",
-                runaway_key.spec.workspace, runaway_key,
-                request_factors={d.isoformat(): f for d, f in runaway["factors"].items()}),
-        ]
-        initial, topups = self.credit_plan()
-        for moment, amount in topups:
+        events = []
+        outage = plan.get("provider_outage")
+        if outage:
             events.append(self._event(
-                "topups", moment.date(), moment.date(),
-                f"Credit top-up of ${nanos_to_usd(amount):,.2f}.", amount_usd=nanos_to_usd(amount), at=moment))
-        events.append(self._low_runway_event())
+                "provider_outage", outage["start"], outage["end"],
+                f"{outage['provider']} is down for the {outage['workspace']} project: its traffic on that provider "
+                "is served by the models' other providers instead, and generations show failed attempts before a "
+                "fallback.",
+                outage["workspace"], provider_name=outage["provider"],
+                provider_slug=PROVIDER_BY_NAME[outage["provider"]].slug))
+        drift = plan.get("premium_drift")
+        if drift:
+            events.append(self._event(
+                "premium_drift", drift["start"], drift["end"],
+                f"{drift['workspace']} shifts traffic towards claude-opus-4 and claude-sonnet-4 over "
+                f"{drift['ramp_days']} days; the premium share of its spend climbs steadily and stays high.",
+                drift["workspace"], premium_models=sorted(PREMIUM_DRIFT_TARGETS)))
+        release = plan.get("release_spend_jump")
+        if release:
+            events.append(self._event(
+                "release_spend_jump", release["start"], release["end"],
+                f"A {release['workspace']} release adds more requests and longer contexts; its daily spend "
+                "roughly doubles from the release day onward.",
+                release["workspace"], request_factor=release["request_factor"],
+                prompt_factor=release["prompt_factor"]))
+        runaway = plan.get("runaway_loop")
+        if runaway:
+            runaway_key = self._key_by_name[runaway["key"]]
+            low, high = min(runaway["factors"].values()), max(runaway["factors"].values())
+            events.append(self._event(
+                "runaway_loop", runaway["start"], runaway["end"],
+                f"{runaway_key.name} loops: requests run {low:g}-{high:g}x normal for {len(runaway['factors'])} "
+                "day(s) while total output tokens stay flat.",
+                runaway_key.spec.workspace, runaway_key,
+                request_factors={d.isoformat(): f for d, f in runaway["factors"].items()}))
+        if plan.get("topups"):
+            initial, topups = self.credit_plan()
+            for moment, amount in topups:
+                events.append(self._event(
+                    "topups", moment.date(), moment.date(),
+                    f"Credit top-up of ${nanos_to_usd(amount):,.2f}.", amount_usd=nanos_to_usd(amount), at=moment))
+            events.append(self._low_runway_event())
         return events
 
     def _low_runway_event(self) -> dict:
@@ -787,7 +776,7 @@ class SyntheticOrg:
         def burn7(end: date) -> float:
             return sum(daily.get(end - timedelta(days=i), 0) for i in range(7)) / 7
 
-        if not self._event_plan:
+        if not self._event_plan.get("topups"):
             return _round_up(final_usage + 120 * burn7(self.span_end), 1000 * NANO), []
         # Work backwards from a low final balance so each top-up lands just as runway nears a week,
         # which keeps the runway comfortable until the last few days.
@@ -876,7 +865,7 @@ class SyntheticOrg:
                          log: list[dict]) -> None:
         rng = _rng(self.seed, "generations", day.isoformat(), key.name)
         total = sum(r.requests for r in rows)
-        count = min(MAX_GENERATIONS_PER_KEY_DAY, math.ceil(total / 25))
+        count = min(self.world.logged_requests_per_key_day, math.ceil(total / 25))
         effects = self.effects(key, day)
         looping = effects.flat_output
         start = len(out)

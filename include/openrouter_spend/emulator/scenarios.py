@@ -1,0 +1,101 @@
+"""Emulated worlds: which organisation the emulator serves, what happens to it, and how its apps log requests.
+
+A scenario is data, not code paths: the organisation (members, workspaces, key profiles), the planted events
+(`plan_events(anchor_date)` returns the plan `SyntheticOrg.effects` reads; `None` plants nothing) and the
+request logging of its applications (workspace → "metadata" or "plain"; workspaces not listed log nothing).
+Add a world by adding a `Scenario` to `SCENARIOS`; everything else (server, CLI, tests) looks it up by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from types import MappingProxyType
+
+from openrouter_spend.emulator.catalog import KEY_SPECS, MEMBERS, WORKSPACES, KeySpec, Member, WorkspaceSpec
+
+# How the default organisation's apps log: search and data-platform log the response's openrouter_metadata and
+# usage (classified with zero API calls), support-bot logs only ids and what it asked for (classified through
+# /generation within the daily call budget); growth-experiments logs nothing, so its per-request metrics stay
+# NULL and coverage is below 100%.
+DEFAULT_REQUEST_LOGGING = MappingProxyType({"search": "metadata", "data-platform": "metadata", "support-bot": "plain"})
+LOGGING_MODES = ("metadata", "plain")
+
+
+def default_events(anchor: date) -> dict:
+    """The default world's planted events, dated relative to the anchor (inside the last 14 completed days)."""
+
+    def day(offset: int) -> date:
+        return anchor - timedelta(days=offset)
+
+    return {
+        "premium_drift": {"workspace": "growth-experiments", "start": day(10), "ramp_days": 8, "end": day(1)},
+        "provider_outage": {"workspace": "search", "provider": "Anthropic", "start": day(9), "end": day(8)},
+        "release_spend_jump": {"workspace": "support-bot", "start": day(6), "end": day(1),
+                               "request_factor": 1.5, "prompt_factor": 1.6},
+        "runaway_loop": {"key": "enrichment-worker-hourly", "start": day(4), "end": day(3),
+                         "factors": {day(4): 19.0, day(3): 15.0}},
+        "topups": [(day(12), time(15, 42, 7, 331902)), (day(5), time(10, 17, 44, 90215))],
+    }
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One emulated world, served by name (`EmulatorServer(scenario=...)`, `openrouter-spend run --scenario`)."""
+
+    name: str
+    description: str
+    members: tuple[Member, ...] = MEMBERS
+    workspaces: tuple[WorkspaceSpec, ...] = WORKSPACES
+    keys: tuple[KeySpec, ...] = KEY_SPECS
+    plan_events: Callable[[date], dict] | None = None
+    request_logging: Mapping[str, str] = field(default_factory=lambda: DEFAULT_REQUEST_LOGGING)
+    # Generation records per key and day: at most this many, about one per 25 requests.
+    logged_requests_per_key_day: int = 20
+
+    def __post_init__(self) -> None:
+        slugs = {w.slug for w in self.workspaces} | {w.name for w in self.workspaces}
+        unknown = sorted(set(self.request_logging) - slugs)
+        if unknown:
+            raise ValueError(f"scenario {self.name!r}: request_logging names unknown workspaces {unknown}")
+        modes = sorted(set(self.request_logging.values()) - set(LOGGING_MODES))
+        if modes:
+            raise ValueError(f"scenario {self.name!r}: unknown request logging modes {modes}; "
+                             f"expected {', '.join(LOGGING_MODES)}")
+        defaults = [w for w in self.workspaces if w.is_default]
+        if len(defaults) != 1:
+            raise ValueError(f"scenario {self.name!r} needs exactly one default workspace, has {len(defaults)}")
+        handles = {m.handle for m in self.members}
+        workspace_slugs = {w.slug for w in self.workspaces}
+        for spec in self.keys:
+            if spec.workspace not in workspace_slugs or spec.creator not in handles:
+                raise ValueError(f"scenario {self.name!r}: key {spec.name!r} names an unknown workspace or creator")
+
+    @property
+    def has_events(self) -> bool:
+        return self.plan_events is not None
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "default": Scenario(
+        "default",
+        "Northwind Labs: 140+ keys over five workspaces with a provider outage, premium drift, a release, a "
+        "runaway loop, two top-ups and a low credit runway.",
+        plan_events=default_events,
+    ),
+    "quiet": Scenario(
+        "quiet",
+        "The default organisation on ordinary days: the same keys and logging, no planted events.",
+    ),
+}
+
+
+def get_scenario(name: str | Scenario) -> Scenario:
+    """The scenario with this name (a Scenario passes through); a clear error names the known ones."""
+    if isinstance(name, Scenario):
+        return name
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown emulator scenario {name!r}; expected one of {', '.join(SCENARIOS)}") from None

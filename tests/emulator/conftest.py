@@ -1,4 +1,8 @@
-"""Fixtures: emulator servers on free ports, with a fixed anchor date so tests never depend on today."""
+"""Fixtures: emulator servers on free ports, with a fixed anchor date so tests never depend on today.
+
+They run on the replay clock (00:05 of the anchor date, snapshots as of the start of the day), so every
+assertion is about a fixed moment; test_emulator_clock.py covers the wall clock, the default.
+"""
 
 from __future__ import annotations
 
@@ -36,20 +40,20 @@ class Api:
 
 @pytest.fixture
 def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(anchor_date=ANCHOR) as running:
+    with EmulatorServer(anchor_date=ANCHOR, clock="replay") as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def shared_server() -> Iterator[EmulatorServer]:
     """A default-scenario server for read-only tests (never change its clock or faults)."""
-    with EmulatorServer(anchor_date=ANCHOR) as running:
+    with EmulatorServer(anchor_date=ANCHOR, clock="replay") as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def quiet_server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(scenario="quiet", anchor_date=ANCHOR) as running:
+    with EmulatorServer(scenario="quiet", anchor_date=ANCHOR, clock="replay") as running:
         yield running
 
 

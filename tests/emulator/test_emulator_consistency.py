@@ -267,7 +267,8 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs():
     anchor = datetime(2026, 11, 20, tzinfo=UTC).date()
 
     def fetch(seed: int) -> list[bytes]:
-        with EmulatorServer(anchor_date=anchor, seed=seed) as emulator:
+        # replay clock: one fixed moment (on the wall clock "now" moves, and /credits with it)
+        with EmulatorServer(anchor_date=anchor, seed=seed, clock="replay") as emulator:
             headers = {"Authorization": f"Bearer {emulator.management_key}"}
             return [requests.get(emulator.base_url + p, headers=headers, timeout=10).content for p in paths]
 
@@ -279,6 +280,8 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs():
 def test_environment_supplies_defaults(monkeypatch):
     monkeypatch.setenv("OPENROUTER_EMULATOR_ANCHOR_DATE", "2026-06-15")
     monkeypatch.setenv("OPENROUTER_EMULATOR_SEED", "7")
+    monkeypatch.setenv("OPENROUTER_EMULATOR_CLOCK", "replay")
     emulator = EmulatorServer()
     assert emulator.anchor_date.isoformat() == "2026-06-15" and emulator.seed == 7
+    assert emulator.clock_mode == "replay"
     assert abs(emulator.now - datetime(2026, 6, 15, 0, 5, tzinfo=UTC)) < timedelta(seconds=5)

@@ -211,7 +211,7 @@ def test_live_generation_is_404_until_the_lag_passes():
 
 def test_synthetic_generations_respect_lag_and_clock():
     anchor = datetime(2026, 11, 20).date()
-    with EmulatorServer(anchor_date=anchor, generation_lag_seconds=3600) as emulator:
+    with EmulatorServer(anchor_date=anchor, generation_lag_seconds=3600, clock="replay") as emulator:
         headers = {"Authorization": f"Bearer {emulator.management_key}"}
         records = emulator.org.generations(anchor - timedelta(days=1))
         late = next(r for r in reversed(records) if r["created_at"] >= f"{anchor - timedelta(days=1)}T23:10")

@@ -3,6 +3,8 @@
     with EmulatorServer(scenario="default", anchor_date=date(2026, 11, 20)) as server:
         server.base_url          # http://127.0.0.1:<port>/api/v1
         server.set_now(...)      # the clock every response is "as of"
+        # clock="wall" (default): the real API's time, /credits and /keys describe now (today's spend so far
+        # included); clock="replay": snapshots as of the start of the clock's day, for replaying past days
         server.set_faults([FaultRule("rate_limit", path_prefix="/activity", times=2)])
         server.org.events        # planted events the pipeline should find
 

@@ -1,4 +1,5 @@
-"""`python -m openrouter_spend.emulator [--scenario NAME] [--port N] [--seed N] [--anchor-date YYYY-MM-DD]`."""
+"""`python -m openrouter_spend.emulator [--scenario NAME] [--port N] [--seed N] [--anchor-date YYYY-MM-DD]
+[--clock wall|replay]`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 from datetime import date
 
 from openrouter_spend.emulator.org import SCENARIOS
-from openrouter_spend.emulator.server import serve_forever
+from openrouter_spend.emulator.server import CLOCK_MODES, serve_forever
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,8 +17,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--anchor-date", type=date.fromisoformat, default=None)
+    parser.add_argument("--clock", choices=CLOCK_MODES, default=None,
+                        help="wall: the real API's time (default); replay: a settable clock for replaying past days")
     args = parser.parse_args(argv)
-    serve_forever(scenario=args.scenario, port=args.port, seed=args.seed, anchor_date=args.anchor_date)
+    serve_forever(scenario=args.scenario, port=args.port, seed=args.seed, anchor_date=args.anchor_date,
+                  clock=args.clock)
 
 
 if __name__ == "__main__":

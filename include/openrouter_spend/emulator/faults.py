@@ -32,7 +32,11 @@ HTML_ERROR_PAGE = (
 
 @dataclass(frozen=True)
 class FaultRule:
-    """One fault: which requests it hits (path prefix after /api/v1), how often, and how it misbehaves."""
+    """One fault: which requests it hits (path prefix after /api/v1), how often, and how it misbehaves.
+
+    `every` N hits one matching request in N (the Nth, 2Nth, ...), e.g. a stall on one answer in ten:
+    `FaultRule("slow", path_prefix="/generation", every=10, delay_seconds=35)`. `times` counts hits.
+    """
 
     kind: str
     path_prefix: str = ""
@@ -40,11 +44,12 @@ class FaultRule:
     status: int = 500
     retry_after: float = 1.0
     delay_seconds: float = 5.0
+    every: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.path_prefix, str):
             raise ValueError(f"fault path_prefix must be a string, got {self.path_prefix!r}")
-        for name in ("status", "times"):
+        for name in ("status", "times", "every"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValueError(f"fault {name} must be an integer, got {value!r}")
@@ -58,6 +63,8 @@ class FaultRule:
             raise ValueError(f"server_error status must be one of {sorted(SERVER_ERROR_MESSAGES)}, got {self.status}")
         if self.times is not None and self.times < 0:
             raise ValueError(f"fault times must be >= 0 or None, got {self.times}")
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"fault every must be >= 1 or None, got {self.every}")
 
     def to_dict(self) -> dict[str, Any]:
         """The rule as the JSON object POST /_emulator/faults accepts."""
@@ -78,7 +85,10 @@ class FaultRule:
 
 
 class FaultBook:
-    """The active rules with their remaining counts; thread-safe, first matching rule with times left wins."""
+    """The active rules with their remaining counts; thread-safe, first matching rule with times left wins.
+
+    A rule with `every` N skips the matching requests between its hits, so they fall through to later rules.
+    """
 
     def __init__(self, rules: list[FaultRule] | None = None):
         self._lock = threading.Lock()
@@ -88,7 +98,7 @@ class FaultBook:
     def replace(self, rules: list[FaultRule | dict]) -> None:
         parsed = [r if isinstance(r, FaultRule) else FaultRule.from_dict(r) for r in rules]
         with self._lock:
-            self._rules = [[rule, rule.times] for rule in parsed]
+            self._rules = [[rule, rule.times, 0] for rule in parsed]
 
     def clear(self) -> None:
         self.replace([])
@@ -97,8 +107,11 @@ class FaultBook:
         """The rule that applies to a request for `path` (consuming one of its times), or None."""
         with self._lock:
             for slot in self._rules:
-                rule, remaining = slot
+                rule, remaining, seen = slot
                 if remaining == 0 or not path.startswith(rule.path_prefix):
+                    continue
+                slot[2] = seen + 1
+                if rule.every is not None and slot[2] % rule.every:
                     continue
                 if remaining is not None:
                     slot[1] = remaining - 1
@@ -108,7 +121,7 @@ class FaultBook:
     def snapshot(self) -> list[FaultRule]:
         """The rules with `times` set to what is left of each."""
         with self._lock:
-            return [replace(rule, times=remaining) for rule, remaining in self._rules]
+            return [replace(rule, times=remaining) for rule, remaining, _ in self._rules]
 
 
 def add_extra_fields(payload: Any) -> Any:

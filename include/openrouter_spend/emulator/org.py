@@ -228,6 +228,7 @@ class SyntheticOrg:
         self._days: dict[date, dict[str, tuple[ActivityRow, ...]]] = {}
         self._day_usage: dict[date, tuple[int, int]] = {}
         self._usage_snapshots: dict[date, dict[str, KeyUsage]] = {}
+        self._whole_day_usage: dict[date, dict[str, tuple[int, int]]] = {}
         # Generation records are bulky (~4 MB a day), so only the most recently used days stay cached.
         self._generations: OrderedDict[date, tuple[dict[str, dict], list[dict]]] = OrderedDict()
         self._credit_plan: tuple[int, list[tuple[datetime, int]]] | None = None
@@ -295,9 +296,10 @@ class SyntheticOrg:
             spec=spec,
         )
 
-    def _last_possible_day(self, spec: KeySpec, disabled_at: datetime | None, expires_at: datetime | None) -> date:
-        """The last day a key could have been used, ignoring the data span."""
-        last = self.anchor_date - timedelta(days=1)
+    def _last_possible_day(self, spec: KeySpec, disabled_at: datetime | None, expires_at: datetime | None,
+                           through: date | None = None) -> date:
+        """The last day a key could have been used (at most `through`, default the last completed day)."""
+        last = through or self.anchor_date - timedelta(days=1)
         if disabled_at is not None:
             last = min(last, disabled_at.date() - timedelta(days=1))
         if expires_at is not None:
@@ -494,11 +496,13 @@ class SyntheticOrg:
 
     # ----- activity -----------------------------------------------------------------------------------
 
-    def _key_rows(self, key: ApiKey, day: date) -> tuple[ActivityRow, ...]:
+    def _key_rows(self, key: ApiKey, day: date, through: date | None = None) -> tuple[ActivityRow, ...]:
+        """One key's rows for a whole day; `through` lets the anchor day (today, never in /activity) have them."""
         spec = key.spec
-        if spec.never_used or not spec.mix or day < key.created_at.date() or not self.span_start <= day <= self.span_end:
+        last_day = through or self.span_end
+        if spec.never_used or not spec.mix or day < key.created_at.date() or not self.span_start <= day <= last_day:
             return ()
-        if day > self._last_possible_day(spec, key.disabled_at, key.expires_at):
+        if day > self._last_possible_day(spec, key.disabled_at, key.expires_at, through):
             return ()
         rng = _rng(self.seed, "activity", day.isoformat(), spec.name)
         weekend = day.weekday() >= 5
@@ -650,6 +654,34 @@ class SyntheticOrg:
 
     # ----- key state as of a clock time ---------------------------------------------------------------
 
+    def _day_usage_by_key(self, day: date) -> dict[str, tuple[int, int]]:
+        """(credits, BYOK) nano-dollars per key over the whole of `day`, the anchor day (today) included."""
+        with self._lock:
+            cached = self._whole_day_usage.get(day)
+            if cached is not None:
+                return cached
+            if self.span_start <= day <= self.span_end:
+                rows = self.key_rows(day)
+            elif day == self.anchor_date:
+                rows = {key.hash: self._key_rows(key, day, through=day) for key in self.keys}
+            else:
+                rows = {}
+            cached = {key_hash: (sum(r.usage_nanos for r in key_rows), sum(r.byok_nanos for r in key_rows))
+                      for key_hash, key_rows in rows.items() if key_rows}
+            self._whole_day_usage[day] = cached
+            return cached
+
+    def usage_so_far_today(self, now: datetime) -> dict[str, tuple[int, int]]:
+        """(credits, BYOK) nano-dollars each key has spent on the current UTC day up to `now` (a partial day).
+
+        The real /credits and /keys count the current day's spend as it happens (openrouter-api.md §2.2:
+        `usage_daily` is the partial current day); the day's traffic is taken as spread evenly over it.
+        """
+        moment = now.astimezone(UTC)
+        elapsed = (moment - _midnight(moment.date())).total_seconds() / 86400
+        return {key_hash: (math.floor(usage * elapsed), math.floor(byok * elapsed))
+                for key_hash, (usage, byok) in self._day_usage_by_key(moment.date()).items()}
+
     def _usage_snapshot(self, today: date) -> dict[str, KeyUsage]:
         """Lifetime/weekly/monthly totals per key over the completed days before `today`."""
         with self._lock:
@@ -680,23 +712,32 @@ class SyntheticOrg:
             self._usage_snapshots[today] = snapshot
             return snapshot
 
-    def key_usage_as_of(self, key_hash: str, now: datetime) -> dict:
-        """The usage fields /keys reports for one key at clock time `now` (plus last_used_at)."""
+    def key_usage_as_of(self, key_hash: str, now: datetime, include_today: bool = False) -> dict:
+        """The usage fields /keys reports for one key at clock time `now` (plus last_used_at).
+
+        With `include_today` the current day's spend so far counts, as on the real API; without, the key looks
+        as it did when the current day began (the replay clock's end-of-day snapshots).
+        """
         key = self._key_by_hash[key_hash]
         usage = self._usage_snapshot(now.astimezone(UTC).date())[key_hash]
+        today, byok_today = self.usage_so_far_today(now).get(key_hash, (0, 0)) if include_today else (0, 0)
         return {
-            "usage": nanos_to_usd(usage.usage_nanos),
-            "usage_daily": 0.0,
-            "usage_weekly": nanos_to_usd(usage.weekly_nanos),
-            "usage_monthly": nanos_to_usd(usage.monthly_nanos),
-            "byok_usage": nanos_to_usd(usage.byok_nanos),
-            "byok_usage_daily": 0.0,
-            "byok_usage_weekly": nanos_to_usd(usage.byok_weekly_nanos),
-            "byok_usage_monthly": nanos_to_usd(usage.byok_monthly_nanos),
-            "last_used_at": self._last_used_at(key, usage, now),
+            "usage": nanos_to_usd(usage.usage_nanos + today),
+            "usage_daily": nanos_to_usd(today),
+            "usage_weekly": nanos_to_usd(usage.weekly_nanos + today),
+            "usage_monthly": nanos_to_usd(usage.monthly_nanos + today),
+            "byok_usage": nanos_to_usd(usage.byok_nanos + byok_today),
+            "byok_usage_daily": nanos_to_usd(byok_today),
+            "byok_usage_weekly": nanos_to_usd(usage.byok_weekly_nanos + byok_today),
+            "byok_usage_monthly": nanos_to_usd(usage.byok_monthly_nanos + byok_today),
+            "last_used_at": self._last_used_at(key, usage, now, used_today=today + byok_today > 0),
         }
 
-    def _last_used_at(self, key: ApiKey, usage: KeyUsage, now: datetime) -> datetime | None:
+    def _last_used_at(self, key: ApiKey, usage: KeyUsage, now: datetime, used_today: bool = False) -> datetime | None:
+        if used_today:
+            # Traffic runs all day, so the last request was a few minutes ago.
+            rng = _rng(self.seed, "last-used-today", key.name, now.date().isoformat())
+            return max(_midnight(now.astimezone(UTC).date()), now - timedelta(seconds=rng.randrange(1, 600)))
         if usage.last_used_day is not None:
             rng = _rng(self.seed, "last-used", key.name, usage.last_used_day.isoformat())
             earliest = 20 if key.spec.pattern in ("service", "batch") else 15
@@ -706,9 +747,9 @@ class SyntheticOrg:
             return key.history_last_used_at
         return None
 
-    def key_item(self, key: ApiKey, now: datetime) -> dict:
-        """The /keys item for one key at clock time `now`."""
-        usage = self.key_usage_as_of(key.hash, now)
+    def key_item(self, key: ApiKey, now: datetime, include_today: bool = False) -> dict:
+        """The /keys item for one key at clock time `now` (the current day's spend counted with include_today)."""
+        usage = self.key_usage_as_of(key.hash, now, include_today)
         limit_remaining = None
         if key.limit is not None:
             period = {"daily": "usage_daily", "weekly": "usage_weekly", "monthly": "usage_monthly"}.get(
@@ -795,13 +836,15 @@ class SyntheticOrg:
         initial = round(final_usage + target_balance - sum(a for _, a in topups), -7)
         return initial, topups
 
-    def credits_as_of(self, now: datetime) -> tuple[float, float]:
-        """(total_credits, total_usage) that /credits reports at clock time `now`."""
+    def credits_as_of(self, now: datetime, include_today: bool = False) -> tuple[float, float]:
+        """(total_credits, total_usage) that /credits reports at clock time `now` (see key_usage_as_of)."""
         initial, topups = self.credit_plan()
         credits = initial + sum(amount for moment, amount in topups if moment < now)
         today = now.astimezone(UTC).date()
         usage = self._history_usage_nanos() + sum(
             self._daily_usage_nanos(d) for d in self.span_days() if d < today)
+        if include_today:
+            usage += sum(spent for spent, _ in self.usage_so_far_today(now).values())
         return nanos_to_usd(credits), nanos_to_usd(usage)
 
     def runway_series(self) -> list[dict]:
@@ -863,6 +906,9 @@ class SyntheticOrg:
 
     def _key_generations(self, key: ApiKey, day: date, rows: tuple[ActivityRow, ...], out: list[dict],
                          log: list[dict]) -> None:
+        if self.world.logged_requests_per_key_day is None:
+            self._every_request(key, day, rows, out, log)
+            return
         rng = _rng(self.seed, "generations", day.isoformat(), key.name)
         total = sum(r.requests for r in rows)
         count = min(self.world.logged_requests_per_key_day, math.ceil(total / 25))
@@ -876,39 +922,135 @@ class SyntheticOrg:
                                                  created, effects)
             out.append(record)
             previous = out[start + index - 1]["id"] if looping and index > 0 else None
-            retry = previous if looping and rng.random() < 0.8 else None
-            log.append({
-                "generation_id": record["id"],
-                "created_at": record["created_at"],
-                "api_key_hash": key.hash,
-                "project": key.workspace_name,
-                "workflow": key.name,
-                "requested_model": requested,
-                "requested_models": [requested, record["model"]] if requested != record["model"] else None,
-                "accepted": (not looping or rng.random() < 0.1) and record["finish_reason"] != "length",
-                "retry_of": retry,
-            })
+            log.append(_log_entry(rng, key, record, requested, looping, previous))
+
+    def _every_request(self, key: ApiKey, day: date, rows: tuple[ActivityRow, ...], out: list[dict],
+                       log: list[dict]) -> None:
+        """One generation per request of the key's day, whose costs add up to its activity rows exactly."""
+        rng = _rng(self.seed, "every-request", day.isoformat(), key.name)
+        effects = self.effects(key, day)
+        workspace = self._workspace_by_slug[key.spec.workspace]
+        built = []
+        for row in rows:
+            for exact in exact_requests(rng, row):
+                created = _midnight(day) + timedelta(seconds=rng.randrange(86400), microseconds=rng.randrange(10**6))
+                built.append(build_generation(rng, key, workspace, row, created, effects, exact=exact))
+        built.sort(key=lambda item: (item[0]["created_at"], item[0]["id"]))
+        for index, (record, requested) in enumerate(built):
+            out.append(record)
+            previous = built[index - 1][0]["id"] if effects.flat_output and index > 0 else None
+            log.append(_log_entry(rng, key, record, requested, effects.flat_output, previous))
+
+
+def _log_entry(rng: random.Random, key: ApiKey, record: dict, requested: str, looping: bool,
+               previous: str | None) -> dict:
+    """What the application logged for one of its generations (a looping job mostly retries the previous one)."""
+    retry = previous if looping and rng.random() < 0.8 else None
+    return {
+        "generation_id": record["id"],
+        "created_at": record["created_at"],
+        "api_key_hash": key.hash,
+        "project": key.workspace_name,
+        "workflow": key.name,
+        "requested_model": requested,
+        "requested_models": [requested, record["model"]] if requested != record["model"] else None,
+        "accepted": (not looping or rng.random() < 0.1) and record["finish_reason"] != "length",
+        "retry_of": retry,
+    }
+
+
+class ExactRequest(NamedTuple):
+    """One request's exact share of its activity row: tokens, and nano-dollars charged in credits and in BYOK."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cached_tokens: int
+    credits_nanos: int
+    byok_nanos: int
+    is_byok: bool
+
+
+def split_exactly(total: int, weights: list[float]) -> list[int]:
+    """`total` split into integers proportional to `weights` that sum to it exactly (largest remainder)."""
+    if not weights:
+        return []
+    weight_sum = sum(weights)
+    if weight_sum <= 0:
+        weights, weight_sum = [1.0] * len(weights), float(len(weights))
+    raw = [total * w / weight_sum for w in weights]
+    parts = [math.floor(r) for r in raw]
+    by_remainder = sorted(range(len(raw)), key=lambda i: (-(raw[i] - parts[i]), i))
+    for index in by_remainder[:total - sum(parts)]:
+        parts[index] += 1
+    return parts
+
+
+def exact_requests(rng: random.Random, row: ActivityRow) -> list[ExactRequest]:
+    """Every request of an activity row, with tokens and costs that add up to the row (costs to the nano-dollar).
+
+    Credits (`usage`) = what non-BYOK requests were charged + the BYOK requests' fee; BYOK requests also carry
+    their share of `byok_usage_inference` (openrouter-api.md §4.5). Costs follow each request's tokens.
+    """
+    model = MODEL_BY_ID[row.model_id]
+    count = row.requests
+    prompt_weights = [rng.lognormvariate(0.0, 0.3) for _ in range(count)]
+    completion_weights = [rng.lognormvariate(0.0, 0.3) for _ in range(count)]
+    prompts = split_exactly(row.prompt_tokens, prompt_weights)
+    completions = split_exactly(row.completion_tokens, completion_weights)
+    cached = [min(p, c) for p, c in zip(prompts, split_exactly(row.cached_tokens, prompt_weights), strict=True)]
+    reasoning = [min(c, r) for c, r in zip(completions, split_exactly(row.reasoning_tokens, completion_weights),
+                                           strict=True)]
+    byok = set(rng.sample(range(count), min(count, row.byok_requests)))
+    market = [_cost_usd(model, prompts[i], completions[i], cached[i]) for i in range(count)]
+    fee_nanos = min(row.usage_nanos, round(row.byok_nanos * BYOK_FEE_RATE)) if byok else 0
+    plain = [i for i in range(count) if i not in byok]
+    if not plain:
+        fee_nanos = row.usage_nanos
+    credits = dict(zip(plain, split_exactly(row.usage_nanos - fee_nanos, [market[i] for i in plain]), strict=True))
+    ordered_byok = sorted(byok)
+    fees = split_exactly(fee_nanos, [market[i] for i in ordered_byok])
+    upstream = split_exactly(row.byok_nanos, [market[i] for i in ordered_byok])
+    for position, index in enumerate(ordered_byok):
+        credits[index] = fees[position]
+    byok_cost = dict(zip(ordered_byok, upstream, strict=True))
+    return [ExactRequest(prompts[i], completions[i], reasoning[i], cached[i], credits[i], byok_cost.get(i, 0),
+                         i in byok) for i in range(count)]
 
 
 def build_generation(rng: random.Random, key: ApiKey, workspace: Workspace, row: ActivityRow, created: datetime,
-                     effects: DayEffects, always_fall_back: bool = False) -> tuple[dict, str]:
-    """One /generation record sampled from an activity row; returns (record, requested model id)."""
+                     effects: DayEffects, always_fall_back: bool = False,
+                     exact: ExactRequest | None = None) -> tuple[dict, str]:
+    """One /generation record of an activity row; returns (record, requested model id).
+
+    Without `exact` the tokens are drawn around the row's mean per request (a sample of the day); with it they
+    and the costs are that request's exact share of the row.
+    """
     model = MODEL_BY_ID[row.model_id]
     spec = key.spec
     served = row.provider_name
-    per_request = 1 / row.requests
-    spread = rng.lognormvariate(0.0, 0.3)
-    prompt = max(1, round(row.prompt_tokens * per_request * spread))
-    completion = round(row.completion_tokens * per_request * rng.lognormvariate(0.0, 0.3))
-    reasoning = min(completion, round(row.reasoning_tokens * per_request * spread))
-    cached = min(prompt, round(row.cached_tokens * per_request * spread))
+    if exact is None:
+        per_request = 1 / row.requests
+        spread = rng.lognormvariate(0.0, 0.3)
+        prompt = max(1, round(row.prompt_tokens * per_request * spread))
+        completion = round(row.completion_tokens * per_request * rng.lognormvariate(0.0, 0.3))
+        reasoning = min(completion, round(row.reasoning_tokens * per_request * spread))
+        cached = min(prompt, round(row.cached_tokens * per_request * spread))
+    else:
+        prompt, completion = exact.prompt_tokens, exact.completion_tokens
+        reasoning, cached = exact.reasoning_tokens, exact.cached_tokens
     cost = _cost_usd(model, prompt, completion, cached)
     attempts: list[dict] = []
     requested = model.id
     is_byok = False
     fallback_draw, status_draw, extra_draw = rng.random(), rng.random(), rng.random()
     down = [p for p, _ in model.providers if p in effects.down_providers]
-    if down:
+    if exact is not None and served == spec.byok_provider:
+        # A request on the BYOK provider that was not served with the application's own key fell back to credits.
+        is_byok = exact.is_byok
+        if not is_byok:
+            attempts.append(_attempt(rng, model, served, 429, is_byok=True))
+    elif down:
         if always_fall_back or fallback_draw < 0.92:
             attempts.append(_attempt(rng, model, down[0], (502, 503, 503)[int(status_draw * 3)]))
             others = [p for p, _ in model.providers if p not in (down[0], served)]
@@ -943,6 +1085,10 @@ def build_generation(rng: random.Random, key: ApiKey, workspace: Workspace, row:
     if model.is_embedding:
         finish = None
     charged = cost * BYOK_FEE_RATE if is_byok else cost
+    upstream = round(cost, 12) if is_byok else None
+    if exact is not None:
+        charged = exact.credits_nanos / NANO
+        upstream = exact.byok_nanos / NANO if is_byok else None
     created_unix = int(created.timestamp())
     interactive = spec.pattern == "interactive"
     record = {
@@ -957,7 +1103,7 @@ def build_generation(rng: random.Random, key: ApiKey, workspace: Workspace, row:
         "api_type": "embeddings" if model.is_embedding else "completions",
         "total_cost": round(charged, 12),
         "usage": round(charged, 12),
-        "upstream_inference_cost": round(cost, 12) if is_byok else None,
+        "upstream_inference_cost": upstream,
         "cache_discount": round(cached * (model.prompt_price - model.cache_read_price), 12) if cached else None,
         "is_byok": is_byok,
         "tokens_prompt": round(prompt * 1.02),

@@ -51,8 +51,12 @@ class Scenario:
     keys: tuple[KeySpec, ...] = KEY_SPECS
     plan_events: Callable[[date], dict] | None = None
     request_logging: Mapping[str, str] = field(default_factory=lambda: DEFAULT_REQUEST_LOGGING)
-    # Generation records per key and day: at most this many, about one per 25 requests.
-    logged_requests_per_key_day: int = 20
+    # Generation records per key and day: at most this many, about one per 25 requests; None = one per request
+    # (complete logs), whose costs add up to the day's /activity rows to the nano-dollar.
+    logged_requests_per_key_day: int | None = 20
+    # The /generation calls per usage day `openrouter-spend run` allows on the embedded emulator (an explicit
+    # OPENROUTER_SPEND_GENERATION_CALL_BUDGET wins); None = the product default.
+    generation_call_budget: int | None = 40
 
     def __post_init__(self) -> None:
         slugs = {w.slug for w in self.workspaces} | {w.name for w in self.workspaces}
@@ -77,6 +81,42 @@ class Scenario:
         return self.plan_events is not None
 
 
+REALAPI_MEMBERS: tuple[Member, ...] = (
+    Member("mira", "Mira", "Solberg", "mira.solberg@kestrel-analytics.example", "org:admin"),
+    Member("tomas", "Tomás", "Reyes", "tomas.reyes@kestrel-analytics.example", "org:member"),
+    Member("yuki", "Yuki", "Tanaka", "yuki.tanaka@kestrel-analytics.example", "org:member"),
+)
+REALAPI_WORKSPACES: tuple[WorkspaceSpec, ...] = (
+    WorkspaceSpec("default", "Default", "Account default workspace", 240, "mira",
+                  "https://kestrel-analytics.example/", 61001, None, is_default=True),
+    WorkspaceSpec("atlas", "atlas", "Customer-facing research assistant", 200, "mira",
+                  "https://atlas.kestrel-analytics.example/", 61002, "openai/gpt-4.1-mini"),
+    WorkspaceSpec("ledger", "ledger", "Invoice extraction and classification jobs", 180, "tomas",
+                  "https://ledger.kestrel-analytics.example/", 61003, "openai/gpt-4.1-mini"),
+    WorkspaceSpec("labs", "labs", "Prototypes; nothing logged per request", 90, "yuki",
+                  "https://labs.kestrel-analytics.example/", 61004, None),
+)
+REALAPI_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("atlas-api-prod", "atlas", "mira", 190, "service", 110,
+            (("openai/gpt-4.1-mini", 0.55), ("anthropic/claude-sonnet-4", 0.25), ("anthropic/claude-3.5-haiku", 0.2)),
+            2400, 350, cache_ratio=0.3),
+    KeySpec("atlas-rerank", "atlas", "mira", 150, "service", 45, (("google/gemini-2.5-flash", 1.0),), 1800, 60,
+            byok_provider="Google AI Studio"),
+    KeySpec("ledger-extract-batch", "ledger", "tomas", 170, "batch", 90,
+            (("openai/gpt-4.1-mini", 0.7), ("google/gemini-2.5-flash", 0.2), ("openai/gpt-4.1", 0.1)), 3000, 500),
+    KeySpec("ledger-classify", "ledger", "tomas", 120, "service", 50,
+            (("deepseek/deepseek-chat-v3-0324", 0.8), ("mistralai/mistral-small-3.2-24b-instruct", 0.2)), 900, 40),
+    KeySpec("labs-notebook-yuki", "labs", "yuki", 80, "sporadic", 30,
+            (("openai/gpt-4.1", 0.6), ("anthropic/claude-sonnet-4", 0.4)), 2000, 700),
+    KeySpec("mira-scratch", "default", "mira", 230, "sporadic", 12, (("openai/gpt-4.1-mini", 1.0),), 1500, 300),
+)
+
+
+def realapi_events(anchor: date) -> dict:
+    """One credit top-up in the middle of the last two weeks (nothing else bends the traffic)."""
+    return {"topups": [(anchor - timedelta(days=6), time(9, 12, 31, 118004))]}
+
+
 SCENARIOS: dict[str, Scenario] = {
     "default": Scenario(
         "default",
@@ -87,6 +127,19 @@ SCENARIOS: dict[str, Scenario] = {
     "quiet": Scenario(
         "quiet",
         "The default organisation on ordinary days: the same keys and logging, no planted events.",
+    ),
+    "realapi": Scenario(
+        "realapi",
+        "Kestrel Analytics: six keys over four small workspaces, one credit top-up; atlas logs every request with "
+        "openrouter_metadata and usage, ledger logs every request's id (classified through /generation), labs "
+        "logs nothing. Meant for the wall clock: a backfill where every log is present before the first run.",
+        members=REALAPI_MEMBERS,
+        workspaces=REALAPI_WORKSPACES,
+        keys=REALAPI_KEYS,
+        plan_events=realapi_events,
+        request_logging=MappingProxyType({"atlas": "metadata", "ledger": "plain"}),
+        logged_requests_per_key_day=None,
+        generation_call_budget=None,
     ),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import threading
@@ -63,6 +64,10 @@ NOT_FOUND = "Resource not found"
 BAD_REQUEST = "Invalid request parameters"
 WINDOW_MESSAGE = "Date must be within the last 30 completed UTC days"
 RATE_LIMITED = "Rate limit exceeded"
+# "wall": the real API's time (wall-clock Date, /credits and /keys describe now, the current day's spend
+# included). "replay": a settable clock whose snapshots describe the start of the current day, for replaying
+# past days as if each were fetched right after it ended.
+CLOCK_MODES = ("wall", "replay")
 
 
 class ApiError(Exception):
@@ -105,8 +110,16 @@ def _seconds_header(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
 
+def resolve_clock_mode(clock: str | None) -> str:
+    """The clock argument, else OPENROUTER_EMULATOR_CLOCK, else "wall" (the real API's time semantics)."""
+    mode = (clock or os.environ.get("OPENROUTER_EMULATOR_CLOCK", "").strip() or "wall").lower()
+    if mode not in CLOCK_MODES:
+        raise ValueError(f"unknown emulator clock {mode!r}; expected one of {', '.join(CLOCK_MODES)}")
+    return mode
+
+
 class Clock:
-    """The emulator's wall clock: set to any moment, then ticks with real time."""
+    """The emulator's clock: set to any moment, then ticks with real time."""
 
     def __init__(self, start: datetime):
         self._lock = threading.Lock()
@@ -175,8 +188,15 @@ class EmulatorServer:
     def __init__(self, scenario: str = "default", host: str = "127.0.0.1", port: int = 0, seed: int | None = None,
                  anchor_date: date | None = None, now: datetime | None = None, generation_lag_seconds: float = 0.0,
                  faults: list[FaultRule] | None = None, management_key: str = DEFAULT_MANAGEMENT_KEY,
-                 inference_key: str = DEFAULT_INFERENCE_KEY):
+                 inference_key: str = DEFAULT_INFERENCE_KEY, clock: str | None = None):
+        """`clock` is "wall" (default, the real API's time) or "replay" (see CLOCK_MODES).
+
+        The wall clock starts at the real time, moved by whole days onto the anchor date (so it is exactly the
+        real time when the anchor is today, the default); the replay clock starts at 00:05 of the anchor date.
+        Either starts at `now` when given, and both keep ticking with real time.
+        """
         self.scenario = scenario
+        self.clock_mode = resolve_clock_mode(clock)
         self.seed = resolve_seed(seed)
         self.anchor_date = resolve_anchor_date(anchor_date)
         self.org: SyntheticOrg = build_org(scenario, self.seed, self.anchor_date)
@@ -185,8 +205,13 @@ class EmulatorServer:
         self.management_key = management_key
         self.inference_key = inference_key
         self.generation_lag_seconds = float(generation_lag_seconds)
-        default_now = datetime.combine(self.anchor_date, datetime.min.time(), tzinfo=UTC) + timedelta(minutes=5)
+        if self.clock_mode == "wall":
+            real = datetime.now(UTC)
+            default_now = real + timedelta(days=(self.anchor_date - real.date()).days)
+        else:
+            default_now = datetime.combine(self.anchor_date, datetime.min.time(), tzinfo=UTC) + timedelta(minutes=5)
         self._clock = Clock(now or default_now)
+        self._stopping = threading.Event()
         self._faults = FaultBook(faults)
         self._lock = threading.Lock()
         self._request_log: list[dict] = []
@@ -203,6 +228,7 @@ class EmulatorServer:
         """Bind and serve in a daemon thread."""
         if self._httpd is not None:
             return self
+        self._stopping.clear()
         httpd = ThreadingHTTPServer((self.host, self._requested_port), _Handler)
         httpd.daemon_threads = True
         httpd.emulator = self
@@ -213,7 +239,8 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving and release the port (stalled answers are released at once)."""
+        self._stopping.set()
         if self._httpd is None:
             return
         self._httpd.shutdown()
@@ -249,6 +276,11 @@ class EmulatorServer:
     def now(self) -> datetime:
         """The emulator's current time (aware UTC)."""
         return self._clock.now()
+
+    @property
+    def includes_today(self) -> bool:
+        """True when /credits and /keys count the current day's spend so far (the wall clock, as the real API)."""
+        return self.clock_mode == "wall"
 
     def set_now(self, moment: datetime) -> None:
         """Move the emulator clock; it keeps ticking from there."""
@@ -342,7 +374,7 @@ class EmulatorServer:
                 extra = {"Retry-After": _seconds_header(fault.retry_after)} if fault.status == 503 else {}
                 return error_response(fault.status, SERVER_ERROR_MESSAGES[fault.status], extra)
             if fault.kind == "slow":
-                time.sleep(fault.delay_seconds)
+                self._stopping.wait(fault.delay_seconds)
         try:
             caller = self._authenticate(headers, route.auth)
             payload = route.handler(query=query, caller=caller, body=body, **params)
@@ -461,7 +493,7 @@ class EmulatorServer:
     # ----- endpoints ----------------------------------------------------------------------------------
 
     def _credits(self, **_: Any) -> dict:
-        total_credits, total_usage = self.org.credits_as_of(self.now)
+        total_credits, total_usage = self.org.credits_as_of(self.now, self.includes_today)
         return {"data": {"total_credits": total_credits, "total_usage": total_usage}}
 
     def _current_key(self, caller: str, **_: Any) -> dict:
@@ -480,7 +512,7 @@ class EmulatorServer:
             }
         else:
             key = self.org.key_by_name(INFERENCE_KEY_NAME)
-            item = self.org.key_item(key, now)
+            item = self.org.key_item(key, now, self.includes_today)
             budgets = [self._key_budget(key, item, now)] if key.limit is not None else []
             data = {
                 "label": item["label"], "limit": item["limit"], "limit_remaining": item["limit_remaining"],
@@ -526,14 +558,14 @@ class EmulatorServer:
         workspace = self._workspace_param(query)
         now = self.now
         keys = self.org.list_keys(now, workspace.id if workspace else None, include_disabled, include_expired)
-        return {"data": [self.org.key_item(k, now) for k in keys[offset:offset + KEYS_PAGE_SIZE]]}
+        return {"data": [self.org.key_item(k, now, self.includes_today) for k in keys[offset:offset + KEYS_PAGE_SIZE]]}
 
     def _key(self, key_hash: str, **_: Any) -> dict:
         now = self.now
         key = self.org.key_by_hash(key_hash)
         if key is None or not key.exists_at(now):
             raise ApiError(404, NOT_FOUND)
-        return {"data": self.org.key_item(key, now)}
+        return {"data": self.org.key_item(key, now, self.includes_today)}
 
     def _activity(self, query: dict[str, str], **_: Any) -> dict:
         first, last = self.org.activity_window(self.now)
@@ -730,7 +762,7 @@ class EmulatorServer:
             if path == "/info" and method == "GET":
                 return _json_response({
                     "scenario": self.scenario, "seed": self.seed, "anchor_date": self.anchor_date.isoformat(),
-                    "now": iso_micro(self.now), "base_url": self.base_url,
+                    "now": iso_micro(self.now), "clock": self.clock_mode, "base_url": self.base_url,
                     "generation_lag_seconds": self.generation_lag_seconds,
                 })
         except (TypeError, ValueError, KeyError) as exc:
@@ -833,12 +865,13 @@ def _endpoint_json(model: Model, provider_name: str, authenticated: bool) -> dic
 
 def serve_forever(scenario: str = "default", port: int = 8090, seed: int | None = None,
                   anchor_date: date | None = None, faults: list[FaultRule] | None = None,
-                  host: str = "127.0.0.1") -> None:
+                  host: str = "127.0.0.1", clock: str | None = None) -> None:
     """Serve the emulator in the foreground until Ctrl-C, after printing its base URL and management key."""
     server = EmulatorServer(scenario=scenario, host=host, port=port, seed=seed, anchor_date=anchor_date,
-                            faults=faults)
+                            faults=faults, clock=clock)
     server.start()
-    print(f"OpenRouter emulator ({scenario}, seed {server.seed}, anchor {server.anchor_date}) serving "
+    print(f"OpenRouter emulator ({scenario}, seed {server.seed}, anchor {server.anchor_date}, "
+          f"{server.clock_mode} clock) serving "
           f"{server.base_url} management key {server.management_key}", flush=True)
     try:
         while True:

@@ -53,7 +53,9 @@ ACCEPTED_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
     "marts.rpt_spend_change": {"decomposition_method": ("lmdi", "volume_only"),
                                "wow_decomposition_method": ("lmdi", "volume_only")},
     "marts.dim_annotation": {"kind": ("release", "incident", "launch")},
-    "marts.fct_generations": {"fallback_kind": ("none", "provider", "model", "byok")},
+    "marts.fct_generations": {"fallback_kind": ("none", "provider", "model", "byok"),
+                              "cost_source": ("generation", "log_usage", "allocated", "allocated_key",
+                                              "allocated_project", "imputed", "unknown")},
     "marts.fct_alerts": {"rule_id": RULE_IDS, "status": ("fired", "suppressed", "blocked")},
 }
 # Columns that must be filled besides the grain (the grain is always not-null).
@@ -266,6 +268,10 @@ class Check:
     description: str
     severity: str = "error"
     explain: Callable[[Any], str] | None = None
+    # Reconciliations: "measured" (both sides measured, strict), "estimated" (an estimate is involved: reported,
+    # never failing the gate) or "skipped" (nothing could be compared), and why a snapshot was skipped.
+    compared_values: str | None = None
+    skip_reason: str | None = None
 
     @property
     def column(self) -> str | None:
@@ -292,7 +298,10 @@ class Dataset:
 def _check(dataset: str, name: str, expectation: str, description: str, **kwargs: Any) -> Check:
     severity = kwargs.pop("severity", "error")
     explain = kwargs.pop("explain", None)
-    return Check(f"{dataset}:{name}", expectation, kwargs, description, severity, explain)
+    compared_values = kwargs.pop("compared_values", None)
+    skip_reason = kwargs.pop("skip_reason", None)
+    return Check(f"{dataset}:{name}", expectation, kwargs, description, severity, explain, compared_values,
+                 skip_reason)
 
 
 def _quoted(relation: str) -> str:
@@ -626,14 +635,16 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
     key_checks = [
         _check(name, "key_usage_within_account", "ExpectColumnValuesToBeBetween",
                "per-key activity summed never exceeds the account-level activity (usage)",
-               column="key_excess_usage_usd", max_value=noise, explain=explain_key_excess("key_excess_usage_usd", "usd")),
+               column="key_excess_usage_usd", max_value=noise, explain=explain_key_excess("key_excess_usage_usd", "usd"),
+               compared_values="measured"),
         _check(name, "key_byok_within_account", "ExpectColumnValuesToBeBetween",
                "per-key activity summed never exceeds the account-level activity (BYOK)",
-               column="key_excess_byok_usd", max_value=noise, explain=explain_key_excess("key_excess_byok_usd", "usd")),
+               column="key_excess_byok_usd", max_value=noise, explain=explain_key_excess("key_excess_byok_usd", "usd"),
+               compared_values="measured"),
         _check(name, "key_requests_within_account", "ExpectColumnValuesToBeBetween",
                "per-key requests summed never exceed the account-level requests",
                column="key_excess_requests", max_value=0,
-               explain=explain_key_excess("key_excess_requests", "requests")),
+               explain=explain_key_excess("key_excess_requests", "requests"), compared_values="measured"),
     ]
 
     marts_frame = reconcile.marts_vs_account(con, day)
@@ -657,26 +668,27 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
         _check(name, "spend_matches_account", "ExpectColumnValuesToBeBetween",
                "fct_daily_spend (with '(unattributed)') adds up to the account's activity usage",
                column="mart_minus_account_usd", min_value=-noise, max_value=noise,
-               explain=explain_marts("mart_minus_account_usd", "mart spend does not add up")),
+               explain=explain_marts("mart_minus_account_usd", "mart spend does not add up"), compared_values="measured"),
         _check(name, "byok_matches_account", "ExpectColumnValuesToBeBetween",
                "fct_daily_spend BYOK spend adds up to the account's activity",
                column="mart_minus_account_byok_usd", min_value=-noise, max_value=noise,
-               explain=explain_marts("mart_minus_account_byok_usd", "mart BYOK spend does not add up")),
+               explain=explain_marts("mart_minus_account_byok_usd", "mart BYOK spend does not add up"), compared_values="measured"),
         _check(name, "requests_match_account", "ExpectColumnValuesToBeBetween",
                "fct_daily_spend requests add up to the account's activity requests",
                column="mart_minus_account_requests", min_value=0, max_value=0,
-               explain=explain_marts("mart_minus_account_requests", "mart requests do not add up")),
+               explain=explain_marts("mart_minus_account_requests", "mart requests do not add up"), compared_values="measured"),
         _check(name, "unattributed_kept_in_mart", "ExpectColumnValuesToBeBetween",
                "spend no listed key accounts for is kept in fct_daily_spend as '(unattributed)'",
                column="mart_minus_unattributed_usd", min_value=-noise, max_value=noise,
-               explain=explain_marts("mart_minus_unattributed_usd", "unattributed spend vanished")),
+               explain=explain_marts("mart_minus_unattributed_usd", "unattributed spend vanished"), compared_values="measured"),
         _check(name, "unattributed_share", "ExpectColumnValuesToBeBetween",
                f"unattributed spend is at most {config.unattributed_max_share:.0%} of the day's spend",
                column="unattributed_share", max_value=config.unattributed_max_share,
-               severity=config.unattributed_severity, explain=explain_unattributed),
+               severity=config.unattributed_severity, explain=explain_unattributed, compared_values="measured"),
     ]
 
-    credits_frame = reconcile.credits_vs_activity(con, day, tol)
+    credits_pair = reconcile.snapshot_pair(con, day, "/credits", tol)
+    credits_frame = reconcile.credits_vs_activity(con, day, tol, credits_pair)
 
     def explain_credits(frame) -> str:
         lines = []
@@ -689,12 +701,14 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
 
     name = "reconcile.credits_vs_activity"
     credits_checks = [_check(name, "usage_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
-                             "the /credits total_usage delta matches the activity summed since the previous snapshot "
-                             f"(within {tol.credits_usage_abs_usd:g} USD + {tol.credits_usage_relative:.0%})",
+                             "the /credits end-of-day total_usage delta matches the activity summed since the previous "
+                             f"on-time snapshot (within {tol.credits_usage_abs_usd:g} USD + "
+                             f"{tol.credits_usage_relative:.0%})",
                              column_A="tolerance_usd", column_B="abs_difference_usd", or_equal=True,
-                             explain=explain_credits)]
+                             explain=explain_credits, **_snapshot_basis(credits_pair))]
 
-    keys_frame = reconcile.key_usage_vs_activity(con, day, tol)
+    keys_pair = reconcile.snapshot_pair(con, day, "/keys", tol)
+    keys_frame = reconcile.key_usage_vs_activity(con, day, tol, keys_pair)
 
     def explain_keys(difference: str, abs_difference: str, tolerance: str, delta: str, activity: str) -> Callable:
         def explain(frame) -> str:
@@ -711,27 +725,51 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
                "each key's /keys lifetime usage delta matches its activity since the previous snapshot",
                column_A="tolerance_usd", column_B="abs_difference_usd", or_equal=True,
                explain=explain_keys("difference_usd", "abs_difference_usd", "tolerance_usd", "usage_delta_usd",
-                                    "activity_usage_usd")),
+                                    "activity_usage_usd"), **_snapshot_basis(keys_pair)),
         _check(name, "byok_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
                "each key's /keys lifetime BYOK usage delta matches its BYOK activity since the previous snapshot",
                column_A="byok_tolerance_usd", column_B="abs_byok_difference_usd", or_equal=True,
                explain=explain_keys("byok_difference_usd", "abs_byok_difference_usd", "byok_tolerance_usd",
-                                    "byok_delta_usd", "activity_byok_usd")),
+                                    "byok_delta_usd", "activity_byok_usd"), **_snapshot_basis(keys_pair)),
     ]
 
     per_request_frame = reconcile.per_request_vs_activity(con, day, tol)
 
-    def explain_per_request(frame) -> str:
-        bad = frame[frame.per_request_cost_usd > frame.allowed_usd]
-        return "; ".join(f"{r.project}: {r.records} per-request records cost {_money(r.per_request_cost_usd)} but "
-                         f"activity shows {_money(r.activity_spend_usd)}" for r in bad.itertuples())
+    def explain_per_request(cost: str, allowed: str, activity: str, what: str) -> Callable[[Any], str]:
+        def explain(frame) -> str:
+            bad = frame[frame[cost] > frame[allowed]]
+            return "; ".join(f"{r.project}: {int(r.measured_records if cost.startswith('measured') else r.records)} "
+                             f"per-request records {what} {_money(getattr(r, cost))} but activity shows "
+                             f"{_money(getattr(r, activity))}" for r in bad.itertuples())
+        return explain
 
+    estimated = float(per_request_frame.estimated_cost_usd.sum()) if len(per_request_frame) else 0.0
+    total = float(per_request_frame.per_request_cost_usd.sum()) if len(per_request_frame) else 0.0
+    share = f"{estimated / total:.0%} of the day's per-request cost" if total > 0 else "none of it"
+    slack = (f"(+{tol.per_request_relative:.0%} + {tol.per_request_abs_usd:g} USD)" if tol.per_request_relative
+             else f"(+{tol.per_request_abs_usd:g} USD)")
     name = "reconcile.per_request_vs_activity"
-    per_request_checks = [_check(name, "cost_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
-                                 "per-request costs summed per project do not exceed its activity spend "
-                                 f"(+{tol.per_request_relative:.0%} + {tol.per_request_abs_usd:g} USD)",
-                                 column_A="allowed_usd", column_B="per_request_cost_usd", or_equal=True,
-                                 explain=explain_per_request)]
+    per_request_checks = [
+        _check(name, "measured_cost_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+               f"measured per-request costs summed per project do not exceed its activity credits spend {slack}",
+               column_A="allowed_usd", column_B="measured_cost_usd", or_equal=True,
+               explain=explain_per_request("measured_cost_usd", "allowed_usd", "activity_spend_usd", "measured at"),
+               compared_values="measured"),
+        _check(name, "measured_byok_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+               f"measured per-request BYOK costs summed per project do not exceed its activity BYOK spend {slack}",
+               column_A="byok_allowed_usd", column_B="measured_byok_usd", or_equal=True,
+               explain=explain_per_request("measured_byok_usd", "byok_allowed_usd", "activity_byok_usd",
+                                           "measured BYOK at"),
+               compared_values="measured"),
+        # Allocated costs add up to activity by construction; an estimate is reported, never failing the gate.
+        _check(name, "estimated_cost_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+               f"per-request costs with the estimated ones ({share} is estimated: allocated from activity or "
+               f"imputed) summed per project stay within its activity credits spend {slack}",
+               column_A="allowed_usd", column_B="per_request_cost_usd", or_equal=True, severity="warning",
+               explain=explain_per_request("per_request_cost_usd", "allowed_usd", "activity_spend_usd",
+                                           "measured and estimated at"),
+               compared_values="estimated"),
+    ]
 
     return [
         Dataset("reconcile.key_vs_account", "reconciliation", key_frame, key_checks,
@@ -743,6 +781,11 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
         Dataset("reconcile.per_request_vs_activity", "reconciliation", per_request_frame, per_request_checks,
                 ["project"]),
     ]
+
+
+def _snapshot_basis(pair: reconcile.SnapshotPair) -> dict[str, str | None]:
+    """compared_values and skip_reason of a snapshot reconciliation."""
+    return {"compared_values": "measured" if pair.compared else "skipped", "skip_reason": pair.note}
 
 
 def freshness_datasets(con, day: date, config: QualityConfig) -> list[Dataset]:
@@ -932,6 +975,8 @@ def _result_row(check: Check, dataset: Dataset, result, run_id: str, validated_a
                                          | ({"value_set_size": len(check.kwargs["value_set"])}
                                             if "value_set" in check.kwargs else {})),
         "message": None if success else _describe_failure(check, dataset, details, exception),
+        "compared_values": check.compared_values,
+        "skip_reason": check.skip_reason,
     }
 
 

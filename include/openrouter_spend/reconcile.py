@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 UNATTRIBUTED_KEY = "(unattributed)"
 PER_KEY_ACTIVITY = "/activity?api_key_hash"
@@ -32,9 +32,9 @@ class Tolerances:
     key_usage_abs_usd: float = 0.01
     key_usage_relative: float = 0.01
     per_request_abs_usd: float = 0.01
-    per_request_relative: float = 0.05
+    per_request_relative: float = 0.0
     share_epsilon: float = 1e-9
-    snapshot_max_lag_hours: float | None = 36.0
+    snapshot_max_lag_hours: float | None = None
 
 
 def key_vs_account(con, day: date):
@@ -136,26 +136,108 @@ def marts_vs_account(con, day: date):
     )
 
 
-def _lag_filter(tolerances: Tolerances) -> str:
-    if tolerances.snapshot_max_lag_hours is None:
-        return "true"
-    return "(lag_hours is null or lag_hours <= $max_lag)"
+SNAPSHOT_VIEWS = {"/credits": "staging.stg_credits", "/keys": "staging.stg_key_snapshots"}
 
 
-def credits_vs_activity(con, day: date, tolerances: Tolerances):
-    """The change of /credits total_usage since the previous snapshot against the activity of the days between.
+@dataclass(frozen=True)
+class SnapshotPair:
+    """Which earlier snapshot a day's /credits or /keys snapshot is reconciled with, or why it cannot be.
 
-    No row when the day has no snapshot or no earlier one exists. `missing_days` lists days between the
-    snapshots that were never loaded, whose activity is then absent from the sum.
+    A snapshot describes the moment it was fetched. Only one fetched during the day after its own
+    ('on_time') gives the end of its day (stg_credits / stg_key_snapshots end_of_day_*); a late one (fetched
+    after the following day ended, as a backfill does) or an early one is never an end of a comparison. The
+    previous snapshot is the newest earlier one on time; the unusable ones in between are named.
     """
-    lag = _lag_filter(tolerances).replace("lag_hours", "greatest(current_lag_hours, previous_lag_hours)")
+
+    endpoint: str
+    day: date
+    timing: str | None
+    fetched_at: datetime | None
+    previous_date: date | None
+    passed_over: tuple[tuple[date, str, datetime], ...]
+    skip_reason: str | None
+
+    @property
+    def compared(self) -> bool:
+        """True when the day's snapshot is reconciled with an earlier one."""
+        return self.previous_date is not None and self.skip_reason is None
+
+    @property
+    def note(self) -> str | None:
+        """Why a snapshot was not used: the skip reason, or the late snapshots passed over on the way back."""
+        if self.skip_reason is not None:
+            return self.skip_reason
+        if self.passed_over:
+            return (f"compared with the {self.endpoint} snapshot of {self.previous_date}, passing over "
+                    + "; ".join(_unusable(self.endpoint, d, t, f) for d, t, f in self.passed_over))
+        return None
+
+
+def _unusable(endpoint: str, day: date, timing: str, fetched_at: datetime) -> str:
+    following = day + timedelta(days=1)
+    when = f"{fetched_at:%Y-%m-%d %H:%M} UTC"
+    if timing == "late":
+        return (f"the {endpoint} snapshot of {day} (late: fetched {when}, after {following} ended, so it describes "
+                f"that moment, not the end of {day})")
+    if timing == "early":
+        return f"the {endpoint} snapshot of {day} (early: fetched {when}, before {day} ended)"
+    return f"the {endpoint} snapshot of {day} ({timing}: fetched {when})"
+
+
+def snapshot_pair(con, day: date, endpoint: str, tolerances: Tolerances | None = None) -> SnapshotPair:
+    """The snapshot pairing for `day` of `endpoint` ('/credits' or '/keys'); see SnapshotPair."""
+    max_lag = tolerances.snapshot_max_lag_hours if tolerances else None
+    rows = con.execute(
+        f"""
+        select snapshot_date, any_value(snapshot_timing), max(fetched_at)
+        from {SNAPSHOT_VIEWS[endpoint]}
+        where snapshot_date <= $day
+        group by snapshot_date
+        order by snapshot_date desc
+        """,
+        {"day": day},
+    ).fetchall()
+
+    def usable(snapshot_date: date, timing: str, fetched_at: datetime) -> bool:
+        if timing != "on_time":
+            return False
+        end = datetime.combine(snapshot_date + timedelta(days=1), datetime.min.time(), tzinfo=fetched_at.tzinfo)
+        return max_lag is None or (fetched_at - end).total_seconds() / 3600 <= max_lag
+
+    current = rows[0] if rows and rows[0][0] == day else None
+    earlier = rows[1:] if current else rows
+    previous = next((row for row in earlier if usable(*row)), None)
+    passed = tuple(row for row in earlier if previous is None or row[0] > previous[0])
+    reason = None
+    if current is None:
+        reason = f"no {endpoint} snapshot for {day}"
+    elif not usable(*current):
+        reason = (_unusable(endpoint, *current) if current[1] != "on_time" else
+                  f"the {endpoint} snapshot of {day} was fetched more than {max_lag:g} hours after the day ended "
+                  "(snapshot_max_lag_hours)")
+    elif previous is None:
+        reason = (f"no earlier {endpoint} snapshot describes the end of its day: "
+                  + "; ".join(_unusable(endpoint, *row) for row in passed[:3])
+                  + (f" and {len(passed) - 3} more" if len(passed) > 3 else "")
+                  if passed else f"no earlier {endpoint} snapshot to compare with")
+    return SnapshotPair(endpoint, day, current[1] if current else None, current[2] if current else None,
+                        previous[0] if previous else None, passed if previous else (), reason)
+
+
+def credits_vs_activity(con, day: date, tolerances: Tolerances, pair: SnapshotPair | None = None):
+    """The change of end-of-day /credits usage since the previous snapshot against the activity of the days between.
+
+    Compares only snapshots on time (see SnapshotPair): no row when the day's snapshot or every earlier one is
+    late, early or missing. `missing_days` lists days between the snapshots that were never loaded, whose
+    activity is then absent from the sum.
+    """
+    pair = pair or snapshot_pair(con, day, "/credits", tolerances)
     return frame_of(
         con,
-        f"""
+        """
         with
         snapshots as (
-            select
-                snapshot_date, total_usage_usd, total_credits_usd, fetched_at,
+            select snapshot_date, end_of_day_usage_usd as total_usage_usd, fetched_at,
                 date_diff('second', (snapshot_date + interval 1 day)::timestamptz, fetched_at) / 3600.0 as lag_hours
             from staging.stg_credits
         ),
@@ -163,7 +245,7 @@ def credits_vs_activity(con, day: date, tolerances: Tolerances):
             select * from snapshots where snapshot_date = $day
         ),
         previous_snapshot as (
-            select * from snapshots where snapshot_date < $day order by snapshot_date desc limit 1
+            select * from snapshots where snapshot_date = $previous
         ),
         between_days as (
             select unnest(generate_series(
@@ -206,29 +288,30 @@ def credits_vs_activity(con, day: date, tolerances: Tolerances):
             current_lag_hours,
             previous_lag_hours
         from compared
-        where {lag}
         """,
-        {"day": day, "abs_tol": tolerances.credits_usage_abs_usd, "rel_tol": tolerances.credits_usage_relative,
-         **({"max_lag": tolerances.snapshot_max_lag_hours} if tolerances.snapshot_max_lag_hours is not None
-            else {})},
+        {"day": day, "previous": pair.previous_date if pair.compared else None,
+         "abs_tol": tolerances.credits_usage_abs_usd, "rel_tol": tolerances.credits_usage_relative},
     )
 
 
-def key_usage_vs_activity(con, day: date, tolerances: Tolerances):
-    """Per key listed in both the day's and the previous /keys snapshot: lifetime usage delta against activity."""
-    lag = _lag_filter(tolerances).replace("lag_hours", "greatest(current.lag_hours, previous.lag_hours)")
+def key_usage_vs_activity(con, day: date, tolerances: Tolerances, pair: SnapshotPair | None = None):
+    """Per key listed in both the day's and the previous /keys snapshot: end-of-day usage delta against activity.
+
+    Compares only snapshots on time, like credits_vs_activity (no rows otherwise).
+    """
+    pair = pair or snapshot_pair(con, day, "/keys", tolerances)
     return frame_of(
         con,
-        f"""
+        """
         with
         snapshots as (
             select
-                snapshot_date, api_key_hash, api_key_name, usage_usd, byok_usage_usd,
-                date_diff('second', (snapshot_date + interval 1 day)::timestamptz, fetched_at) / 3600.0 as lag_hours
+                snapshot_date, api_key_hash, api_key_name,
+                end_of_day_usage_usd as usage_usd, end_of_day_byok_usage_usd as byok_usage_usd
             from staging.stg_key_snapshots
         ),
         previous_date as (
-            select max(snapshot_date) as snapshot_date from snapshots where snapshot_date < $day
+            select $previous::date as snapshot_date
         ),
         current as (
             select * from snapshots where snapshot_date = $day
@@ -257,7 +340,6 @@ def key_usage_vs_activity(con, day: date, tolerances: Tolerances):
             from current
             inner join previous using (api_key_hash)
             left join activity using (api_key_hash)
-            where {lag}
         )
         select
             *,
@@ -270,15 +352,18 @@ def key_usage_vs_activity(con, day: date, tolerances: Tolerances):
         from compared
         order by api_key_hash
         """,
-        {"day": day, "abs_tol": tolerances.key_usage_abs_usd, "rel_tol": tolerances.key_usage_relative,
-         **({"max_lag": tolerances.snapshot_max_lag_hours} if tolerances.snapshot_max_lag_hours is not None
-            else {})},
+        {"day": day, "previous": pair.previous_date if pair.compared else None,
+         "abs_tol": tolerances.key_usage_abs_usd, "rel_tol": tolerances.key_usage_relative},
     )
 
 
 def per_request_vs_activity(con, day: date, tolerances: Tolerances):
-    """Per project with per-request records that day: their summed cost against the project's activity spend.
+    """Per project with per-request records that day: their measured and estimated costs against its activity.
 
+    Credits and BYOK apart: cost_usd is credits (against /activity usage), byok_cost_usd BYOK (against
+    byok_usage_inference). measured_* sum the requests whose cost was measured (fct_generations.is_cost_measured),
+    estimated_* the others (allocated from activity, or imputed); estimated_share is their part of the
+    per-request cost. allowed_usd / byok_allowed_usd bound a project's costs by its activity (+ tolerance).
     Empty until per-request data (marts.fct_generations) has rows for the day.
     """
     return frame_of(
@@ -286,13 +371,21 @@ def per_request_vs_activity(con, day: date, tolerances: Tolerances):
         """
         with
         per_request as (
-            select coalesce(project, '(unowned)') as project, count(*) as records,
-                coalesce(marts.exact_sum(cost_usd), 0) as cost_usd
+            select
+                coalesce(project, '(unowned)') as project,
+                count(*) as records,
+                count(*) filter (where is_cost_measured) as measured_records,
+                coalesce(marts.exact_sum(case when is_cost_measured then cost_usd end), 0) as measured_cost_usd,
+                coalesce(marts.exact_sum(case when is_cost_measured then byok_cost_usd end), 0) as measured_byok_usd,
+                coalesce(marts.exact_sum(case when not coalesce(is_cost_measured, false) then cost_usd end), 0)
+                    as estimated_cost_usd,
+                coalesce(marts.exact_sum(case when not coalesce(is_cost_measured, false) then byok_cost_usd end), 0)
+                    as estimated_byok_usd
             from marts.fct_generations where usage_date = $day
             group by all
         ),
         activity as (
-            select project, marts.exact_sum(total_spend_usd) as total_spend_usd
+            select project, marts.exact_sum(spend_usd) as spend_usd, marts.exact_sum(byok_spend_usd) as byok_usd
             from marts.fct_daily_spend where usage_date = $day
             group by project
         )
@@ -300,10 +393,20 @@ def per_request_vs_activity(con, day: date, tolerances: Tolerances):
             $day::date as usage_date,
             per_request.project,
             per_request.records,
-            per_request.cost_usd as per_request_cost_usd,
-            coalesce(activity.total_spend_usd, 0) as activity_spend_usd,
-            per_request.cost_usd - coalesce(activity.total_spend_usd, 0) as excess_usd,
-            coalesce(activity.total_spend_usd, 0) * (1 + $rel_tol) + $abs_tol as allowed_usd
+            per_request.measured_records,
+            per_request.measured_cost_usd,
+            per_request.measured_byok_usd,
+            per_request.estimated_cost_usd,
+            per_request.estimated_byok_usd,
+            per_request.measured_cost_usd + per_request.estimated_cost_usd as per_request_cost_usd,
+            per_request.estimated_cost_usd
+                / nullif(per_request.measured_cost_usd + per_request.estimated_cost_usd, 0) as estimated_share,
+            coalesce(activity.spend_usd, 0) as activity_spend_usd,
+            coalesce(activity.byok_usd, 0) as activity_byok_usd,
+            per_request.measured_cost_usd + per_request.estimated_cost_usd - coalesce(activity.spend_usd, 0)
+                as excess_usd,
+            coalesce(activity.spend_usd, 0) * (1 + $rel_tol) + $abs_tol as allowed_usd,
+            coalesce(activity.byok_usd, 0) * (1 + $rel_tol) + $abs_tol as byok_allowed_usd
         from per_request
         left join activity using (project)
         order by per_request.project

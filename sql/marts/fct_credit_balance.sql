@@ -8,13 +8,28 @@
 -- snapshot (NULL for the first; a decrease, e.g. a refund, is not a top-up and shows as 0).
 -- burn_7d_avg_usd = mean burn over the loaded days among the last 7 (the day included);
 -- runway_days = balance ÷ burn_7d_avg_usd (0 when the balance is gone, NULL without burn).
+-- Snapshot timing: /credits describes the moment it was fetched. Only a snapshot fetched during the day
+-- after as_of_date ('on_time') gives the balance at the end of the day (its usage less the current day's
+-- spend so far, stg_credits.end_of_day_usage_usd). A late snapshot (fetched after the following day ended,
+-- as in a backfill) or an early one leaves total_credits_usd, total_usage_usd, balance_usd and the runway
+-- NULL (unknown, never the fetch time's figure shown as the day's; snapshot_balance_usd keeps that, with
+-- snapshot_fetched_at), and topup_usd / usage_delta_usd are NULL unless both this and the previous
+-- snapshot are on time: a top-up between two snapshots of "now" is unknown, not 0.
 with
 build_days as (
     select unnest(getvariable('mart_days')) as as_of_date
 ),
 
 credits as (
-    select snapshot_date as as_of_date, total_credits_usd, total_usage_usd, balance_usd, fetched_at
+    select
+        snapshot_date as as_of_date,
+        snapshot_timing,
+        is_late_snapshot,
+        case when snapshot_timing = 'on_time' then total_credits_usd end as total_credits_usd,
+        end_of_day_usage_usd as total_usage_usd,
+        case when snapshot_timing = 'on_time' then total_credits_usd - end_of_day_usage_usd end as balance_usd,
+        balance_usd as snapshot_balance_usd,
+        fetched_at
     from staging.stg_credits
 ),
 
@@ -52,7 +67,7 @@ final as (
     select
         ---------- key
         as_of_date,
-        ---------- balance (USD)
+        ---------- balance at the end of the day (USD; NULL unless the snapshot is on time)
         total_credits_usd,
         total_usage_usd,
         balance_usd,
@@ -64,14 +79,18 @@ final as (
         ---------- runway
         burn_7d_avg_usd,
         burn_days_in_avg,
+        -- greatest() skips NULLs: an unknown balance must not read as an empty one
         case
-            when burn_7d_avg_usd > 0 then greatest(balance_usd, 0) / burn_7d_avg_usd
+            when burn_7d_avg_usd > 0 and balance_usd is not null then greatest(balance_usd, 0) / burn_7d_avg_usd
         end as runway_days,
         case
-            when burn_7d_avg_usd > 0
+            when burn_7d_avg_usd > 0 and balance_usd is not null
                 then as_of_date + cast(floor(greatest(balance_usd, 0) / burn_7d_avg_usd) as integer)
         end as projected_depletion_date,
-        ---------- lineage
+        ---------- snapshot timing and lineage
+        snapshot_timing,
+        is_late_snapshot,
+        snapshot_balance_usd,
         fetched_at as snapshot_fetched_at
     from averaged
     semi join build_days using (as_of_date)

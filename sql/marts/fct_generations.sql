@@ -4,17 +4,26 @@
 -- Grain: generation_id. Key: generation_id (an id logged more than once is kept once: the line with
 --   openrouter_metadata, then with usage, then from the most recently loaded file).
 -- Upstream: raw.request_log, raw.generations (/generation records), meta.generation_queue (enrichment status),
---   marts.fct_daily_spend (the project of the key that day, or the latest day before), staging.stg_keys (key
---   names of ids discovered through analytics), marts.dim_model_price_history (prices of the requested model).
+--   marts.fct_daily_spend (the project of the key that day, or the latest day before; the /activity cells
+--   costs are allocated from), staging.stg_keys (key names of ids discovered through analytics),
+--   marts.dim_model_price_history (prices of the requested model).
 -- Partition: usage_date; builds the days in getvariable('mart_days') and reads the day before for duplicates.
 -- Detail: openrouter_metadata when the application logged it (zero API calls), else the /generation record;
 --   without either the fallback flags and fallback_kind are NULL (unknown), never false. Classification macros
 --   live in sql/migrations/004 (openrouter_spend.fallbacks documents the rules).
 -- Sampling: sampling_weight = logged ÷ classified requests of the generation's stratum (day × project or key
 --   × requested model × whether metadata was logged) for classified rows (is_fallback known), NULL otherwise
---   (not sampled, pending, unavailable); marts downstream estimate with it. cost_usd of a row without a known
---   cost is the mean known cost of its stratum, else of the same requested model that day (cost_source
---   'imputed'), so sums over cost_usd estimate the logged spend; NULL only when neither exists.
+--   (not sampled, pending, unavailable); marts downstream estimate with it.
+-- Cost: measured when the /generation record (cost_source 'generation') or the logged response usage
+--   ('log_usage') gives it (is_cost_measured). A request without a measured cost is allocated from /activity,
+--   which reports credits (usage) and BYOK (byok_usage_inference) per key × model × provider × day (a cell):
+--   'allocated' = its cell's spend less the cell's measured requests, spread over the cell's requests without
+--   a measured cost (the logged ones, or the cell's request count when more: partial logs never exceed the
+--   cell, complete logs add up to it exactly); requests that cannot be placed in a cell (served model or
+--   provider unknown) share what the key's cells leave that day ('allocated_key', weighted by what the
+--   requested model's cells leave per request), then what the project's activity leaves ('allocated_project');
+--   the same for byok_cost_usd from the BYOK column. Only a request with no activity to allocate from gets
+--   its stratum's (else its requested model's) mean measured cost ('imputed'); 'unknown' (NULL) otherwise.
 -- Waste: failed (finish_reason error), cancelled, retry (retry_of set), duplicate (same key or project,
 --   workflow and request_fingerprint as a request less than an hour earlier); the first that applies.
 with
@@ -186,6 +195,223 @@ classified as materialized (
     from typed
 ),
 
+-- ---------- cost allocation from /activity cells ----------
+
+-- What /activity says a key spent on one model and provider that day, credits and BYOK apart.
+activity_cells as (
+    select
+        usage_date,
+        api_key_hash,
+        marts.base_model_id(model) as cell_model,
+        provider_name,
+        sum(requests) as cell_requests,
+        marts.exact_sum(spend_usd) as cell_usd,
+        marts.exact_sum(byok_spend_usd) as cell_byok_usd
+    from marts.fct_daily_spend
+    where api_key_hash <> '(unattributed)'
+        and usage_date between (select first_day from bounds) and (select last_day from bounds)
+    group by all
+),
+
+cost_requests as (
+    select
+        classified.generation_id,
+        classified.usage_date,
+        classified.project,
+        classified.resolved_api_key_hash as api_key_hash,
+        marts.base_model_id(classified.effective_requested_model) as requested_cell_model,
+        classified.known_cost_usd,
+        case when classified.known_cost_usd is not null
+            then coalesce(case when classified.is_byok then classified.upstream_cost_usd end, 0)
+        end as known_byok_usd,
+        activity_cells.cell_model,
+        activity_cells.provider_name as cell_provider
+    from classified
+    left join activity_cells
+        on activity_cells.usage_date = classified.usage_date
+        and activity_cells.api_key_hash = classified.resolved_api_key_hash
+        and activity_cells.cell_model = marts.base_model_id(classified.served_model)
+        and activity_cells.provider_name = classified.served_provider
+),
+
+cell_claims as (
+    select
+        usage_date,
+        api_key_hash,
+        cell_model,
+        cell_provider as provider_name,
+        count(known_cost_usd) as measured_requests,
+        coalesce(marts.exact_sum(known_cost_usd), 0) as measured_usd,
+        coalesce(marts.exact_sum(known_byok_usd), 0) as measured_byok_usd,
+        count(*) - count(known_cost_usd) as claimants
+    from cost_requests
+    where cell_model is not null
+    group by all
+),
+
+-- Each cell: the share of its remainder per unmeasured request it holds, and what it leaves for its key.
+cell_allocation as (
+    select
+        *,
+        case when claimants > 0 then remainder_usd / greatest(open_requests, claimants) end as share_usd,
+        case when claimants > 0 then remainder_byok_usd / greatest(open_requests, claimants) end as share_byok_usd,
+        greatest(open_requests - claimants, 0) as left_requests,
+        remainder_usd * greatest(open_requests - claimants, 0) / greatest(open_requests, claimants, 1) as left_usd,
+        remainder_byok_usd * greatest(open_requests - claimants, 0) / greatest(open_requests, claimants, 1)
+            as left_byok_usd
+    from (
+        select
+            activity_cells.*,
+            coalesce(cell_claims.claimants, 0) as claimants,
+            greatest(activity_cells.cell_requests - coalesce(cell_claims.measured_requests, 0), 0) as open_requests,
+            greatest(activity_cells.cell_usd - coalesce(cell_claims.measured_usd, 0), 0) as remainder_usd,
+            greatest(activity_cells.cell_byok_usd - coalesce(cell_claims.measured_byok_usd, 0), 0)
+                as remainder_byok_usd
+        from activity_cells
+        left join cell_claims using (usage_date, api_key_hash, cell_model, provider_name)
+    )
+),
+
+-- What each key's cells leave that day, less the measured requests that fit no cell.
+key_pools as (
+    select
+        cells.usage_date,
+        cells.api_key_hash,
+        greatest(cells.left_requests - coalesce(stray.requests, 0), 0) as open_requests,
+        greatest(cells.left_usd - coalesce(stray.usd, 0), 0) as pool_usd,
+        greatest(cells.left_byok_usd - coalesce(stray.byok_usd, 0), 0) as pool_byok_usd,
+        cells.left_usd / nullif(cells.left_requests, 0) as mean_left_usd
+    from (
+        select usage_date, api_key_hash, sum(left_requests) as left_requests,
+            marts.exact_sum(left_usd) as left_usd, marts.exact_sum(left_byok_usd) as left_byok_usd
+        from cell_allocation
+        group by all
+    ) as cells
+    left join (
+        select usage_date, api_key_hash, count(*) as requests,
+            marts.exact_sum(known_cost_usd) as usd, marts.exact_sum(known_byok_usd) as byok_usd
+        from cost_requests
+        where cell_model is null and known_cost_usd is not null
+        group by all
+    ) as stray using (usage_date, api_key_hash)
+),
+
+key_model_rates as (
+    select usage_date, api_key_hash, cell_model, sum(left_usd) / nullif(sum(left_requests), 0) as rate_usd
+    from cell_allocation
+    group by all
+),
+
+key_claims as (
+    select
+        requests.generation_id,
+        requests.usage_date,
+        requests.api_key_hash,
+        coalesce(nullif(rates.rate_usd, 0), nullif(key_pools.mean_left_usd, 0), 1.0) as weight
+    from cost_requests as requests
+    inner join key_pools using (usage_date, api_key_hash)
+    left join key_model_rates as rates
+        on rates.usage_date = requests.usage_date
+        and rates.api_key_hash = requests.api_key_hash
+        and rates.cell_model = requests.requested_cell_model
+    where requests.cell_model is null and requests.known_cost_usd is null
+),
+
+-- Claims are scaled to the pool when they cover every open request (complete logs), else never above it.
+key_allocation as (
+    select
+        key_claims.generation_id,
+        key_claims.weight * case
+            when totals.claimants >= key_pools.open_requests then key_pools.pool_usd / totals.weights
+            else least(1.0, key_pools.pool_usd / totals.weights)
+        end as allocated_usd,
+        key_pools.pool_byok_usd / greatest(key_pools.open_requests, totals.claimants) as allocated_byok_usd
+    from key_claims
+    inner join key_pools using (usage_date, api_key_hash)
+    inner join (
+        select usage_date, api_key_hash, count(*) as claimants, sum(weight) as weights
+        from key_claims
+        group by all
+    ) as totals using (usage_date, api_key_hash)
+),
+
+cell_and_key_costs as (
+    select
+        requests.generation_id,
+        requests.usage_date,
+        requests.project,
+        requests.known_cost_usd,
+        requests.known_byok_usd,
+        coalesce(cell.share_usd, keyed.allocated_usd) as allocated_usd,
+        coalesce(cell.share_byok_usd, keyed.allocated_byok_usd) as allocated_byok_usd,
+        case
+            when requests.known_cost_usd is not null then null
+            when cell.share_usd is not null then 'allocated'
+            when keyed.allocated_usd is not null then 'allocated_key'
+        end as allocation
+    from cost_requests as requests
+    left join cell_allocation as cell
+        on requests.known_cost_usd is null
+        and cell.usage_date = requests.usage_date
+        and cell.api_key_hash = requests.api_key_hash
+        and cell.cell_model = requests.cell_model
+        and cell.provider_name = requests.cell_provider
+    left join key_allocation as keyed using (generation_id)
+),
+
+-- Requests no key of theirs accounts for (no key logged, or no activity for it) share what the project's
+-- activity leaves after everything above.
+project_pools as (
+    select
+        activity.usage_date,
+        activity.project,
+        greatest(activity.requests - coalesce(held.requests, 0), 0) as open_requests,
+        greatest(activity.usd - coalesce(held.usd, 0), 0) as pool_usd,
+        greatest(activity.byok_usd - coalesce(held.byok_usd, 0), 0) as pool_byok_usd
+    from (
+        select usage_date, project, sum(requests) as requests, marts.exact_sum(spend_usd) as usd,
+            marts.exact_sum(byok_spend_usd) as byok_usd
+        from marts.fct_daily_spend
+        where usage_date between (select first_day from bounds) and (select last_day from bounds)
+        group by all
+    ) as activity
+    left join (
+        select usage_date, project,
+            count(*) filter (where known_cost_usd is not null or allocation is not null) as requests,
+            marts.exact_sum(coalesce(known_cost_usd, allocated_usd)) as usd,
+            marts.exact_sum(coalesce(known_byok_usd, allocated_byok_usd)) as byok_usd
+        from cell_and_key_costs
+        group by all
+    ) as held using (usage_date, project)
+),
+
+allocated_costs as (
+    select
+        costs.generation_id,
+        coalesce(costs.allocated_usd, project_pools.pool_usd / greatest(project_pools.open_requests, claims.claimants))
+            as allocated_usd,
+        coalesce(costs.allocated_byok_usd,
+                 project_pools.pool_byok_usd / greatest(project_pools.open_requests, claims.claimants))
+            as allocated_byok_usd,
+        coalesce(costs.allocation, case when project_pools.project is not null then 'allocated_project' end)
+            as allocation
+    from cell_and_key_costs as costs
+    left join project_pools
+        on costs.known_cost_usd is null
+        and costs.allocation is null
+        and project_pools.usage_date = costs.usage_date
+        and project_pools.project = costs.project
+    left join (
+        select usage_date, project, count(*) as claimants
+        from cell_and_key_costs
+        where known_cost_usd is null and allocation is null
+        group by all
+    ) as claims
+        on claims.usage_date = costs.usage_date
+        and claims.project = costs.project
+    where costs.known_cost_usd is null
+),
+
 strata as (
     select
         usage_date,
@@ -248,6 +474,9 @@ priced as (
         strata.stratum_classified_requests,
         strata.stratum_mean_cost_usd,
         model_costs.model_mean_cost_usd,
+        allocated_costs.allocated_usd,
+        allocated_costs.allocated_byok_usd,
+        allocated_costs.allocation,
         coalesce(repeats.is_duplicate, false) as is_duplicate,
         model_prices.requested_prompt_price,
         model_prices.requested_completion_price,
@@ -255,6 +484,7 @@ priced as (
     from classified
     inner join strata using (usage_date, sampling_stratum)
     left join model_costs using (usage_date, effective_requested_model)
+    left join allocated_costs using (generation_id)
     left join model_prices using (usage_date, effective_requested_model)
     left join repeats using (generation_id)
     semi join build_days using (usage_date)
@@ -287,12 +517,16 @@ final as (
         case when is_fallback is not null then stratum_requests / stratum_classified_requests end
             as sampling_weight,
         ---------- money (USD) and tokens
-        coalesce(known_cost_usd, stratum_mean_cost_usd, model_mean_cost_usd) as cost_usd,
-        coalesce(known_cost_source,
+        coalesce(known_cost_usd, allocated_usd, stratum_mean_cost_usd, model_mean_cost_usd) as cost_usd,
+        coalesce(known_cost_source, allocation,
                  case when coalesce(stratum_mean_cost_usd, model_mean_cost_usd) is not null then 'imputed' end,
                  'unknown') as cost_source,
+        known_cost_usd is not null as is_cost_measured,
         is_byok,
-        case when is_byok then upstream_cost_usd end as byok_cost_usd,
+        case
+            when known_cost_usd is not null then case when is_byok then upstream_cost_usd end
+            else allocated_byok_usd
+        end as byok_cost_usd,
         prompt_tokens,
         completion_tokens,
         cached_tokens,

@@ -1,6 +1,11 @@
 -- stg_key_snapshots: every /keys snapshot, one row per key per snapshot (partition).
 -- Grain: snapshot_date × api_key_hash. Key: the same two columns.
 -- Source: raw.keys; lifetime usage differences between snapshots reconcile with activity.
+-- Timing: /keys describes the moment it is fetched ("now"; `usage` includes the current UTC day's spend so
+--   far, which `usage_daily` reports). Fetched during the day after snapshot_date (snapshot_timing
+--   'on_time'), the usage at the end of snapshot_date is usage − usage_daily (end_of_day_*); fetched after
+--   that day ended ('late': a backfill) or before snapshot_date ended ('early') the snapshot does not
+--   describe the end of its day and end_of_day_* are NULL.
 with
 source as (
     select * from raw.keys
@@ -25,6 +30,8 @@ typed as (
         cast(payload ->> 'include_byok_in_limit' as boolean) as is_byok_in_limit,
         cast(payload ->> 'usage' as double) as usage_usd,
         cast(payload ->> 'byok_usage' as double) as byok_usage_usd,
+        cast(payload ->> 'usage_daily' as double) as usage_daily_usd,
+        cast(payload ->> 'byok_usage_daily' as double) as byok_usage_daily_usd,
         ---------- timestamps
         cast(payload ->> 'created_at' as timestamptz) as created_at,
         cast(payload ->> 'updated_at' as timestamptz) as updated_at,
@@ -41,6 +48,28 @@ deduplicated as (
     qualify row_number() over (
         partition by snapshot_date, api_key_hash order by fetched_at desc
     ) = 1
+),
+
+timed as (
+    select
+        *,
+        case
+            when cast(timezone('UTC', fetched_at) as date) = snapshot_date + 1 then 'on_time'
+            when cast(timezone('UTC', fetched_at) as date) > snapshot_date + 1 then 'late'
+            else 'early'
+        end as snapshot_timing
+    from deduplicated
+),
+
+final as (
+    select
+        *,
+        snapshot_timing = 'late' as is_late_snapshot,
+        case when snapshot_timing = 'on_time' then usage_usd - coalesce(usage_daily_usd, 0) end
+            as end_of_day_usage_usd,
+        case when snapshot_timing = 'on_time' then byok_usage_usd - coalesce(byok_usage_daily_usd, 0) end
+            as end_of_day_byok_usage_usd
+    from timed
 )
 
-select * from deduplicated
+select * from final

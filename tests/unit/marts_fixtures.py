@@ -81,7 +81,7 @@ class RawRows:
     activity: list[dict] = field(default_factory=list)
     account_extra: list[dict] = field(default_factory=list)
     keys: list[tuple[date, dict]] = field(default_factory=list)
-    credits: list[tuple[date, float, float]] = field(default_factory=list)
+    credits: list[tuple[date, float, float, datetime | None]] = field(default_factory=list)
     models: list[tuple[date, dict]] = field(default_factory=list)
     workspaces: list[tuple[date, dict]] = field(default_factory=list)
 
@@ -110,21 +110,23 @@ class RawRows:
 
     def key(self, day: date, name: str, workspace: str | None = "ws-alpha", *, disabled: bool = False,
             created: date = date(2026, 1, 1), last_used: date | None = None, expires: date | None = None,
-            hash_: str | None = None) -> RawRows:
-        """A /keys snapshot item of the key `name` taken after `day`."""
-        self.keys.append((day, {
+            hash_: str | None = None, usage: float = 1.0, usage_daily: float | None = None,
+            fetched: datetime | None = None) -> RawRows:
+        """A /keys snapshot item of the key `name` taken after `day` (at `fetched`, default D+1 00:10)."""
+        extra = {"usage_daily": usage_daily} if usage_daily is not None else {}
+        self.keys.append((day, {**extra, "_fetched": fetched,
             "hash": hash_ or key_hash(name), "name": name, "label": "sk-or-v1-abc...1234", "disabled": disabled,
             "limit": None, "limit_remaining": None, "limit_reset": None, "include_byok_in_limit": False,
-            "usage": 1.0, "byok_usage": 0.0, "created_at": f"{created}T09:00:00.000000+00:00",
+            "usage": usage, "byok_usage": 0.0, "created_at": f"{created}T09:00:00.000000+00:00",
             "updated_at": f"{created}T09:00:00.000000+00:00", "workspace_id": workspace,
             "creator_user_id": "user_1", "expires_at": f"{expires}T00:00:00Z" if expires else None,
             "external_user": None, "last_used_at": f"{last_used}T12:00:00Z" if last_used else None,
         }))
         return self
 
-    def credit(self, day: date, total_credits: float, total_usage: float) -> RawRows:
-        """A /credits snapshot taken after `day`."""
-        self.credits.append((day, total_credits, total_usage))
+    def credit(self, day: date, total_credits: float, total_usage: float, fetched: datetime | None = None) -> RawRows:
+        """A /credits snapshot taken after `day` (at `fetched`, default D+1 00:10)."""
+        self.credits.append((day, total_credits, total_usage, fetched))
         return self
 
     def price(self, day: date, model: str, prompt_per_mtok: float | str, completion_per_mtok: float | str,
@@ -174,12 +176,14 @@ class RawRows:
             self._insert(con, "activity", day, {"scope": "account", "api_key_hash": None}, dict(payload))
         for day, item in self.keys:
             if day in days:
+                payload = {k: v for k, v in item.items() if k != "_fetched"}
                 self._insert(con, "keys", day, {"key_hash": item["hash"], "page_offset": 0,
-                                                "requested_workspace_id": item["workspace_id"]}, item)
-        for day, total_credits, total_usage in self.credits:
+                                                "requested_workspace_id": item["workspace_id"]}, payload,
+                             item["_fetched"])
+        for day, total_credits, total_usage, fetched in self.credits:
             if day in days:
                 self._insert(con, "credits", day, {"total_credits": total_credits, "total_usage": total_usage},
-                             {"total_credits": total_credits, "total_usage": total_usage})
+                             {"total_credits": total_credits, "total_usage": total_usage}, fetched)
         for day, item in self.models:
             if day in days:
                 self._insert(con, "models", day, {"model_id": item["id"]}, item)
@@ -192,8 +196,8 @@ class RawRows:
         con.execute("commit")
 
     @staticmethod
-    def _insert(con, table: str, day: date, columns: dict, payload: dict) -> None:
-        values = {"partition_date": day, "run_id": "fixture", "fetched_at": _fetched(day),
+    def _insert(con, table: str, day: date, columns: dict, payload: dict, fetched: datetime | None = None) -> None:
+        values = {"partition_date": day, "run_id": "fixture", "fetched_at": fetched or _fetched(day),
                   "landing_file": "fixture", "request_params": "{}", **columns, "payload": json.dumps(payload)}
         con.execute(f"insert into raw.{table} ({', '.join(values)}) values ({', '.join('?' for _ in values)})",
                     list(values.values()))

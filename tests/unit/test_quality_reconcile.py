@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
@@ -118,12 +118,90 @@ def test_credits_between_snapshots_names_days_never_loaded(tmp_path):
     assert row.activity_usage_usd == pytest.approx(3.75)  # ... one day of loaded activity
 
 
-def test_snapshot_lag_limit_skips_snapshots_fetched_long_after_their_day(warehouse):
-    assert len(frame(warehouse, reconcile.credits_vs_activity, D2, Tolerances(snapshot_max_lag_hours=1))) == 1
-    with connect(warehouse.path) as con:
+def test_a_late_snapshot_is_never_compared_and_the_pair_says_why(warehouse):
+    assert frame(warehouse, reconcile.snapshot_pair, D2, "/credits").previous_date == D1
+    with connect(warehouse.path) as con:  # D2's snapshot fetched three days after D2 ended: late
         con.execute("update raw.credits set fetched_at = fetched_at + interval 3 day where partition_date = ?", [D2])
-    assert frame(warehouse, reconcile.credits_vs_activity, D2, Tolerances(snapshot_max_lag_hours=1)).empty
-    assert len(frame(warehouse, reconcile.credits_vs_activity, D2, Tolerances(snapshot_max_lag_hours=None))) == 1
+        con.execute("update raw.keys set fetched_at = fetched_at + interval 3 day where partition_date = ?", [D2])
+    for endpoint, function in (("/credits", reconcile.credits_vs_activity),
+                               ("/keys", reconcile.key_usage_vs_activity)):
+        pair = frame(warehouse, reconcile.snapshot_pair, D2, endpoint)
+        assert (pair.timing, pair.compared) == ("late", False)
+        assert f"snapshot of {D2} (late: fetched {D2 + timedelta(days=4)} 00:10 UTC" in pair.skip_reason
+        assert frame(warehouse, function, D2, TOL).empty
+        # D3 passes over the late D2 to D1, and its delta spans two days of activity.
+        after = frame(warehouse, reconcile.snapshot_pair, D3, endpoint)
+        assert (after.compared, after.previous_date, after.skip_reason) == (True, D1, None)
+        assert f"passing over the {endpoint} snapshot of {D2} (late" in after.note
+    row = frame(warehouse, reconcile.credits_vs_activity, D3, TOL).iloc[0]
+    assert (row.previous_snapshot_date.date(), row.usage_delta_usd, row.activity_usage_usd) == \
+        (D1, pytest.approx(7.5), pytest.approx(7.5))
+    keys = frame(warehouse, reconcile.key_usage_vs_activity, D3, TOL).set_index("api_key_name")
+    assert keys.loc["a-web", "usage_delta_usd"] == pytest.approx(4.0) == keys.loc["a-web", "activity_usage_usd"]
+
+
+def test_an_early_snapshot_and_the_optional_lag_limit(warehouse):
+    with connect(warehouse.path) as con:  # fetched before D2 ended
+        con.execute("update raw.credits set fetched_at = fetched_at - interval 1 hour where partition_date = ?", [D2])
+    pair = frame(warehouse, reconcile.snapshot_pair, D2, "/credits")
+    assert (pair.timing, pair.compared) == ("early", False) and "early" in pair.skip_reason
+    assert frame(warehouse, reconcile.snapshot_pair, D3, "/credits", Tolerances(snapshot_max_lag_hours=0.1)) \
+        .skip_reason.endswith("(snapshot_max_lag_hours)")  # fetched at 00:10, 0.17 hours after the day
+    assert frame(warehouse, reconcile.snapshot_pair, D3, "/credits", Tolerances(snapshot_max_lag_hours=1)).compared
+
+
+def test_a_snapshot_fetched_the_next_day_counts_that_days_spend_out_of_its_end_of_day_usage(tmp_path):
+    house = FixtureWarehouse(tmp_path)
+    rows = organisation()
+    # Fetched at 09:00 the next day, the way the real API answers: "now" includes 9 hours of the next day's spend.
+    partial = {"a-web": 0.3, "beta-api": 0.1}
+    for index, (day, item) in enumerate(rows.keys):
+        rows.keys[index] = (day, {**item, "usage": item["usage"] + partial[item["name"]],
+                                  "usage_daily": partial[item["name"]],
+                                  "_fetched": datetime.combine(day + timedelta(days=1), time(9), tzinfo=UTC)})
+    rows.credits = [(day, credits, usage + 0.4, datetime.combine(day + timedelta(days=1), time(9), tzinfo=UTC))
+                    for day, credits, usage, _ in rows.credits]
+    house.load(rows)
+    house.build([D1, D2, D3])
+    row = frame(house, reconcile.credits_vs_activity, D2, TOL).iloc[0]
+    assert row.usage_delta_usd == pytest.approx(3.75) and row.difference_usd == pytest.approx(0.0, abs=1e-9)
+    keys = frame(house, reconcile.key_usage_vs_activity, D2, TOL).set_index("api_key_name")
+    assert keys.loc["a-web", "difference_usd"] == pytest.approx(0.0, abs=1e-9)
+    balance = house.rows("select * from marts.fct_credit_balance where as_of_date = ?", [D2])[0]
+    assert balance["total_usage_usd"] == pytest.approx(100.0 + 3.75)  # the end of D2, not 09:00 of D3
+    assert balance["snapshot_balance_usd"] == pytest.approx(1000.0 - 103.75 - 0.4)
+    assert (balance["snapshot_timing"], balance["topup_usd"]) == ("on_time", 0.0)
+
+
+def test_a_backfill_compares_no_snapshot_and_leaves_the_late_balances_unknown(tmp_path):
+    """Every snapshot of a three-day backfill was fetched at once, after D3 ended: only D3's is on time."""
+    house = FixtureWarehouse(tmp_path)
+    rows = organisation()
+    now = datetime.combine(D3 + timedelta(days=1), time(10), tzinfo=UTC)
+    last_keys = {item["name"]: item for day, item in rows.keys if day == D3}
+    rows.keys = [(day, {**last_keys[item["name"]], "usage_daily": 0.0, "_fetched": now}) for day, item in rows.keys]
+    # a top-up of 50 between D1 and now: every snapshot shows it, none can date it
+    rows.credits = [(day, 1050.0, 107.5, now) for day, *_ in rows.credits]
+    house.load(rows)
+    house.build([D1, D2, D3])
+    for day in (D2, D3):
+        for endpoint in ("/credits", "/keys"):
+            assert not frame(house, reconcile.snapshot_pair, day, endpoint).compared
+        assert frame(house, reconcile.credits_vs_activity, day, TOL).empty
+        assert frame(house, reconcile.key_usage_vs_activity, day, TOL).empty
+    assert "no earlier /credits snapshot describes the end of its day" in \
+        frame(house, reconcile.snapshot_pair, D3, "/credits").skip_reason
+    balances = {r["as_of_date"]: r for r in house.rows("select * from marts.fct_credit_balance")}
+    for day in (D1, D2):
+        late = balances[day]
+        assert (late["snapshot_timing"], late["is_late_snapshot"]) == ("late", True)
+        assert (late["balance_usd"], late["total_usage_usd"], late["runway_days"]) == (None, None, None)
+        assert late["snapshot_balance_usd"] == pytest.approx(1050.0 - 107.5)
+    yesterday = balances[D3]
+    assert (yesterday["snapshot_timing"], yesterday["balance_usd"]) == ("on_time", pytest.approx(1050.0 - 107.5))
+    assert yesterday["runway_days"] == pytest.approx((1050.0 - 107.5) / (3.75 * 2 / 3))
+    # The previous snapshot describes "now" as well: the top-up is unknown, not 0.
+    assert (yesterday["topup_usd"], yesterday["usage_delta_usd"]) == (None, None)
 
 
 def test_key_usage_deltas_against_activity(warehouse):
@@ -141,18 +219,24 @@ def test_key_usage_deltas_against_activity(warehouse):
     assert beta.abs_difference_usd > beta.tolerance_usd
 
 
-def test_per_request_cost_is_empty_without_records_and_bounded_by_activity(warehouse):
+def test_per_request_cost_is_empty_without_records_and_measured_apart_from_estimated(warehouse):
     assert frame(warehouse, reconcile.per_request_vs_activity, D2, TOL).empty
     with connect(warehouse.path) as con:
-        con.executemany("insert into marts.fct_generations (generation_id, usage_date, project, cost_usd) "
-                        "values (?, ?, ?, ?)", [("g1", D2, "alpha", 1.0), ("g2", D2, "alpha", 0.5),
-                                                ("g3", D2, "beta", 2.0)])
+        con.executemany("insert into marts.fct_generations (generation_id, usage_date, project, cost_usd, "
+                        "byok_cost_usd, is_cost_measured) values (?, ?, ?, ?, ?, ?)",
+                        [("g1", D2, "alpha", 1.0, 0.4, True), ("g2", D2, "alpha", 0.5, 0.1, False),
+                         ("g3", D2, "beta", 2.0, None, True)])
     rows = frame(warehouse, reconcile.per_request_vs_activity, D2, TOL).set_index("project")
-    assert rows.loc["alpha", "records"] == 2
-    assert rows.loc["alpha", "per_request_cost_usd"] == pytest.approx(1.5)
-    assert rows.loc["alpha", "activity_spend_usd"] == pytest.approx(2.5)  # credits 2.0 + BYOK 0.5
-    assert rows.loc["alpha", "allowed_usd"] == pytest.approx(2.5 * 1.05 + 0.01)
-    assert rows.loc["beta", "per_request_cost_usd"] > rows.loc["beta", "allowed_usd"]  # 2.0 vs 1.06
+    alpha, beta = rows.loc["alpha"], rows.loc["beta"]
+    assert (alpha.records, alpha.measured_records) == (2, 1)
+    assert (alpha.measured_cost_usd, alpha.estimated_cost_usd, alpha.per_request_cost_usd) == \
+        pytest.approx((1.0, 0.5, 1.5))
+    assert (alpha.measured_byok_usd, alpha.estimated_byok_usd) == pytest.approx((0.4, 0.1))
+    assert alpha.estimated_share == pytest.approx(1 / 3)
+    # credits against credits (2.0), BYOK against BYOK (0.5): never mixed
+    assert (alpha.activity_spend_usd, alpha.activity_byok_usd) == pytest.approx((2.0, 0.5))
+    assert (alpha.allowed_usd, alpha.byok_allowed_usd) == pytest.approx((2.0 + 0.01, 0.5 + 0.01))
+    assert beta.measured_cost_usd > beta.allowed_usd  # 2.0 measured vs 1.0 of activity
 
 
 def test_endpoint_freshness_missing_landed_and_permanent_gap(warehouse):
@@ -194,3 +278,23 @@ def test_history_marks_missing_days_and_records_those_out_of_window_as_permanent
     assert "never loaded" in reason and run_id == "run-1"
     history = frame(house, reconcile.history_completeness, D3, 30)
     assert list(history.status) == ["loaded", "permanent_gap", "loaded"]
+
+
+def test_the_gate_says_which_values_each_reconciliation_compared_and_why_a_snapshot_was_skipped(warehouse):
+    from openrouter_spend.quality import QualityConfig, reconciliation_datasets
+
+    with connect(warehouse.path) as con:
+        con.execute("update raw.credits set fetched_at = fetched_at + interval 3 day where partition_date = ?", [D3])
+        checks = {check.check_id: check for dataset in reconciliation_datasets(con, D3, QualityConfig())
+                  for check in dataset.checks}
+    credits = checks["reconcile.credits_vs_activity:usage_delta_matches_activity"]
+    assert credits.compared_values == "skipped"
+    assert credits.skip_reason.startswith(f"the /credits snapshot of {D3} (late: fetched")
+    keys = checks["reconcile.key_usage_vs_activity:usage_delta_matches_activity"]
+    assert (keys.compared_values, keys.skip_reason) == ("measured", None)
+    assert checks["reconcile.marts_vs_account:spend_matches_account"].compared_values == "measured"
+    per_request = {name.split(":")[1]: check for name, check in checks.items() if "per_request" in name}
+    assert {name: (c.compared_values, c.severity) for name, c in per_request.items()} == {
+        "measured_cost_within_activity": ("measured", "error"),
+        "measured_byok_within_activity": ("measured", "error"),
+        "estimated_cost_within_activity": ("estimated", "warning")}

@@ -83,6 +83,10 @@ BETA_RECORDS = {
 }
 
 
+# beta-api's activity ($0.50, 50 requests) less the measured b1 and b2, per request without a measured cost.
+BETA_LEFT_PER_REQUEST = (0.5 - 0.01 - 0.03) / 48
+
+
 def wilson(p: float, n: float, z: float = 1.96) -> tuple[float, float]:
     centre, spread = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, (centre - spread) / (1 + z * z / n)), min(1.0, (centre + spread) / (1 + z * z / n))
@@ -147,10 +151,13 @@ def test_generations_are_classified_attributed_and_priced(built):
     assert rows["g2"]["fallback_extra_cost_usd"] == pytest.approx(0.05 - 0.011)
     assert rows["g3"]["fallback_extra_cost_usd"] == pytest.approx(0.001 - (1000 * 3.0 + 200 * 10.0) / 1e6)
     assert rows["g1"]["fallback_extra_cost_usd"] is None
-    # not sampled: fallback unknown, cost imputed from the stratum's known costs, weight NULL
+    # not sampled: fallback unknown, weight NULL; its served model is unknown, so its cost is allocated from
+    # what beta-api's activity leaves after b1 and b2: ($0.50 - $0.04) over the 48 requests without a cost
     assert (rows["b3"]["is_fallback"], rows["b3"]["fallback_kind"], rows["b3"]["enrichment_status"]) == \
         (None, None, "not_sampled")
-    assert (rows["b3"]["cost_usd"], rows["b3"]["cost_source"]) == (pytest.approx(0.02), "imputed")
+    assert (rows["b3"]["cost_usd"], rows["b3"]["cost_source"], rows["b3"]["is_cost_measured"]) == \
+        (pytest.approx(BETA_LEFT_PER_REQUEST), "allocated_key", False)
+    assert (rows["b1"]["cost_source"], rows["b1"]["is_cost_measured"]) == ("generation", True)
     assert (rows["b1"]["sampling_weight"], rows["g1"]["sampling_weight"], rows["b3"]["sampling_weight"]) == \
         (2.0, 1.0, None)
     # waste: retry, duplicate within the hour, the same request 90 minutes later is not a duplicate
@@ -197,7 +204,7 @@ def test_per_request_columns_are_null_without_data_and_zero_only_when_measured(b
     assert alpha["cost_per_accepted_result_usd"] == pytest.approx(alpha_spend / 5)
     beta = economics[(DAY, "beta")]
     assert beta["accepted_results"] is None  # beta logs no verdicts: unknown, not 0
-    assert beta["generation_coverage_share"] == pytest.approx((0.01 + 0.03 + 2 * 0.02) / 0.5)
+    assert beta["generation_coverage_share"] == pytest.approx((0.01 + 0.03 + 2 * BETA_LEFT_PER_REQUEST) / 0.5)
     assert beta["fallback_estimate_method"] == "sample"
     account = economics[(DAY, "*")]
     assert account["fallback_request_share"] == pytest.approx((2 * 1 + 2 * 1) / (6 + 4))

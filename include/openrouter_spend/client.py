@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -75,6 +76,10 @@ class ServerError(OpenRouterError):
 
 class RequestTimeoutError(OpenRouterError):
     """Connection failure or timeout after every allowed retry."""
+
+
+class OutOfTimeError(RequestTimeoutError):
+    """The caller's time budget (`deadline`) ran out before an answer; what is left waits for a later run."""
 
 
 class MalformedResponseError(OpenRouterError):
@@ -164,6 +169,40 @@ class TokenBucket:
             self._sleep(wait)
 
 
+class ObservedLatency:
+    """Read timeouts derived from the answers seen so far, per endpoint.
+
+    Once `min_samples` answers of an endpoint arrived, a call stops waiting after `multiplier` × their 95th
+    percentile (never below `floor_seconds`, never above the configured timeout), so one stalled connection
+    costs seconds when the API answers everything else in well under a second, and the retry ladder takes over.
+    """
+
+    def __init__(self, multiplier: float = 10.0, floor_seconds: float = 2.0, min_samples: int = 20,
+                 window: int = 200):
+        self.multiplier = multiplier
+        self.floor_seconds = floor_seconds
+        self.min_samples = min_samples
+        self.window = window
+        self._seconds: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, endpoint: str, seconds: float) -> None:
+        """Note how long an answer of `endpoint` took."""
+        with self._lock:
+            recent = self._seconds.setdefault(endpoint, [])
+            recent.append(seconds)
+            del recent[:-self.window]
+
+    def read_timeout(self, endpoint: str, ceiling: float) -> float:
+        """The read timeout for the next call of `endpoint` (`ceiling` until enough answers were seen)."""
+        with self._lock:
+            recent = sorted(self._seconds.get(endpoint, ()))
+        if len(recent) < self.min_samples:
+            return ceiling
+        p95 = recent[min(len(recent) - 1, math.ceil(0.95 * len(recent)) - 1)]
+        return min(ceiling, max(self.floor_seconds, self.multiplier * p95))
+
+
 def _retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
     """Seconds to wait from Retry-After (seconds or HTTP date) or X-RateLimit-Reset (epoch s or ms)."""
     retry_after = headers.get("Retry-After")
@@ -225,6 +264,8 @@ class OpenRouterClient:
     settings: ExtractionSettings = field(default_factory=ExtractionSettings)
     sleep: Callable[[float], None] = time.sleep
     session: requests.Session | None = field(default=None, repr=False)
+    # When set, read timeouts follow the latency observed so far (see ObservedLatency).
+    latency: ObservedLatency | None = None
 
     def __post_init__(self) -> None:
         if not self.base_url:
@@ -266,12 +307,15 @@ class OpenRouterClient:
         return random.uniform(ceiling / 2, ceiling)
 
     def request(self, endpoint: str, params: Mapping[str, Any] | None = None, *, method: str = "GET",
-                json_body: Any = None) -> RawResponse:
-        """One API call with retries on 429 / 5xx / timeouts; returns the raw body of the 2xx answer."""
+                json_body: Any = None, deadline: float | None = None) -> RawResponse:
+        """One API call with retries on 429 / 5xx / timeouts; returns the raw body of the 2xx answer.
+
+        `deadline` (a time.monotonic() value) bounds the whole call, retries and waits included: past it the
+        call raises OutOfTimeError instead of waiting any longer.
+        """
         clean_params = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         source = describe_request(endpoint, clean_params)
         url = f"{self.base_url}/{endpoint.lstrip('/')}"
-        timeout = (self.settings.connect_timeout_seconds, self.settings.http_timeout_seconds)
         last_error: OpenRouterError | None = None
         for attempt in range(self.settings.max_retries + 1):
             if attempt:
@@ -280,18 +324,26 @@ class OpenRouterClient:
                     if isinstance(last_error, RateLimitedError) and last_error.retry_after is not None
                     else self._backoff(attempt - 1)
                 )
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise OutOfTimeError(f"{source}: the time budget ran out before an answer ({last_error})",
+                                         endpoint=source)
                 log.warning("%s: %s; retry %d/%d in %.2fs", source, last_error, attempt,
                             self.settings.max_retries, wait)
                 self.sleep(wait)
+            read_timeout = (self.latency.read_timeout(endpoint, self.settings.http_timeout_seconds)
+                            if self.latency is not None else self.settings.http_timeout_seconds)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise OutOfTimeError(f"{source}: the time budget ran out", endpoint=source)
+                read_timeout = min(read_timeout, left)
             self._bucket.acquire()
             started = time.monotonic()
             try:
                 response = self.session.request(method, url, params=clean_params, json=json_body,
-                                                timeout=timeout)
+                                                timeout=(self.settings.connect_timeout_seconds, read_timeout))
             except requests.Timeout:
-                last_error = RequestTimeoutError(
-                    f"{source}: no answer within {self.settings.http_timeout_seconds:g}s", endpoint=source
-                )
+                last_error = RequestTimeoutError(f"{source}: no answer within {read_timeout:.3g}s", endpoint=source)
                 continue
             except requests.ConnectionError as exc:
                 last_error = RequestTimeoutError(
@@ -307,6 +359,8 @@ class OpenRouterClient:
                 )
                 continue
             status = response.status_code
+            if self.latency is not None:
+                self.latency.record(endpoint, time.monotonic() - started)
             if 200 <= status < 300:
                 return RawResponse(
                     endpoint=endpoint, params=clean_params, status=status, body=body,

@@ -2,16 +2,20 @@
 
 Three steps, so the HTTP step never opens DuckDB (one writer at a time, product.md §4):
 
-1. `plan_enrichment(con, day, run_id)` (warehouse) queues the new generation ids that need a call, decides
-   which ones this run calls — ids still pending from earlier runs first, then new ids up to the daily call
-   budget, as a stratified sample (stratum = project × requested model) when there are more — and writes
-   the work list next to the run's landing batches.
+1. `plan_enrichment(con, day, run_id)` (warehouse) derives the plan of the run's usage day, and of earlier
+   days with ids never queued (late logs) or still pending: each usage day has its own budget of
+   `daily_call_budget` ids (a daily rate limit: one day never spends another's), fetched in full when they
+   fit (a census), else as a stratified sample (stratum = project × requested model). The plan is a
+   function of the day's logged ids and of what was already called, so a rerun of a day re-derives its
+   queue. It writes the work list next to the run's landing batches.
 2. `enrich_pending(day, run_id)` (HTTP only) calls /generation for the work list with bounded concurrency and
-   the client's token bucket (OpenRouterClient honours Retry-After), landing every 200 body raw before
-   anything parses it; 404s (the record is not available yet) and errors are noted in the batch manifest.
+   the client's token bucket (OpenRouterClient honours Retry-After), within the run's wall-time budget and
+   with read timeouts that follow the observed latency, landing every 200 body raw before anything parses
+   it; 404s (the record is not available yet), errors and ids deferred to a later run (out of time) are
+   noted in the batch manifest.
 3. `load_enrichment(con, day, run_id)` (warehouse) loads the landed records into raw.generations and updates
-   the queue: fetched; still pending after a 404 (a later run retries); unavailable once the id has 404'd for
-   `give_up_days` days (recorded, never dropped).
+   the queue: fetched; still pending after a 404 or a deferral (a later run retries); unavailable once the
+   id has 404'd for `give_up_days` days (recorded, never dropped).
 
 `discover_generation_ids(day, run_id)` is the optional, off-by-default discovery of generation ids through
 `POST /analytics/query` for applications that log nothing (see its docstring for its API cost).
@@ -29,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 from openrouter_spend import settings
@@ -69,12 +74,17 @@ def _env_number(name: str, default: float, *, integer: bool = False, minimum: fl
 class EnrichmentSettings:
     """Knobs of the /generation enrichment; each has an OPENROUTER_SPEND_GENERATION_* override."""
 
+    # Distinct ids called per usage day (a daily rate limit; see plan_enrichment).
     daily_call_budget: int = 1000
     concurrency: int = 4
     requests_per_second: float = 10.0
     give_up_days: int = 3
     min_sample_per_stratum: int = 2
     discovery_enabled: bool = False
+    # Wall time one run may spend calling /generation; what does not fit waits for the next run.
+    time_budget_seconds: float = 600.0
+    # The longest a /generation call waits for its answer (shorter once answers show the API is fast).
+    read_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> EnrichmentSettings:
@@ -91,6 +101,9 @@ class EnrichmentSettings:
             min_sample_per_stratum=_env_number("OPENROUTER_SPEND_GENERATION_MIN_PER_STRATUM",
                                                base.min_sample_per_stratum, integer=True, minimum=1),
             discovery_enabled=_env_bool("OPENROUTER_SPEND_ANALYTICS_DISCOVERY", base.discovery_enabled),
+            time_budget_seconds=_env_number("OPENROUTER_SPEND_GENERATION_TIME_BUDGET", base.time_budget_seconds),
+            read_timeout_seconds=_env_number("OPENROUTER_SPEND_GENERATION_READ_TIMEOUT", base.read_timeout_seconds,
+                                             minimum=0.01),
         )
 
 
@@ -151,74 +164,168 @@ def allocate_sample(counts: Mapping[str, int], budget: int, minimum: int = 2) ->
 
 
 def plan_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings | None = None) -> dict[str, Any]:
-    """Queue new ids needing /generation, pick this run's calls within the budget and write the work list."""
+    """Derive the /generation plan of the run's usage day (and of earlier days with work left); write the work list.
+
+    The budget is per usage day (`daily_call_budget` distinct ids called for that day's requests, whatever
+    their 404 retries take), so one day never spends another's. A day whose ids fit its budget is a census;
+    otherwise a stratified sample (allocate_sample, then md5 order within each stratum). The plan of a day is
+    a function of its logged ids and of what was already called, so rerunning a day re-derives its queue:
+    ids wrongly left 'not_sampled' are selected again and lost queue rows come back (as 'fetched' when their
+    record is in raw.generations). Earlier days are re-derived when they have ids never queued (late logs)
+    or ids still pending (404s, runs out of time), within what their own budget has left.
+    """
     enrichment = enrichment or EnrichmentSettings.from_env()
+    budget = enrichment.daily_call_budget
     con.execute("begin transaction")
     try:
         con.execute(
             """
-            create or replace temp table new_ids as
+            create or replace temp table needs_call as
             select
                 generation_id,
                 min(usage_date) as usage_date,
-                marts.sampling_stratum(any_value(project), any_value(api_key_hash), any_value(requested_model), false)
+                marts.sampling_stratum(min(project), min(api_key_hash), min(requested_model), false)
                     as sampling_stratum
             from raw.request_log as logged
             where not exists (select 1 from raw.request_log as described
                               where described.generation_id = logged.generation_id
                                   and described.openrouter_metadata is not null)
-                and generation_id not in (select generation_id from raw.generations)
-                and generation_id not in (select generation_id from meta.generation_queue)
             group by generation_id
             """
         )
-        new_counts = dict(con.execute(
-            "select usage_date || ' | ' || sampling_stratum, count(*) from new_ids group by 1").fetchall())
-        retries = [gid for (gid,) in con.execute(
-            "select generation_id from meta.generation_queue where status = 'pending' "
-            "order by usage_date, md5(generation_id) limit ?", [enrichment.daily_call_budget]).fetchall()]
-        allocation = allocate_sample(new_counts, enrichment.daily_call_budget - len(retries),
-                                     enrichment.min_sample_per_stratum)
-        con.execute("create or replace temp table sample_sizes (stratum varchar, calls integer)")
-        if allocation:
-            con.executemany("insert into sample_sizes values (?, ?)", list(allocation.items()))
+        con.execute(
+            """
+            create or replace temp table plan_days as
+            select cast(? as date) as usage_date
+            union
+            select distinct needs_call.usage_date
+            from needs_call
+            left join meta.generation_queue as queue using (generation_id)
+            where needs_call.usage_date < ?
+                and needs_call.generation_id not in (select generation_id from raw.generations)
+                and (queue.generation_id is null or queue.status = 'pending')
+            """,
+            [day, day],
+        )
+        con.execute(
+            """
+            create or replace temp table day_ids as
+            select
+                needs_call.*,
+                generations.generation_id is not null as is_fetched,
+                queue.generation_id is not null as was_queued,
+                queue.status as queue_status,
+                coalesce(queue.attempts, 0) as attempts,
+                row_number() over (partition by needs_call.usage_date, needs_call.sampling_stratum
+                                   order by md5(needs_call.generation_id)) as draw
+            from needs_call
+            semi join plan_days using (usage_date)
+            left join raw.generations as generations using (generation_id)
+            left join meta.generation_queue as queue using (generation_id)
+            """
+        )
+        counts: dict[date, dict[str, int]] = {}
+        for usage_date, stratum, count in con.execute(
+                "select usage_date, sampling_stratum, count(*) from day_ids group by all order by all").fetchall():
+            counts.setdefault(usage_date, {})[stratum] = count
+        sizes = [(usage_date, stratum, calls) for usage_date, strata in counts.items()
+                 for stratum, calls in allocate_sample(strata, budget, enrichment.min_sample_per_stratum).items()]
+        con.execute("create or replace temp table sample_sizes (usage_date date, sampling_stratum varchar, "
+                    "calls integer)")
+        if sizes:
+            con.executemany("insert into sample_sizes values (?, ?, ?)", sizes)
+        # Resolved or attempted ids have used the day's budget; newly selected ones get what is left of it.
+        con.execute(
+            """
+            create or replace temp table derived as
+            with
+            drawn as (
+                select
+                    day_ids.*,
+                    case
+                        when is_fetched then 'fetched'
+                        when queue_status = 'unavailable' then 'unavailable'
+                        when attempts > 0 then 'pending'
+                        when draw <= coalesce(sample_sizes.calls, 0) then 'selected'
+                        else 'not_sampled'
+                    end as drawn_status
+                from day_ids
+                left join sample_sizes using (usage_date, sampling_stratum)
+            ),
+            ranked as (
+                select
+                    *,
+                    count(*) filter (where drawn_status in ('fetched', 'unavailable', 'pending'))
+                        over (partition by usage_date) as used,
+                    row_number() over (partition by usage_date, drawn_status order by md5(generation_id)) as rank
+                from drawn
+            )
+            select
+                generation_id, usage_date, sampling_stratum, was_queued, queue_status,
+                case
+                    when drawn_status <> 'selected' then drawn_status
+                    when rank <= ? - used then 'pending'
+                    else 'not_sampled'
+                end as status
+            from ranked
+            """,
+            [budget],
+        )
         con.execute(
             """
             insert into meta.generation_queue
-                (generation_id, usage_date, sampling_stratum, status, planned_on, planned_run_id)
-            select
-                generation_id, usage_date, sampling_stratum,
-                case when draw <= coalesce(calls, 0) then 'pending' else 'not_sampled' end,
-                ?, ?
-            from (
-                select
-                    new_ids.*,
-                    row_number() over (partition by new_ids.usage_date, new_ids.sampling_stratum
-                                       order by md5(new_ids.generation_id)) as draw,
-                    sample_sizes.calls
-                from new_ids
-                left join sample_sizes
-                    on sample_sizes.stratum = new_ids.usage_date || ' | ' || new_ids.sampling_stratum
-            )
+                (generation_id, usage_date, sampling_stratum, status, planned_on, planned_run_id, resolved_on)
+            select generation_id, usage_date, sampling_stratum, status, ?, ?,
+                case when status = 'fetched' then ? end
+            from derived
+            on conflict (generation_id) do update set
+                usage_date = excluded.usage_date,
+                sampling_stratum = excluded.sampling_stratum,
+                status = excluded.status,
+                planned_on = case when generation_queue.status = excluded.status then generation_queue.planned_on
+                                  else excluded.planned_on end,
+                planned_run_id = case when generation_queue.status = excluded.status
+                                      then generation_queue.planned_run_id else excluded.planned_run_id end,
+                resolved_on = coalesce(generation_queue.resolved_on, excluded.resolved_on)
             """,
-            [day, run_id],
+            [day, run_id, day],
         )
-        selected_new = [gid for (gid,) in con.execute(
-            "select generation_id from meta.generation_queue where planned_run_id = ? and planned_on = ? "
-            "and status = 'pending' and generation_id in (select generation_id from new_ids) "
-            "order by usage_date, md5(generation_id)", [run_id, day]).fetchall()]
-        not_sampled = sum(new_counts.values()) - len(selected_new)
-        con.execute("drop table new_ids")
-        con.execute("drop table sample_sizes")
+        ids = [gid for (gid,) in con.execute(
+            "select generation_id from derived where status = 'pending' order by usage_date, md5(generation_id)"
+        ).fetchall()]
+        days = con.execute(
+            """
+            select
+                usage_date,
+                count(*) as ids,
+                count(*) filter (where status = 'pending') as pending,
+                count(*) filter (where status = 'pending' and queue_status = 'pending') as retries,
+                count(*) filter (where not was_queued) as new_ids,
+                count(*) filter (where status = 'not_sampled') as not_sampled,
+                count(*) filter (where status = 'not_sampled') = 0 as is_census
+            from derived
+            group by usage_date
+            order by usage_date
+            """
+        ).fetchall()
+        strata = con.execute("select count(distinct sampling_stratum) from derived where usage_date = ?",
+                             [day]).fetchone()[0]
+        for table in ("needs_call", "plan_days", "day_ids", "sample_sizes", "derived"):
+            con.execute(f"drop table {table}")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    ids = list(dict.fromkeys(retries + selected_new))
     _write_worklist(day, run_id, ids, enrichment)
-    plan = {"day": day.isoformat(), "calls_planned": len(ids), "retries": len(retries),
-            "new_ids": sum(new_counts.values()), "new_selected": len(selected_new), "not_sampled": not_sampled,
-            "budget": enrichment.daily_call_budget, "strata": len(new_counts)}
+    by_day = {usage_date.isoformat(): {"ids": n, "pending": pending, "retries": retries, "new_ids": new,
+                                       "not_sampled": not_sampled, "census": bool(census)}
+              for usage_date, n, pending, retries, new, not_sampled, census in days}
+    own = by_day.get(day.isoformat(), {})
+    plan = {"day": day.isoformat(), "calls_planned": len(ids),
+            "retries": sum(d["retries"] for d in by_day.values()),
+            "new_ids": sum(d["new_ids"] for d in by_day.values()),
+            "not_sampled": own.get("not_sampled", 0), "census": own.get("census", True),
+            "budget": budget, "strata": strata, "usage_days": by_day}
     log.info("generation enrichment plan for %s: %s", day, plan)
     return plan
 
@@ -244,12 +351,17 @@ def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None
                    client=None) -> dict[str, Any]:
     """Call /generation for the run's work list and land every answer raw; no DuckDB here.
 
+    The run stops calling when its time budget is spent: the ids it did not reach (or whose answer did not
+    come in time) stay pending for the next run, and the day publishes with the coverage it got. A call
+    waits at most `read_timeout_seconds`, less once the answers so far show the API is fast (ObservedLatency).
     `client` (an OpenRouterClient) replaces the one built from the environment, e.g. to record waits in tests.
     """
     from openrouter_spend.client import (
         PERMANENT,
         NotFoundError,
+        ObservedLatency,
         OpenRouterError,
+        OutOfTimeError,
         RateLimitedError,
         client_from_environment,
     )
@@ -268,19 +380,25 @@ def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None
     errors: dict[str, str] = {}
     lock = threading.Lock()
     stop = threading.Event()
-    extraction = replace(settings.ExtractionSettings.from_env(), requests_per_second=enrichment.requests_per_second,
-                         key_activity_concurrency=enrichment.concurrency)
+    started = monotonic()
+    deadline = started + enrichment.time_budget_seconds
+    extraction = settings.ExtractionSettings.from_env()
+    extraction = replace(extraction, requests_per_second=enrichment.requests_per_second,
+                         key_activity_concurrency=enrichment.concurrency,
+                         http_timeout_seconds=min(extraction.http_timeout_seconds, enrichment.read_timeout_seconds))
     batch = LandingBatch(root, day, run_id, "generation")
 
     def fetch(generation_id: str) -> None:
-        if stop.is_set():
+        if stop.is_set() or monotonic() >= deadline:
             with lock:
                 outcome["deferred"].append(generation_id)
             return
         try:
-            raw = client.request(GENERATION_ENDPOINT, {"id": generation_id})
+            raw = client.request(GENERATION_ENDPOINT, {"id": generation_id}, deadline=deadline)
             batch.land(raw)
             kind = "fetched"
+        except OutOfTimeError:
+            kind = "deferred"
         except NotFoundError:
             kind = "not_found"
         except RateLimitedError as exc:  # the client already waited as told; leave the rest for later
@@ -298,20 +416,28 @@ def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None
         with lock:
             outcome.setdefault(kind, []).append(generation_id)
 
-    client = client or client_from_environment(extraction)
+    if client is None:
+        client = client_from_environment(extraction)
+        client.latency = ObservedLatency()
     with client, ThreadPoolExecutor(max_workers=enrichment.concurrency, thread_name_prefix="generation") as pool:
         for future in [pool.submit(fetch, gid) for gid in todo]:
             future.result()
+    out_of_time = monotonic() >= deadline and bool(outcome["deferred"])
     batch.notes["generation"] = {
         "worklist": len(ids), "already_landed": len(ids) - len(todo),
         "not_found": sorted(outcome["not_found"]), "deferred": sorted(outcome["deferred"]),
-        "errors": dict(sorted(errors.items())),
+        "errors": dict(sorted(errors.items())), "out_of_time": out_of_time,
+        "time_budget_seconds": enrichment.time_budget_seconds,
     }
     batch.commit()
     result = {"day": day.isoformat(), "worklist": len(ids), "calls": len(todo) - len(outcome["deferred"]),
               "fetched": len(outcome["fetched"]), "not_found": len(outcome["not_found"]),
               "errors": len(outcome.get("error", [])), "deferred": len(outcome["deferred"]),
-              "already_landed": len(ids) - len(todo)}
+              "already_landed": len(ids) - len(todo), "out_of_time": out_of_time,
+              "seconds": round(monotonic() - started, 3)}
+    if out_of_time:
+        log.warning("generation enrichment for %s ran out of its %gs budget: %d id(s) wait for the next run",
+                    day, enrichment.time_budget_seconds, len(outcome["deferred"]))
     log.info("generation enrichment for %s: %s", day, result)
     return result
 
@@ -366,6 +492,12 @@ def load_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings 
             "resolved_on = case when ? - usage_date >= ? then ? end "
             "where list_contains(cast(? as varchar[]), generation_id) and status <> 'fetched'",
             [run_id, day, run_id, day, enrichment.give_up_days, day, enrichment.give_up_days, day, not_found])
+        deferred = sorted(set(merged.get("deferred", [])) - set(fetched_ids) - set(not_found) - set(errors))
+        if deferred:
+            con.execute(
+                "update meta.generation_queue set last_error = 'deferred to a later run (the run''s time budget "
+                "or a rate limit stopped the calls)' where list_contains(cast(? as varchar[]), generation_id) "
+                "and status = 'pending'", [deferred])
         for generation_id, message in sorted(errors.items()):
             con.execute(
                 f"update meta.generation_queue set {attempt}, last_attempt_on = ?, last_attempt_run_id = ?, "

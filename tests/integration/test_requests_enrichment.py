@@ -168,3 +168,119 @@ def test_the_client_gets_the_enrichment_rate_and_pool(spend_home, emulator, monk
     monkeypatch.setattr(client_module, "client_from_environment", spy)
     assert enrich.enrich_pending(day, "run-1", settings)["fetched"] == 1
     assert (built[0].requests_per_second, built[0].key_activity_concurrency) == (7.5, 2)
+    assert built[0].http_timeout_seconds == settings.read_timeout_seconds  # a /generation call waits 10 s at most
+
+
+def _statuses(home) -> dict[str, str]:
+    return {gid: status for gid, (status, _, _) in _queue(home).items()}
+
+
+def _generation_ids() -> set[str]:
+    with connect(read_only=True) as con:
+        return {gid for (gid,) in con.execute("select generation_id from raw.generations").fetchall()}
+
+
+def test_a_rerun_of_a_day_repairs_damaged_enrichment_state(tmp_path, emulator, monkeypatch):
+    """Ids wrongly left not_sampled and lost queue rows (e.g. after two runs collided) are rebuilt by a rerun."""
+    day = emulator.anchor_date - timedelta(days=2)
+    ids = emulator.org.generation_ids(day)[:30]
+    settings = enrich.EnrichmentSettings(daily_call_budget=20, requests_per_second=1000)
+    homes = {}
+    for name in ("clean", "damaged"):
+        homes[name] = tmp_path / name
+        monkeypatch.setenv("OPENROUTER_SPEND_HOME", str(homes[name]))
+        _write_log(homes[name], day, [(gid, datetime.combine(day, time(1), tzinfo=UTC)) for gid in ids])
+        _run(day, "run-1", settings)
+    clean = _statuses(homes["clean"])
+    assert sorted(clean.values()).count("fetched") == 20 and sorted(clean.values()).count("not_sampled") == 10
+
+    with connect() as con:  # the damaged home: 6 sampled ids wrongly not_sampled, 3 queue rows lost
+        fetched = sorted(gid for gid, status in clean.items() if status == "fetched")
+        wrongly_out, lost = fetched[:6], fetched[6:9]
+        con.execute("update meta.generation_queue set status = 'not_sampled' "
+                    "where list_contains(cast(? as varchar[]), generation_id)", [wrongly_out])
+        con.execute("delete from raw.generations where list_contains(cast(? as varchar[]), generation_id)",
+                    [wrongly_out])
+        con.execute("delete from meta.generation_queue where list_contains(cast(? as varchar[]), generation_id)",
+                    [lost])
+    emulator.reset_requests()
+    plan, called, _ = _run(day, "run-2", settings)
+    assert (plan["calls_planned"], called["fetched"]) == (6, 6)  # only what the damage took away is fetched again
+    assert _statuses(homes["damaged"]) == clean
+    damaged_ids = _generation_ids()
+    monkeypatch.setenv("OPENROUTER_SPEND_HOME", str(homes["clean"]))
+    assert damaged_ids == _generation_ids()
+
+
+def test_each_usage_day_has_its_own_budget_and_a_day_that_fits_is_a_census(spend_home, emulator):
+    """A backfill with every log present before the first run: a run plans its own day, never the later ones."""
+    first, second = emulator.anchor_date - timedelta(days=3), emulator.anchor_date - timedelta(days=2)
+    root = spend_home / "landing" / "requests" / "app"
+    for day, count in ((first, 12), (second, 30)):
+        _write_log(spend_home, day, [(gid, datetime.combine(day, time(1), tzinfo=UTC))
+                                     for gid in emulator.org.generation_ids(day)[:count]])
+        (root / f"{day}.jsonl").rename(root / f"{day}-all.jsonl")  # both files present before the first run
+    settings = enrich.EnrichmentSettings(daily_call_budget=20, requests_per_second=1000)
+    plan, called, _ = _run(first, "run-1", settings)
+    assert (plan["calls_planned"], plan["census"], plan["not_sampled"], called["fetched"]) == (12, True, 0, 12)
+    assert set(plan["usage_days"]) == {first.isoformat()}  # the later day's ids wait for their own run
+    plan, called, _ = _run(second, "run-2", settings)
+    assert (plan["calls_planned"], plan["census"], plan["not_sampled"]) == (20, False, 10)
+    with connect(read_only=True) as con:
+        spent = dict(con.execute("select usage_date, count(*) from meta.generation_queue where status = 'fetched' "
+                                 "group by 1").fetchall())
+    assert spent == {first: 12, second: 20}
+
+
+@pytest.fixture
+def stalling_emulator(monkeypatch):
+    """One /generation answer in ten stalls 35 s, with 429s and 503s in between."""
+    with EmulatorServer(scenario="default") as server:
+        server.set_faults([FaultRule("slow", path_prefix="/generation", every=10, delay_seconds=35),
+                           FaultRule("rate_limit", path_prefix="/generation", every=7, retry_after=0.2),
+                           FaultRule("server_error", path_prefix="/generation", every=13, status=503,
+                                     retry_after=0.2)])
+        monkeypatch.setenv("OPENROUTER_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENROUTER_MANAGEMENT_KEY", server.management_key)
+        monkeypatch.setenv("OPENROUTER_SPEND_BACKOFF_BASE", "0.05")
+        monkeypatch.delenv("AIRFLOW_CONN_OPENROUTER_DEFAULT", raising=False)
+        yield server
+
+
+def test_stalled_answers_cost_a_short_read_timeout_not_the_stall(spend_home, stalling_emulator):
+    server = stalling_emulator
+    day = server.anchor_date - timedelta(days=2)
+    ids = server.org.generation_ids(day)[:60]
+    _write_log(spend_home, day, [(gid, datetime.combine(day, time(1), tzinfo=UTC)) for gid in ids])
+    settings = enrich.EnrichmentSettings(daily_call_budget=100, requests_per_second=1000, read_timeout_seconds=3,
+                                         time_budget_seconds=120)
+    plan, called, loaded = _run(day, "run-1", settings)
+    stalls = sum(1 for r in server.requests if r["path"] == "/generation") // 10
+    assert stalls >= 6
+    assert (called["fetched"], called["deferred"], called["out_of_time"]) == (60, 0, False)
+    # Every stalled connection was given up after a read timeout and retried: no call waited out a 35 s stall.
+    assert called["seconds"] < 35
+
+
+def test_a_run_out_of_time_defers_the_rest_to_the_next_run(spend_home, stalling_emulator):
+    server = stalling_emulator
+    day = server.anchor_date - timedelta(days=3)
+    ids = server.org.generation_ids(day)[:40]
+    _write_log(spend_home, day, [(gid, datetime.combine(day, time(1), tzinfo=UTC)) for gid in ids])
+    tight = enrich.EnrichmentSettings(daily_call_budget=100, requests_per_second=4, concurrency=1,
+                                      read_timeout_seconds=3, time_budget_seconds=2)
+    plan, called, loaded = _run(day, "run-1", tight)
+    assert called["out_of_time"] and 0 < called["deferred"] < 40
+    assert called["fetched"] + called["deferred"] + called["errors"] + called["not_found"] == 40
+    queue = _queue(spend_home)
+    waiting = {gid for gid, (status, _, _) in queue.items() if status == "pending"}
+    assert len(waiting) == 40 - called["fetched"]
+    with connect(read_only=True) as con:
+        notes = {error for (error,) in con.execute("select distinct last_error from meta.generation_queue "
+                                                   "where status = 'pending'").fetchall()}
+    assert any(note and note.startswith("deferred to a later run") for note in notes)
+    # The next day's run carries the deferred ids over (the day's own budget still covers them).
+    server.clear_faults()
+    plan, called, _ = _run(day + timedelta(days=1), "run-2", enrich.EnrichmentSettings(requests_per_second=1000))
+    assert plan["usage_days"][day.isoformat()]["pending"] == len(waiting)
+    assert called["fetched"] == len(waiting)

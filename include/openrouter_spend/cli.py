@@ -8,6 +8,7 @@ import os
 import sys
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 from openrouter_spend import settings
 
@@ -41,18 +42,69 @@ def _resolve_days(args: argparse.Namespace) -> list[date]:
     return days_between(args.start, args.end or args.start)
 
 
-def _start_embedded_emulator(stack: ExitStack, scenario: str):
+def _start_embedded_emulator(stack: ExitStack, scenario: str, clock: str | None = None):
     from openrouter_spend.emulator import EmulatorServer
+    from openrouter_spend.emulator.scenarios import get_scenario
 
-    server = stack.enter_context(EmulatorServer(scenario=scenario))
+    world = get_scenario(scenario)
+    server = stack.enter_context(EmulatorServer(scenario=scenario, clock=clock))
     os.environ["OPENROUTER_BASE_URL"] = server.base_url
     os.environ["OPENROUTER_MANAGEMENT_KEY"] = server.management_key
-    # The demo's /generation sample: enough to show coverage and the outage's fallbacks, fast to fetch.
-    os.environ.setdefault("OPENROUTER_SPEND_GENERATION_CALL_BUDGET", "40")
+    # The world's /generation budget per usage day (the default world's: a sample that shows coverage and the
+    # outage's fallbacks, fast to fetch); worlds without one use the product default.
+    if world.generation_call_budget is not None:
+        os.environ.setdefault("OPENROUTER_SPEND_GENERATION_CALL_BUDGET", str(world.generation_call_budget))
+    if world.config_files and not os.environ.get("OPENROUTER_SPEND_CONFIG_DIR"):
+        os.environ["OPENROUTER_SPEND_CONFIG_DIR"] = str(_world_config(world))
     os.environ.setdefault("OPENROUTER_SPEND_GENERATION_RPS", "50")
-    print(f"No OPENROUTER_MANAGEMENT_KEY set: using the bundled emulator (scenario '{scenario}') at "
-          f"{server.base_url}", flush=True)
+    print(f"No OPENROUTER_MANAGEMENT_KEY set: using the bundled emulator (scenario '{scenario}', "
+          f"{server.clock_mode} clock) at {server.base_url}", flush=True)
     return server
+
+
+def _world_config(world) -> Path:
+    """include/config with the world's own files (its ownership registry, say), under the home's config/."""
+    import shutil
+
+    target = settings.spend_home() / "config" / world.name
+    target.mkdir(parents=True, exist_ok=True)
+    for source in settings.config_dir().glob("*.yaml"):
+        shutil.copyfile(source, target / source.name)
+    for name, content in world.config_files.items():
+        if isinstance(content, str):
+            (target / name).write_text(content)
+        else:
+            import yaml
+
+            document = yaml.safe_load((target / name).read_text()) or {}
+            document.update(content)
+            (target / name).write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    return target
+
+
+def emulated_app_logs(emulator, days: list[date]):
+    """The emulated apps' request logs, as app teams drop them: what exists before each day's run.
+
+    On the wall clock (the real API's time) every past day's log already exists when a backfill starts, so
+    all of them are written before the first run; on the replay clock each day's log appears just before
+    the day is replayed, as if the run followed the day.
+    """
+    from openrouter_spend.requests_log import write_emulated_logs
+
+    written: set[date] = set()
+
+    def before_day(day: date) -> None:
+        if emulator.clock_mode == "replay":
+            emulator.set_now(datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC) + REPLAY_OFFSET)
+            pending = [day]
+        else:
+            pending = days
+        for log_day in pending:
+            if log_day not in written:
+                write_emulated_logs(emulator.org, log_day)
+                written.add(log_day)
+
+    return before_day
 
 
 def _day_line(index: int, total: int, outcome, detail: str) -> str:
@@ -76,15 +128,8 @@ def command_run(args: argparse.Namespace) -> int:
                 print("openrouter-spend run: no OPENROUTER_MANAGEMENT_KEY or AIRFLOW_CONN_OPENROUTER_DEFAULT "
                       "configured", file=sys.stderr)
                 return 2
-            emulator = _start_embedded_emulator(stack, args.scenario)
-
-        def before_day(day: date) -> None:
-            if emulator is not None:
-                from openrouter_spend.requests_log import write_emulated_logs
-
-                emulator.set_now(datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC) + REPLAY_OFFSET)
-                # The emulated apps' own request logs for the day, as app teams would drop them.
-                write_emulated_logs(emulator.org, day)
+            emulator = _start_embedded_emulator(stack, args.scenario, args.clock)
+        before_day = emulated_app_logs(emulator, days) if emulator is not None else None
 
         total = len(days)
         print(f"Running {DAG_ID} for {total} day(s), {days[0]} → {days[-1]}; "
@@ -119,7 +164,7 @@ def command_emulator(args: argparse.Namespace) -> int:
     from openrouter_spend.emulator import serve_forever
 
     serve_forever(scenario=args.scenario, host=args.host, port=args.port, seed=args.seed,
-                  anchor_date=args.anchor_date)
+                  anchor_date=args.anchor_date, clock=args.clock)
     return 0
 
 
@@ -174,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--days", type=int, help="instead of --start/--end: the last N completed UTC days")
     run.add_argument("--scenario", default="default",
                      help="emulator scenario when no key is configured (default: %(default)s)")
+    run.add_argument("--clock", choices=("wall", "replay"), default=None,
+                     help="embedded emulator's clock: wall = the real API's time (default, or "
+                          "OPENROUTER_EMULATOR_CLOCK); replay = each day fetched as if just after it ended")
     run.add_argument("--no-emulator", action="store_true",
                      help="fail instead of starting the bundled emulator when no key is configured")
     run.set_defaults(handler=command_run)
@@ -186,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--seed", type=int, default=None)
     emulator.add_argument("--anchor-date", type=_parse_date, default=None,
                           help="the emulator's 'today' (default: the real UTC date)")
+    emulator.add_argument("--clock", choices=("wall", "replay"), default=None,
+                          help="wall = the real API's time (default); replay = a settable clock (POST /_emulator/clock)")
     emulator.set_defaults(handler=command_emulator)
 
     summary = commands.add_parser("summary", help="print rows per table and spend per day")

@@ -44,8 +44,12 @@ def _headline(con) -> list[str]:
         return []
     day, balance_usd, burn, burn_avg, runway = balance
     lines = ["", f"Headline for {day}"]
-    runway_text = f"{runway:.1f} days of runway" if runway is not None else "no burn, runway unbounded"
-    lines.append(f"  balance ${balance_usd:,.2f}, burn ${burn or 0:,.2f} (7-day average ${burn_avg or 0:,.2f}), "
+    if balance_usd is None:  # the day's /credits snapshot is late: its end-of-day balance is unknown
+        balance_text, runway_text = "balance unknown (late /credits snapshot)", "runway unknown"
+    else:
+        balance_text = f"balance ${balance_usd:,.2f}"
+        runway_text = f"{runway:.1f} days of runway" if runway is not None else "no burn, runway unbounded"
+    lines.append(f"  {balance_text}, burn ${burn or 0:,.2f} (7-day average ${burn_avg or 0:,.2f}), "
                  f"{runway_text}")
     projects = con.execute(
         "select project, budget_owner, sum(spend_usd) from marts.fct_daily_spend where usage_date = ?"

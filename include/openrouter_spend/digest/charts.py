@@ -7,6 +7,7 @@ backend. PNG metadata is pinned (matplotlib otherwise writes its version as `Sof
 from __future__ import annotations
 
 import io
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -160,7 +161,9 @@ def burn_and_runway(data: DigestData) -> Chart | None:
         ax.grid(axis="y", color=GRID, linewidth=0.6)
         ax.set_axisbelow(True)
         balance_ax = ax.twinx()
-        balance_ax.plot(positions, [row["balance_usd"] for row in points], color=PALETTE[5], linewidth=1.6,
+        # a balance from a late snapshot is unknown (NaN leaves a gap), never the fetch time's figure
+        balance_ax.plot(positions, [math.nan if row["balance_usd"] is None else row["balance_usd"] for row in points],
+                        color=PALETTE[5], linewidth=1.6,
                         marker="o", markersize=2.5, label="balance (right axis)")
         balance_ax.set_ylim(0, max(row["balance_usd"] or 0 for row in points) * 1.3 or 1)
         ax.set_ylim(0, max(max(row["burn_usd"], row["burn_7d_avg_usd"] or 0) for row in points) * 1.15 or 1)
@@ -169,7 +172,7 @@ def burn_and_runway(data: DigestData) -> Chart | None:
         balance_ax.spines["top"].set_visible(False)
         balance_ax.tick_params(colors=MUTED)
         for position, row in zip(positions, points, strict=True):
-            if row["topup_usd"]:
+            if row["topup_usd"] and row["balance_usd"] is not None:
                 balance_ax.annotate(f"+${row['topup_usd']:,.0f} top-up", (position, row["balance_usd"]),
                                     xytext=(0, 8), textcoords="offset points", ha="center", fontsize=7,
                                     color=PALETTE[5])
@@ -177,7 +180,8 @@ def burn_and_runway(data: DigestData) -> Chart | None:
         newest = points[-1]
         runway = newest.get("runway_days")
         runway_text = f"{runway:.1f} days of runway" if runway is not None else "runway unknown"
-        ax.set_title(f"Credit burn and balance: ${newest['balance_usd']:,.2f} left, {runway_text}")
+        left = f"${newest['balance_usd']:,.2f} left" if newest["balance_usd"] is not None else "balance unknown"
+        ax.set_title(f"Credit burn and balance: {left}, {runway_text}")
         handles = ax.get_legend_handles_labels()
         more = balance_ax.get_legend_handles_labels()
         ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper center", ncols=3,
@@ -185,8 +189,7 @@ def burn_and_runway(data: DigestData) -> Chart | None:
         figure.subplots_adjust(left=0.09, right=0.9, top=0.9, bottom=0.24)
         png = _png(figure)
     return Chart("burn_and_runway.png", png,
-                 f"Daily credit burn with its 7-day average and the balance; balance ${newest['balance_usd']:,.2f}, "
-                 f"{runway_text}.")
+                 f"Daily credit burn with its 7-day average and the balance; {left}, {runway_text}.")
 
 
 def provider_mix(data: DigestData, top: int = 8) -> Chart | None:

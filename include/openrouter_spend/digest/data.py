@@ -416,6 +416,34 @@ def _blind_spots(con, data: DigestData) -> list[str]:
     if unattributed:
         spots.append(f"${unattributed:,.2f} of account spend is not accounted for by any listed key "
                      "(deleted keys, for instance) and has no owner.")
+    spots += _skipped_snapshots(con, data.day)
+    return spots
+
+
+def _skipped_snapshots(con, day: date) -> list[str]:
+    """The /credits and /keys reconciliations the day's gate skipped, with the reason (a late snapshot, say)."""
+    if not has_table(con, "marts", "fct_quality_results") or \
+            "skip_reason" not in columns_of(con, "marts", "fct_quality_results"):
+        return []
+    found = con.execute(
+        """
+        with latest as (
+            select run_id from marts.fct_quality_runs where usage_date = ? order by validated_at desc limit 1
+        )
+        select distinct dataset, skip_reason
+        from marts.fct_quality_results
+        where usage_date = ? and run_id = (select run_id from latest) and compared_values = 'skipped'
+            and skip_reason is not null
+        order by dataset
+        """, [day, day]).fetchall()
+    what = {"reconcile.credits_vs_activity": "/credits usage was not reconciled with activity",
+            "reconcile.key_usage_vs_activity": "per-key /keys usage was not reconciled with activity"}
+    spots = [f"{what.get(dataset, dataset)}: {reason}." for dataset, reason in found]
+    late = con.execute("select count(*) from marts.fct_credit_balance where as_of_date = ? and balance_usd is null",
+                       [day]).fetchone()[0]
+    if late:
+        spots.append("The credit balance, top-up and runway at the end of this day are unknown: its /credits "
+                     "snapshot does not describe the end of the day (a backfill fetches today's state).")
     return spots
 
 

@@ -189,7 +189,9 @@ def _headline(data: DigestData, charts: dict[str, Chart]) -> str:
                     "warning" if runway is not None and runway < 14 else "")
     topup = balance.get("topup_usd")
     last_topup = next((row for row in reversed(data.balance_trend) if row.get("topup_usd")), None)
-    if topup:
+    if balance and balance.get("balance_usd") is None:
+        balance_note = "unknown: this day's /credits snapshot was fetched after the following day ended"
+    elif topup:
         balance_note = f"after a {money(topup)} top-up today"
     elif last_topup:
         balance_note = f"last top-up {money(last_topup['topup_usd'])} on {short_day(last_topup['as_of_date'])}"
@@ -204,7 +206,8 @@ def _headline(data: DigestData, charts: dict[str, Chart]) -> str:
         ("", "Credit balance", money(balance.get("balance_usd")), e(balance_note)),
         (runway_class, "Runway", f"{runway:.1f} days" if runway is not None else DASH,
          f"runs out around {short_day(balance.get('projected_depletion_date'))} at the 7-day burn"
-         if runway is not None else "no burn to project"),
+         if runway is not None else "no end-of-day balance" if balance and balance.get("balance_usd") is None
+         else "no burn to project"),
         ("", "Month to date", money(month["month_to_date_usd"]),
          f"{month['loaded_days']} of {month['days_elapsed']} days loaded"
          + (f" · projects forecast {money(forecast, 0)} by month end" if forecast is not None else "")),

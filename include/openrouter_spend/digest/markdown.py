@@ -56,7 +56,9 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
             f"- **Spent:** {money(spend)}" + (f" ({signed_share(spend / average - 1)} vs the 7-day average of "
                                               f"{money(average)})" if average else ""),
             f"- **Credit balance:** {money(balance.get('balance_usd'))}"
-            + (f" (after a {money(balance['topup_usd'])} top-up)" if balance.get("topup_usd") else ""),
+            + (f" (after a {money(balance['topup_usd'])} top-up)" if balance.get("topup_usd") else "")
+            + (" (unknown: this day's /credits snapshot was fetched after the following day ended)"
+               if balance and balance.get("balance_usd") is None else ""),
             "- **Runway:** " + (f"{runway:.1f} days, runs out around "
                                  f"{short_day(balance.get('projected_depletion_date'))} at the 7-day burn"
                                  if runway is not None else "unknown"),

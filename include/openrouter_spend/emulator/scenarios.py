@@ -57,6 +57,10 @@ class Scenario:
     # The /generation calls per usage day `openrouter-spend run` allows on the embedded emulator (an explicit
     # OPENROUTER_SPEND_GENERATION_CALL_BUDGET wins); None = the product default.
     generation_call_budget: int | None = 40
+    # Configuration for `openrouter-spend run` on this world when no OPENROUTER_SPEND_CONFIG_DIR is set:
+    # file name → its whole text, or → top-level entries that replace those of include/config's file (the
+    # world's own ownership registry and alert routes, for instance).
+    config_files: Mapping[str, str | Mapping] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         slugs = {w.slug for w in self.workspaces} | {w.name for w in self.workspaces}
@@ -81,6 +85,37 @@ class Scenario:
         return self.plan_events is not None
 
 
+# The realapi world's ownership registry (replaces include/config/owners.yaml for runs on it); the default
+# workspace's personal key stays unowned, a finding like in any real account.
+REALAPI_OWNERS = """\
+unused_key_days: 30
+projects:
+  atlas:
+    team: Research
+    budget_owner: Mira Solberg
+    contact: mira.solberg@kestrel-analytics.example
+    description: Customer-facing research assistant
+    budgets_usd: {daily: 5, weekly: 30, monthly: 120}
+    match:
+      workspaces: [atlas]
+  ledger:
+    team: Finance Automation
+    budget_owner: Tomás Reyes
+    contact: tomas.reyes@kestrel-analytics.example
+    description: Invoice extraction and classification jobs
+    budgets_usd: {daily: 3, weekly: 18, monthly: 75}
+    match:
+      workspaces: [ledger]
+  labs:
+    team: Research
+    budget_owner: Yuki Tanaka
+    contact: yuki.tanaka@kestrel-analytics.example
+    description: Prototypes
+    budgets_usd: {daily: 2, monthly: 30}
+    match:
+      workspaces: [labs]
+"""
+
 REALAPI_MEMBERS: tuple[Member, ...] = (
     Member("mira", "Mira", "Solberg", "mira.solberg@kestrel-analytics.example", "org:admin"),
     Member("tomas", "Tomás", "Reyes", "tomas.reyes@kestrel-analytics.example", "org:member"),
@@ -98,12 +133,12 @@ REALAPI_WORKSPACES: tuple[WorkspaceSpec, ...] = (
 )
 REALAPI_KEYS: tuple[KeySpec, ...] = (
     KeySpec("atlas-api-prod", "atlas", "mira", 190, "service", 110,
-            (("openai/gpt-4.1-mini", 0.55), ("anthropic/claude-sonnet-4", 0.25), ("anthropic/claude-3.5-haiku", 0.2)),
-            2400, 350, cache_ratio=0.3),
+            (("openai/gpt-4.1-mini", 0.45), ("anthropic/claude-sonnet-4", 0.35), ("anthropic/claude-3.5-haiku", 0.2)),
+            6000, 600, cache_ratio=0.3),
     KeySpec("atlas-rerank", "atlas", "mira", 150, "service", 45, (("google/gemini-2.5-flash", 1.0),), 1800, 60,
             byok_provider="Google AI Studio"),
     KeySpec("ledger-extract-batch", "ledger", "tomas", 170, "batch", 90,
-            (("openai/gpt-4.1-mini", 0.7), ("google/gemini-2.5-flash", 0.2), ("openai/gpt-4.1", 0.1)), 3000, 500),
+            (("openai/gpt-4.1-mini", 0.55), ("google/gemini-2.5-flash", 0.2), ("openai/gpt-4.1", 0.25)), 7000, 900),
     KeySpec("ledger-classify", "ledger", "tomas", 120, "service", 50,
             (("deepseek/deepseek-chat-v3-0324", 0.8), ("mistralai/mistral-small-3.2-24b-instruct", 0.2)), 900, 40),
     KeySpec("labs-notebook-yuki", "labs", "yuki", 80, "sporadic", 30,
@@ -140,6 +175,16 @@ SCENARIOS: dict[str, Scenario] = {
         request_logging=MappingProxyType({"atlas": "metadata", "ledger": "plain"}),
         logged_requests_per_key_day=None,
         generation_call_budget=None,
+        config_files=MappingProxyType({
+            "owners.yaml": REALAPI_OWNERS,
+            "annotations.yaml": "annotations: []\n",
+            "rules.yaml": {"routes": {
+                "default": {"min_severity": "warning",
+                            "email": {"to": ["budget_owner", "finops@kestrel-analytics.example"]}},
+                "data-engineering": {"min_severity": "warning",
+                                     "email": {"to": ["platform@kestrel-analytics.example"]}},
+            }},
+        }),
     ),
 }
 

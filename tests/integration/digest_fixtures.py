@@ -62,8 +62,11 @@ def realistic_run(tmp_path_factory: pytest.TempPathFactory) -> RealisticRun:
     home = tmp_path_factory.getbasetemp() / "digest-realistic-home"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OPENROUTER_", "AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME"))}
+    # The replay clock stands for 14 days of scheduled runs (each fetched right after its day), so every day has
+    # an end-of-day balance and the planted top-ups are dated; a wall-clock backfill leaves those unknown.
     env.update({"OPENROUTER_SPEND_HOME": str(home), "OPENROUTER_SPEND_TASK_RETRIES": "0",
-                "OPENROUTER_EMULATOR_ANCHOR_DATE": datetime.now(UTC).date().isoformat()})
+                "OPENROUTER_EMULATOR_ANCHOR_DATE": datetime.now(UTC).date().isoformat(),
+                "OPENROUTER_EMULATOR_CLOCK": "replay"})
     result = subprocess.run([sys.executable, "-m", "openrouter_spend.cli", "run", "--days", str(RUN_DAYS)],
                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, f"openrouter-spend run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

@@ -53,7 +53,9 @@ def emulated_homes(tmp_path_factory) -> dict[str, Path]:
     base = {key: value for key, value in os.environ.items()
             if key not in ("OPENROUTER_MANAGEMENT_KEY", "OPENROUTER_BASE_URL", "AIRFLOW_CONN_OPENROUTER_DEFAULT")
             and not key.startswith(("OPENROUTER_SPEND_SLACK", "OPENROUTER_SPEND_SMTP"))}
+    # Replay clock: the rules are judged on 14 days of scheduled runs, each snapshot taken right after its day.
     base.update({"OPENROUTER_EMULATOR_ANCHOR_DATE": ANCHOR.isoformat(), "OPENROUTER_SPEND_TASK_RETRIES": "0",
+                 "OPENROUTER_EMULATOR_CLOCK": "replay",
                  "PYTHONPATH": os.pathsep.join([str(settings.PROJECT_ROOT / "include"), base.get("PYTHONPATH", "")])})
     homes, runs = {}, {}
     for scenario in ("default", "quiet"):

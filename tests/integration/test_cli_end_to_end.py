@@ -26,8 +26,10 @@ DAYS = [TODAY - timedelta(days=offset) for offset in (3, 2, 1)]
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OPENROUTER_", "AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME"))}
+    # Replay clock: a rerun of a day must give the same warehouse, so its snapshots must describe the same moment
+    # (on the wall clock "now" has moved on; test_realapi_backfill.py runs the CLI on the wall clock).
     env.update({"OPENROUTER_SPEND_HOME": str(home), "OPENROUTER_EMULATOR_ANCHOR_DATE": TODAY.isoformat(),
-                "OPENROUTER_SPEND_TASK_RETRIES": "0", **extra})
+                "OPENROUTER_SPEND_TASK_RETRIES": "0", "OPENROUTER_EMULATOR_CLOCK": "replay", **extra})
     return env
 
 

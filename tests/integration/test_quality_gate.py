@@ -35,7 +35,9 @@ def build_home(base: Path, scenario: str) -> Path:
     home = base / "home"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OPENROUTER_", "AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME"))}
+    # Replay clock: each day's snapshots are on time, so the corrupted /credits and /keys have something to fail.
     env.update({"OPENROUTER_SPEND_HOME": str(home), "OPENROUTER_EMULATOR_ANCHOR_DATE": TODAY.isoformat(),
+                "OPENROUTER_EMULATOR_CLOCK": "replay",
                 "OPENROUTER_SPEND_TASK_RETRIES": "0", "GX_ANALYTICS_ENABLED": "False"})
     result = subprocess.run([sys.executable, "-m", "openrouter_spend.cli", "run", "--start", FIRST.isoformat(),
                              "--end", LAST.isoformat(), "--scenario", scenario],

@@ -1,0 +1,139 @@
+"""A backfill on real-API semantics: the realapi world through `openrouter-spend run` on the emulator's wall clock.
+
+The server's Date is the real time and /credits and /keys describe "now" (today's spend included), so every
+snapshot of the backfill but yesterday's is late; two small projects log every request (atlas with
+openrouter_metadata and usage, ledger with ids only, classified through /generation) and every log is
+present before the first run. One build, many assertions: every day is published, per-request costs add up
+to /activity per project and day, every logged request of a day within its budget is measured and
+classified, and the gate and the digest say which snapshots they could not use and why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from openrouter_spend.emulator import build_org
+from openrouter_spend.fallbacks import classify
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TODAY = datetime.now(UTC).date()
+DAYS = [TODAY - timedelta(days=offset) for offset in (3, 2, 1)]
+LOGGED = ("atlas", "ledger")
+
+
+@pytest.fixture(scope="module")
+def backfill(tmp_path_factory):
+    """`openrouter-spend run` over the three days before today, on the default (wall) clock."""
+    home = tmp_path_factory.mktemp("realapi") / "home"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENROUTER_", "AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME"))}
+    env.update({"OPENROUTER_SPEND_HOME": str(home), "OPENROUTER_EMULATOR_ANCHOR_DATE": TODAY.isoformat(),
+                "OPENROUTER_SPEND_TASK_RETRIES": "0", "GX_ANALYTICS_ENABLED": "False"})
+    result = subprocess.run([sys.executable, "-m", "openrouter_spend.cli", "run", "--start", DAYS[0].isoformat(),
+                             "--end", DAYS[-1].isoformat(), "--scenario", "realapi"],
+                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "realapi', wall clock" in result.stdout
+    return home
+
+
+def rows(home: Path, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(home / "published" / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def test_every_day_of_the_backfill_is_published_yesterday_included(backfill):
+    passed = dict(rows(backfill, "select usage_date, arg_max(status, validated_at) from marts.fct_quality_runs "
+                                 "group by 1"))
+    assert passed == {day: "passed" for day in DAYS}
+    for day in DAYS:
+        assert (backfill / "digests" / day.isoformat() / "digest.html").is_file()
+    assert rows(backfill, "select count(*) from marts.fct_alerts where status = 'blocked'") == [(0,)]
+
+
+def test_per_request_cost_adds_up_to_activity_per_project_and_day(backfill):
+    per_request = {(d, p): cost for d, p, cost in rows(
+        backfill, "select usage_date, project, sum(cost_usd) from marts.fct_generations group by all")}
+    activity = {(d, p): spend for d, p, spend in rows(
+        backfill, "select usage_date, project, sum(spend_usd) from marts.fct_daily_spend group by all")}
+    org = build_org("realapi", anchor_date=TODAY)
+    for day in DAYS:
+        for project in LOGGED:
+            truth = sum(r.usage_nanos for k, r in org.iter_key_rows(day) if k.workspace_name == project) / 1e9
+            assert activity[(day, project)] == pytest.approx(truth, abs=1e-9)
+            assert per_request[(day, project)] == pytest.approx(activity[(day, project)], abs=0.01)
+            assert abs(per_request[(day, project)] - activity[(day, project)]) < 1e-6  # exact, not just a cent
+    # Projects that log nothing have no per-request rows (and nothing is imputed for them).
+    assert {p for _, p in per_request} == set(LOGGED)
+
+
+def test_every_logged_request_of_a_day_within_budget_is_measured_and_classified(backfill):
+    org = build_org("realapi", anchor_date=TODAY)
+    for day in DAYS:
+        logged = {e["generation_id"] for e in org.app_request_log(day) if e["project"] in LOGGED}
+        found = rows(backfill, "select generation_id, is_cost_measured, is_fallback, sampling_weight, "
+                               "enrichment_status from marts.fct_generations where usage_date = ?", [day])
+        assert {r[0] for r in found} == logged
+        assert all(measured and is_fallback is not None and weight == 1.0 for _, measured, is_fallback, weight, _
+                   in found)
+        # ledger logs ids only: a census, one /generation call per request of the day, none left unsampled
+        calls = rows(backfill, "select status, count(*), sum(attempts) from meta.generation_queue "
+                               "where usage_date = ? group by 1", [day])
+        ledger = sum(1 for e in org.app_request_log(day) if e["project"] == "ledger")
+        assert calls == [("fetched", ledger, ledger)]
+
+
+def test_fallback_shares_match_the_truth(backfill):
+    org = build_org("realapi", anchor_date=TODAY)
+    fallbacks = 0
+    for day in DAYS:
+        truth: dict[str, list[bool]] = {}
+        for entry in org.app_request_log(day):
+            if entry["project"] in LOGGED:
+                outcome = classify(generation=org.generation(entry["generation_id"]),
+                                   requested_model=entry["requested_model"])
+                truth.setdefault(entry["project"], []).append(outcome.is_fallback)
+        shares = dict(rows(backfill, "select project, sum(fallback_requests) / sum(requests) "
+                                     "from marts.fct_fallback_daily where usage_date = ? group by 1", [day]))
+        for project, flags in truth.items():
+            assert shares[project] == pytest.approx(sum(flags) / len(flags), abs=0.5 / len(flags))
+            fallbacks += sum(flags)
+    assert fallbacks > 0
+
+
+def test_late_snapshots_are_skipped_named_and_leave_the_balance_unknown(backfill):
+    results = {(d, c): (compared, reason) for d, c, compared, reason in rows(
+        backfill, "select usage_date, check_id, compared_values, skip_reason from marts.fct_quality_results "
+                  "where dataset like 'reconcile.%'")}
+    for day in DAYS:
+        compared, reason = results[(day, "reconcile.credits_vs_activity:usage_delta_matches_activity")]
+        assert compared == "skipped"
+        if day == DAYS[-1]:  # yesterday's snapshot is on time, but every earlier one is late
+            assert reason.startswith("no earlier /credits snapshot describes the end of its day")
+        else:
+            assert reason.startswith(f"the /credits snapshot of {day} (late: fetched {TODAY}")
+        assert results[(day, "reconcile.per_request_vs_activity:measured_cost_within_activity")][0] == "measured"
+    balances = {d: (b, timing, topup) for d, b, timing, topup in rows(
+        backfill, "select as_of_date, balance_usd, snapshot_timing, topup_usd from marts.fct_credit_balance")}
+    assert [balances[d][1] for d in DAYS] == ["late", "late", "on_time"]
+    assert balances[DAYS[0]][0] is None and balances[DAYS[0]][2] is None
+    # Yesterday's balance is the end of yesterday, not the fetch time (its usage less today's spend so far).
+    org = build_org("realapi", anchor_date=TODAY)
+    credits, usage = org.credits_as_of(datetime.combine(TODAY, datetime.min.time(), tzinfo=UTC))
+    assert balances[DAYS[-1]][0] == pytest.approx(credits - usage, abs=1e-6)
+    assert balances[DAYS[-1]][2] is None  # the previous snapshot describes "now" too: a top-up is unknown
+    digest = (backfill / "digests" / DAYS[0].isoformat() / "digest.md").read_text()
+    assert f"/credits usage was not reconciled with activity: the /credits snapshot of {DAYS[0]} (late" in digest
+    assert "The credit balance, top-up and runway at the end of this day are unknown" in digest
+    summary = json.loads((backfill / "digests" / DAYS[-1].isoformat() / "summary.json").read_text())
+    assert summary["balance_usd"] == pytest.approx(credits - usage, abs=0.01)

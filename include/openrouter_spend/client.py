@@ -229,8 +229,9 @@ def _retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None
 def _server_time(headers: Mapping[str, str]) -> datetime:
     """When the server produced the response (its Date header), else our clock.
 
-    Snapshots (/credits, /keys) describe the server's "now", so their as-of time is the server's; the
-    emulator's Date follows its replay clock, which keeps replayed snapshots at the end of their day.
+    Snapshots (/credits, /keys) describe the server's "now", so their as-of time is the server's: staging
+    judges from it whether a snapshot can stand for the end of its day (on time) or not (late). The
+    emulator's Date follows its clock (the wall clock, or the replay clock a replayed day is set to).
     """
     date_header = headers.get("Date")
     if date_header:

@@ -213,3 +213,29 @@ def test_write_day_reads_the_live_warehouse_read_only_when_asked(warehouse, tmp_
     assert (home / "digests" / DAY.isoformat() / "digest.html").exists()
     assert (home / "focus" / f"{DAY.isoformat()}.parquet").exists()
     assert sorted(p.name for p in (home / "digests").iterdir()) == [DAY.isoformat()], "no temporary folders left"
+
+
+def test_a_late_snapshot_and_requests_waiting_for_details_are_named_among_the_blind_spots(copy):
+    with connect(copy.path) as con:  # DAY's /credits snapshot fetched three days late, as a backfill does
+        con.execute("update raw.credits set fetched_at = fetched_at + interval 3 day where partition_date = ?", [DAY])
+    copy.build([DAY])
+    reason = f"the /credits snapshot of {DAY} (late: fetched 2026-03-06 00:10 UTC, after 2026-03-03 ended)"
+    with connect(copy.path) as con:
+        con.execute("insert into marts.fct_quality_runs (run_id, usage_date, validated_at, status, expectation_count, "
+                    "failed_count, warning_count, summary) values ('r1', ?, now(), 'passed', 1, 0, 0, 'held')", [DAY])
+        con.execute("insert into marts.fct_quality_results (run_id, usage_date, check_id, validated_at, suite, dataset, "
+                    "expectation_type, description, severity, success, compared_values, skip_reason) values "
+                    "('r1', ?, 'reconcile.credits_vs_activity:usage_delta_matches_activity', now(), 'reconciliation', "
+                    "'reconcile.credits_vs_activity', 'x', 'the delta matches', 'error', true, 'skipped', ?)",
+                    [DAY, reason])
+        con.execute("insert into marts.fct_generations (generation_id, usage_date, project, enrichment_status) "
+                    "values ('g1', ?, 'beta', 'pending'), ('g2', ?, 'beta', 'fetched')", [DAY, DAY])
+    data = _collect(copy.path)
+    assert data.balance["balance_usd"] is None and data.balance["snapshot_timing"] == "late"
+    assert f"/credits usage was not reconciled with activity: {reason}." in data.blind_spots
+    assert any(spot.startswith("The credit balance, top-up and runway at the end of this day are unknown")
+               for spot in data.blind_spots)
+    assert any(spot.startswith("1 logged request(s) of this day still wait") for spot in data.blind_spots)
+    files, summary = _render(copy.path)  # an unknown balance renders as unknown, never as a figure
+    assert summary["balance_usd"] is None
+    assert "Credit balance:** — (unknown" in files["digest.md"].decode()

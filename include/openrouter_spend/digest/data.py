@@ -417,7 +417,20 @@ def _blind_spots(con, data: DigestData) -> list[str]:
         spots.append(f"${unattributed:,.2f} of account spend is not accounted for by any listed key "
                      "(deleted keys, for instance) and has no owner.")
     spots += _skipped_snapshots(con, data.day)
+    spots += _pending_details(con, data.day)
     return spots
+
+
+def _pending_details(con, day: date) -> list[str]:
+    """Logged requests still waiting for their /generation record (a run ran out of time, a rate limit)."""
+    if not has_table(con, "marts", "fct_generations"):
+        return []
+    pending = con.execute("select count(*) from marts.fct_generations where usage_date = ? "
+                          "and enrichment_status = 'pending'", [day]).fetchone()[0]
+    if not pending:
+        return []
+    return [f"{pending:,} logged request(s) of this day still wait for their /generation details (a later run "
+            "fetches them): their fallbacks are unknown for now and their costs are allocated from activity."]
 
 
 def _skipped_snapshots(con, day: date) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from openrouter_spend.client import (
@@ -63,3 +65,31 @@ def test_connection_takes_precedence_over_variables(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_OPENROUTER_DEFAULT",
                        '{"conn_type": "http", "host": "http://conn.example/api/v1", "password": "conn-key"}')
     assert resolve_credentials() == ("http://conn.example/api/v1", "conn-key")
+
+
+def test_observed_latency_shortens_the_read_timeout_only_once_the_api_has_shown_it_is_fast():
+    from openrouter_spend.client import ObservedLatency
+
+    latency = ObservedLatency(multiplier=10, floor_seconds=2, min_samples=20)
+    for _ in range(19):
+        latency.record("/generation", 0.05)
+    assert latency.read_timeout("/generation", 10.0) == 10.0  # too few answers seen: the configured timeout
+    latency.record("/generation", 0.05)
+    assert latency.read_timeout("/generation", 10.0) == 2.0  # 10 × 0.05 s, but never below the floor
+    for _ in range(20):
+        latency.record("/generation", 0.6)
+    assert latency.read_timeout("/generation", 10.0) == pytest.approx(6.0)  # 10 × the 95th percentile
+    assert latency.read_timeout("/generation", 3.0) == 3.0  # never above the configured timeout
+    assert latency.read_timeout("/activity", 30.0) == 30.0  # per endpoint
+
+
+def test_a_deadline_stops_the_retry_ladder_instead_of_waiting():
+    from openrouter_spend.client import OutOfTimeError
+
+    waits = []
+    client = OpenRouterClient(base_url="http://127.0.0.1:9", api_key="sk-or-v1-x", sleep=waits.append)
+    with pytest.raises(OutOfTimeError, match="time budget ran out"):
+        client.request("/generation", {"id": "gen-1"}, deadline=time.monotonic() + 0.2)
+    assert waits == []  # the backoff would have overrun the deadline, so it was never slept
+    with pytest.raises(OutOfTimeError):
+        client.request("/generation", {"id": "gen-1"}, deadline=time.monotonic() - 1)

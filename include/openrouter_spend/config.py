@@ -117,6 +117,9 @@ class Annotation:
     project: str
     signals: tuple[str, ...]
     description: str
+    # The multiple of its signals' level before `start` the annotation announces (2.0 = doubles, 0.5 =
+    # halves); None announces a rise of any size. It explains a move only in that direction and size.
+    expected_change: float | None = None
 
 
 @dataclass(frozen=True)
@@ -409,7 +412,8 @@ def _load_annotations(path: Path, projects: set[str]) -> tuple[Annotation, ...]:
     root = _root(path, (), ("annotations",))
     annotations, ids = [], set()
     for item in root.items("annotations"):
-        item.mapping("annotations", ("id", "kind", "start", "project", "signals", "description"), ("end",))
+        item.mapping("annotations", ("id", "kind", "start", "project", "signals", "description"),
+                     ("end", "expected_change"))
         annotation_id = item.text("id")
         if annotation_id in ids:
             raise item.error("id", f"duplicate annotation id {annotation_id!r}")
@@ -431,8 +435,9 @@ def _load_annotations(path: Path, projects: set[str]) -> tuple[Annotation, ...]:
         for signal in signals:
             if signal not in SIGNALS:
                 raise item.error("signals", f"unknown signal {signal!r}; expected {', '.join(SIGNALS)}")
+        expected_change = item.number("expected_change", exclusive=True)
         annotations.append(Annotation(annotation_id, kind, start, end, project, tuple(signals),
-                                      item.text("description")))
+                                      item.text("description"), expected_change))
     return tuple(annotations)
 
 
@@ -488,7 +493,7 @@ def _store_version(con, config: Config, version_id: int) -> None:
     _insert(con, "annotations", [{
         "config_version_id": version_id, "annotation_id": a.annotation_id, "kind": a.kind,
         "start_date": a.start_date, "end_date": a.end_date, "project": a.project, "signals": list(a.signals),
-        "description": a.description,
+        "description": a.description, "expected_change": a.expected_change,
     } for a in config.annotations])
     _insert(con, "settings", [{"config_version_id": version_id, "unused_key_days": config.unused_key_days}])
 

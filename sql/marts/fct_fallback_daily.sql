@@ -1,16 +1,20 @@
 -- fct_fallback_daily: how often each project's workflows were served only after a provider, model or BYOK
 -- key failed, what those requests cost and what they cost beyond the requested model's price.
 -- Grain: usage_date × project × workflow (workflow '(none)' when the log names none). Key: the same three.
--- Upstream: marts.fct_generations (the day).
+-- Upstream: marts.fct_generations (the day), marts.fct_daily_spend (the project's requests that day).
 -- Partition: usage_date; builds the days in getvariable('mart_days').
 -- Only workflows with at least one classified request (is_fallback known) have a row; requests counts every
--- logged request of the workflow. Estimation: each classified request stands for sampling_weight logged
--- requests of its stratum (metadata strata are observed in full, weight 1). fallback_share is the weighted
--- share (a ratio estimator); its 95% interval is a Wilson interval on the effective sample size
--- p(1 - p) / Var, with Var from the stratified linearised variance Σ_h (1 - n_h/N_h) N_h² s²_h / n_h.
--- estimate_method 'census' (every request classified: the interval is the point) or 'sample'. Counts and
--- money are estimates for all logged requests: fallback_requests = round(share × requests);
--- fallback_extra_cost_usd = Σ weight × (actual cost − the same tokens at the requested model's price that day).
+-- logged request of the workflow. Estimation in two phases. (1) Within the logged requests, each classified
+-- request stands for sampling_weight logged requests of its stratum (metadata strata are observed in full,
+-- weight 1); fallback_share is the weighted share (a ratio estimator) with the stratified linearised
+-- variance Σ_h (1 - n_h/N_h) N_h² s²_h / n_h. (2) The logged requests are taken as a simple random sample of
+-- the project's traffic (fct_daily_spend requests): request_coverage_share = the project's logged ÷ its
+-- requests, adding (1 - coverage) p(1 - p) / logged to the variance. The 95% interval is a Wilson interval
+-- on the effective sample size p(1 - p) / Var. estimate_method 'census' only when every request of the
+-- project was logged and classified (the interval is the point), else 'sample'. Counts and money are first
+-- estimates for the logged requests: fallback_requests = round(share × requests); fallback_extra_cost_usd
+-- = Σ weight × (actual cost − the same tokens at the requested model's price that day); the traffic_*
+-- columns scale them to the project's traffic (÷ coverage), the figures the digest and the rules show.
 with
 build_days as (
     select unnest(getvariable('mart_days')) as usage_date
@@ -114,20 +118,52 @@ logged as (
     group by usage_date, project, workflow_key
 ),
 
+traffic as (
+    select usage_date, project, sum(requests) as traffic_requests
+    from marts.fct_daily_spend
+    semi join build_days using (usage_date)
+    group by usage_date, project
+),
+
+coverage as (
+    select
+        logged.usage_date,
+        logged.project,
+        least(1.0, sum(logged.requests) / nullif(any_value(traffic.traffic_requests), 0)) as coverage_share
+    from logged
+    left join traffic using (usage_date, project)
+    group by logged.usage_date, logged.project
+),
+
 estimated as (
     select
         domains.*,
         logged.requests,
         logged.spend_usd,
+        coverage.coverage_share,
+        domains.is_census and coalesce(coverage.coverage_share >= 1, true) as is_full_census,
         greatest(variances.share_variance, 0) as share_variance,
+        -- Phase 2 (classification within the logged requests) as an effective sample size, NULL when every
+        -- logged request was classified; phase 1 (logging) as (1 - coverage) / logged requests.
         case
             when domains.is_census then null
             when variances.share_variance > 0 then domains.share * (1 - domains.share) / variances.share_variance
             else domains.sampled_requests
-        end as effective_sample_size
+        end as classification_sample_size
     from domains
     inner join logged using (usage_date, project, workflow)
     inner join variances using (usage_date, project, workflow)
+    left join coverage using (usage_date, project)
+),
+
+combined as (
+    select
+        *,
+        case when not is_full_census then 1 / (
+            coalesce(1 / classification_sample_size, 0)
+            + (1 - coalesce(coverage_share, 1)) / requests
+        ) end as effective_sample_size
+    from estimated
 ),
 
 final as (
@@ -145,16 +181,22 @@ final as (
         cast(round(byok_share * requests) as bigint) as byok_fallback_requests,
         ---------- share and its 95% interval
         share as fallback_share,
-        case when is_census then share else marts.wilson_bound(share, effective_sample_size, 1.96, -1) end
+        case when is_full_census then share else marts.wilson_bound(share, effective_sample_size, 1.96, -1) end
             as fallback_share_ci_low,
-        case when is_census then share else marts.wilson_bound(share, effective_sample_size, 1.96, 1) end
+        case when is_full_census then share else marts.wilson_bound(share, effective_sample_size, 1.96, 1) end
             as fallback_share_ci_high,
-        case when is_census then 'census' else 'sample' end as estimate_method,
-        ---------- money (USD)
+        case when is_full_census then 'census' else 'sample' end as estimate_method,
+        ---------- money (USD) of the logged requests
         spend_usd,
         coalesce(fallback_spend_usd, 0) as fallback_spend_usd,
-        coalesce(fallback_extra_cost_usd, 0) as fallback_extra_cost_usd
-    from estimated
+        coalesce(fallback_extra_cost_usd, 0) as fallback_extra_cost_usd,
+        ---------- scaled to the project's traffic (÷ coverage; the logged figures when coverage is unknown)
+        coverage_share as request_coverage_share,
+        cast(round(requests / coalesce(coverage_share, 1)) as bigint) as traffic_requests,
+        cast(round(share * requests / coalesce(coverage_share, 1)) as bigint) as traffic_fallback_requests,
+        coalesce(fallback_spend_usd, 0) / coalesce(coverage_share, 1) as traffic_fallback_spend_usd,
+        coalesce(fallback_extra_cost_usd, 0) / coalesce(coverage_share, 1) as traffic_fallback_extra_cost_usd
+    from combined
 )
 
 select * from final

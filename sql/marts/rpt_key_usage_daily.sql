@@ -7,7 +7,12 @@
 -- or duplicates (fct_generations.is_wasted, weighted by sampling_weight); wasted spend uses their cost share.
 -- Otherwise, or when the aggregate estimate below finds more (a request-log sample of a few requests can
 -- understate a loop its aggregate shape shows plainly), the aggregate estimate (waste_method
--- 'aggregate_estimate').
+-- 'aggregate_estimate'). wasted_spend_usd is the one waste figure of a key and day: rpt_spend_change,
+-- rpt_unit_economics_daily, the digest and the runaway_usage rule all read it.
+-- A per-request figure is a sample of the key's traffic: per_request_coverage_share = logged ÷ requests,
+-- and wasted_spend_ci_low/high_usd is its 95% interval (Wilson on the wasted share of the logged requests,
+-- the logged requests taken as a simple random sample of the day's, finite-population corrected; the
+-- point when every request was logged). The aggregate estimate is a model, not a sample: no interval.
 -- Waste (aggregate estimate, per key × model): a loop or duplicate job shows as many more requests than
 -- usual that produce far less output each. Baselines are medians over the key-model's active days among
 -- the previous 7, so a loop of a day or two does not poison them. When requests exceed 1.5× the median
@@ -125,6 +130,24 @@ key_waste as (
     left join per_request using (usage_date, api_key_hash)
 ),
 
+sampled as (
+    select
+        *,
+        case
+            when not uses_request_log then null
+            when per_request_requests >= requests then wasted_request_share
+            else marts.wilson_bound(wasted_request_share,
+                                    per_request_requests / (1 - per_request_requests / requests), 1.96, -1)
+        end as interval_low,
+        case
+            when not uses_request_log then null
+            when per_request_requests >= requests then wasted_request_share
+            else marts.wilson_bound(wasted_request_share,
+                                    per_request_requests / (1 - per_request_requests / requests), 1.96, 1)
+        end as interval_high
+    from key_waste
+),
+
 final as (
     select
         ---------- keys
@@ -153,8 +176,18 @@ final as (
         end as wasted_spend_usd,
         is_loop_shaped,
         case when uses_request_log then 'per_request' else 'aggregate_estimate' end as waste_method,
-        keys.per_request_requests
-    from key_waste as keys
+        keys.per_request_requests,
+        least(1.0, keys.per_request_requests / nullif(keys.requests, 0)) as per_request_coverage_share,
+        case when uses_request_log
+            then coalesce(per_request_wasted_spend_usd * interval_low / nullif(wasted_request_share, 0), 0)
+        end as wasted_spend_ci_low_usd,
+        case
+            when not uses_request_log then null
+            when wasted_request_share > 0
+                then least(keys.spend_usd, per_request_wasted_spend_usd * interval_high / wasted_request_share)
+            else keys.spend_usd * interval_high
+        end as wasted_spend_ci_high_usd
+    from sampled as keys
 )
 
 select * from final

@@ -9,7 +9,9 @@
 -- logged requests ÷ spend (at most 1); accepted_results counts accepted logged requests (NULL without
 -- verdicts); cost_per_accepted_result_usd = cost of the logged requests ÷ accepted results (same requests,
 -- so partial coverage does not inflate it); fallback_request_share is estimated over the classified logged
--- requests with the stratified ratio estimator and 95% Wilson interval of fct_fallback_daily.
+-- requests with the stratified ratio estimator and 95% Wilson interval of fct_fallback_daily, the logged
+-- requests taken as a sample of the segment's traffic ('census' only when every request was logged and
+-- classified).
 with
 build_days as (
     select unnest(getvariable('mart_days')) as usage_date
@@ -193,7 +195,7 @@ fallback_variances as (
     group by segment_strata.usage_date, segment_strata.project
 ),
 
-fallbacks as (
+fallback_estimates as (
     select
         segments.usage_date,
         segments.project,
@@ -204,9 +206,33 @@ fallbacks as (
             when variances.share_variance > 0
                 then segments.share * (1 - segments.share) / variances.share_variance
             else segments.sampled_requests
-        end as effective_sample_size
+        end as classification_sample_size
     from fallback_segments as segments
     inner join fallback_variances as variances using (usage_date, project)
+),
+
+-- The logged requests are a sample of the segment's traffic too (coverage = logged ÷ requests): as in
+-- fct_fallback_daily, (1 - coverage) / logged adds to the variance, and only full coverage is a census.
+fallbacks as (
+    select
+        estimates.usage_date,
+        estimates.project,
+        estimates.share,
+        estimates.is_census and coalesce(coverage.coverage_share >= 1, true) as is_census,
+        case when not (estimates.is_census and coalesce(coverage.coverage_share >= 1, true)) then 1 / (
+            coalesce(1 / estimates.classification_sample_size, 0)
+            + coalesce((1 - coverage.coverage_share) / coverage.logged_requests, 0)
+        ) end as effective_sample_size
+    from fallback_estimates as estimates
+    left join (
+        select
+            per_request.usage_date,
+            per_request.project,
+            per_request.per_request_requests as logged_requests,
+            least(1.0, per_request.per_request_requests / nullif(economics.requests, 0)) as coverage_share
+        from per_request
+        inner join economics using (usage_date, project)
+    ) as coverage using (usage_date, project)
 ),
 
 final as (

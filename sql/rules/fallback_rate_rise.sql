@@ -6,9 +6,13 @@
 -- Parameters: alert_day, baseline_days, min_history_days, min_share_change, min_requests, min_impact_usd.
 -- Method: usual share = fallback requests ÷ requests pooled over the project's days with per-request data
 -- among the previous baseline_days days, leaving out days an incident annotation covers for its fallback
--- rate; history counts those days. Impact = today's fallback extra cost above the usual extra cost per
--- request × today's requests. When today's share comes from a /generation sample, the rise must hold for
--- the lower end of its 95% interval (rpt_unit_economics_daily), not only for the point estimate.
+-- rate; history counts those days. The rise must hold for the lower end of today's 95% interval, not only
+-- for the point estimate: the lower of the Wilson bound on today's classified requests (each request a
+-- trial of the project's fallback rate, so 150 requests are judged as 150, however many were logged) and
+-- the sampling interval of rpt_unit_economics_daily when part of the traffic was classified. The interval
+-- protects small samples; min_requests is only the floor below which a day's share means nothing (one
+-- request would move it by several points). Impact = today's fallback extra cost above the usual extra
+-- cost per request, scaled to the project's traffic (fct_fallback_daily.traffic_* columns).
 with
 params as (
     select
@@ -50,8 +54,8 @@ usual as (
         project,
         count(distinct usage_date) as history_days,
         sum(fallback_requests) / nullif(sum(requests), 0) as usual_share,
-        coalesce(marts.exact_sum(fallback_extra_cost_usd), 0) / nullif(sum(requests), 0)
-            as usual_extra_cost_per_request
+        coalesce(marts.exact_sum(coalesce(traffic_fallback_extra_cost_usd, fallback_extra_cost_usd)), 0)
+            / nullif(sum(coalesce(traffic_requests, requests)), 0) as usual_extra_cost_per_request
     from baseline_workflow_days
     group by project
 ),
@@ -87,18 +91,29 @@ today as (
     select
         project,
         sum(requests) as requests,
+        sum(coalesce(classified_requests, requests)) as classified_requests,
         sum(fallback_requests) as fallback_requests,
+        sum(fallback_requests) / nullif(sum(requests), 0) as share,
+        sum(coalesce(traffic_requests, requests)) as traffic_requests,
         coalesce(marts.exact_sum(spend_usd), 0) as spend_usd,
         coalesce(marts.exact_sum(fallback_spend_usd), 0) as fallback_spend_usd,
-        coalesce(marts.exact_sum(fallback_extra_cost_usd), 0) as fallback_extra_cost_usd
+        coalesce(marts.exact_sum(coalesce(traffic_fallback_extra_cost_usd, fallback_extra_cost_usd)), 0)
+            as fallback_extra_cost_usd
     from today_workflows
     group by project
 ),
 
 today_interval as (
-    select economics.project, economics.fallback_request_share_ci_low as share_ci_low
-    from marts.rpt_unit_economics_daily as economics, params
-    where economics.usage_date = params.day
+    select
+        today.project,
+        least(
+            economics.fallback_request_share_ci_low,
+            marts.wilson_bound(today.share, today.classified_requests, 1.96, -1)
+        ) as share_ci_low
+    from today
+    cross join params
+    left join marts.rpt_unit_economics_daily as economics
+        on economics.usage_date = params.day and economics.project = today.project
 ),
 
 final as (
@@ -114,10 +129,10 @@ final as (
         null as workflow,
         'fallback_rate' as signal,
         'fallback_request_share' as metric,
-        today.fallback_requests / today.requests as observed_value,
+        today.share as observed_value,
         usual.usual_share as expected_value,
         usual.usual_share + params.min_share_change as threshold_value,
-        greatest(today.fallback_extra_cost_usd - usual.usual_extra_cost_per_request * today.requests, 0)
+        greatest(today.fallback_extra_cost_usd - usual.usual_extra_cost_per_request * today.traffic_requests, 0)
             as impact_usd,
         params.day as window_start,
         params.day as window_end,
@@ -128,6 +143,8 @@ final as (
         coalesce(contributors.contributors, '[]'::json) as contributors,
         to_json({
             'requests': today.requests,
+            'classified_requests': today.classified_requests,
+            'traffic_requests': today.traffic_requests,
             'fallback_requests': today.fallback_requests,
             'spend_usd': round(today.spend_usd, 2),
             'fallback_spend_usd': round(today.fallback_spend_usd, 2),
@@ -140,10 +157,9 @@ final as (
     left join contributors using (project)
     left join today_interval using (project)
     where usual.history_days >= params.min_history_days
-        and today.requests >= params.min_requests
-        and coalesce(today_interval.share_ci_low, today.fallback_requests / today.requests) - usual.usual_share
-            >= params.min_share_change
-        and greatest(today.fallback_extra_cost_usd - usual.usual_extra_cost_per_request * today.requests, 0)
+        and today.classified_requests >= params.min_requests
+        and today_interval.share_ci_low - usual.usual_share >= params.min_share_change
+        and greatest(today.fallback_extra_cost_usd - usual.usual_extra_cost_per_request * today.traffic_requests, 0)
             >= params.min_impact_usd
 )
 

@@ -1,16 +1,22 @@
--- runaway_usage: a key runs far more requests (or spends far more) than its norm while the results it
--- produces stay flat: a loop, a retry storm or a duplicated job, not growth.
+-- runaway_usage: a key runs far more requests (or spends far more) than its norm on the same work, while the
+-- results it produces do not follow: a loop, a retry storm or a duplicated job, not growth.
 -- Grain: one row per API key crossing the thresholds on the evaluated day. Segment: key.
--- Upstream: marts.fct_daily_spend, marts.fct_generations (accepted results, where per-request data exists),
+-- Upstream: marts.fct_daily_spend, marts.fct_generations (acceptance verdicts, where request logs carry them),
+--   marts.rpt_key_usage_daily (the key's measured waste: the one waste figure of the key and day),
 --   staging.stg_loaded_days.
 -- Parameters: alert_day, baseline_days, baseline_method, min_history_days, min_ratio, max_output_ratio,
---   min_requests, min_impact_usd.
+--   min_verdicts, min_usual_model_share, min_requests, min_impact_usd.
 -- Method: norms are the median (or mean) over the key's active days among the previous baseline_days days.
--- Results = accepted results when fct_generations has the key's acceptance verdicts for the day and its
--- norm (estimated: accepted share of the sampled generations × requests, from at least 30 verdicts), else
--- completion tokens (output).
--- Fires when requests or spend ≥ min_ratio × norm and results ≤ max_output_ratio × norm. Impact = spend
--- beyond what the day's results usually cost (spend − norm spend × results ratio).
+-- The key must be doing its usual work: at least min_usual_model_share of today's requests go to models it
+-- used in that window (a new model is a new workload, credit_burn_spike's). Then:
+--   - with an accepted-result signal (at least min_verdicts acceptance verdicts today and a norm of accepted
+--     results: accepted share of the judged generations × requests), it fires when requests or spend reach
+--     min_ratio × norm and accepted results stay at most max_output_ratio × their norm;
+--   - without one, the request (or spend) multiple on unchanged models is the signal: output tokens cannot
+--     tell a loop from growth, since a loop that repeats its work produces output in proportion.
+-- Impact = the larger of the key's measured waste (rpt_key_usage_daily.wasted_spend_usd, the figure the
+-- digest and rpt_spend_change show) and the spend beyond what the day's results usually cost (spend − norm
+-- spend × max(results ratio, 1); without a results signal, the spend beyond the key's usual day).
 with
 params as (
     select
@@ -20,6 +26,8 @@ params as (
         cast(getvariable('min_history_days') as integer) as min_history_days,
         cast(getvariable('min_ratio') as double) as min_ratio,
         cast(getvariable('max_output_ratio') as double) as max_output_ratio,
+        cast(getvariable('min_verdicts') as bigint) as min_verdicts,
+        cast(getvariable('min_usual_model_share') as double) as min_usual_model_share,
         cast(getvariable('min_requests') as bigint) as min_requests,
         cast(getvariable('min_impact_usd') as double) as min_impact_usd
 ),
@@ -34,19 +42,42 @@ history as (
     where usage_date between params.day - params.baseline_days and params.day - 1
 ),
 
-key_days as (
+key_models as (
     select
         spend.usage_date,
         spend.api_key_hash,
+        spend.model,
         any_value(spend.api_key_name) as api_key_name,
         any_value(spend.project) as project,
         marts.exact_sum(spend.spend_usd) as spend_usd,
         sum(spend.requests) as requests,
-        sum(spend.completion_tokens) as completion_tokens,
-        arg_max(spend.model, spend.requests) as top_model
+        sum(spend.completion_tokens) as completion_tokens
     from marts.fct_daily_spend as spend, params
     where spend.usage_date between params.day - params.baseline_days and params.day
-    group by spend.usage_date, spend.api_key_hash
+        and spend.api_key_hash <> '(unattributed)'
+    group by spend.usage_date, spend.api_key_hash, spend.model
+),
+
+usual_models as (
+    select distinct key_models.api_key_hash, key_models.model
+    from key_models, params
+    where key_models.usage_date < params.day and key_models.requests > 0
+),
+
+key_days as (
+    select
+        key_models.usage_date,
+        key_models.api_key_hash,
+        any_value(key_models.api_key_name) as api_key_name,
+        any_value(key_models.project) as project,
+        marts.exact_sum(key_models.spend_usd) as spend_usd,
+        sum(key_models.requests) as requests,
+        sum(key_models.completion_tokens) as completion_tokens,
+        sum(key_models.requests) filter (where usual_models.model is not null) as usual_model_requests,
+        arg_max(key_models.model, key_models.requests) as top_model
+    from key_models
+    left join usual_models using (api_key_hash, model)
+    group by key_models.usage_date, key_models.api_key_hash
 ),
 
 verdicts as (
@@ -65,11 +96,13 @@ with_results as (
     select
         key_days.*,
         verdicts.workflow,
-        -- A share from a handful of judged requests, scaled to a loop's request count, would make the loop
-        -- look productive; below 30 verdicts the output (completion tokens) is the measure instead.
-        case when verdicts.judged >= 30 then key_days.requests * verdicts.accepted / verdicts.judged end
-            as accepted_results
+        verdicts.judged,
+        -- A share from a handful of verdicts, scaled to a loop's request count, would make the loop look
+        -- productive: below min_verdicts the key has no accepted-result signal that day.
+        case when verdicts.judged >= params.min_verdicts
+            then key_days.requests * verdicts.accepted / verdicts.judged end as accepted_results
     from key_days
+    cross join params
     left join verdicts using (usage_date, api_key_hash)
 ),
 
@@ -98,26 +131,25 @@ assessed as (
         norms.norm_spend_usd,
         norms.norm_completion_tokens,
         norms.norm_accepted_results,
+        coalesce(today.usual_model_requests, 0) / nullif(today.requests, 0) as usual_model_share,
         today.requests / nullif(norms.norm_requests, 0) as request_ratio,
         today.spend_usd / nullif(norms.norm_spend_usd, 0) as spend_ratio,
-        case
-            when today.accepted_results is not null and norms.norm_accepted_results > 0
-                then 'accepted_results'
-            when norms.norm_completion_tokens > 0 then 'completion_tokens'
-        end as results_measure
+        case when today.accepted_results is not null and norms.norm_accepted_results > 0
+            then today.accepted_results / norms.norm_accepted_results end as results_ratio,
+        coalesce(waste.wasted_spend_usd, 0) as measured_waste_usd,
+        waste.waste_method
     from with_results as today
     cross join params
     inner join norms using (api_key_hash)
+    left join marts.rpt_key_usage_daily as waste using (usage_date, api_key_hash)
     where today.usage_date = params.day
 ),
 
 measured as (
     select
         *,
-        case results_measure
-            when 'accepted_results' then accepted_results / norm_accepted_results
-            when 'completion_tokens' then completion_tokens / norm_completion_tokens
-        end as results_ratio
+        case when results_ratio is not null then 'accepted_results' else 'none' end as results_measure,
+        spend_usd - norm_spend_usd * greatest(coalesce(results_ratio, 1), 1) as beyond_results_usd
     from assessed
 ),
 
@@ -140,7 +172,7 @@ final as (
             then measured.norm_requests else measured.norm_spend_usd end as expected_value,
         params.min_ratio * case when measured.request_ratio >= measured.spend_ratio
             then measured.norm_requests else measured.norm_spend_usd end as threshold_value,
-        measured.spend_usd - measured.norm_spend_usd * greatest(measured.results_ratio, 1) as impact_usd,
+        greatest(measured.measured_waste_usd, measured.beyond_results_usd) as impact_usd,
         params.day as window_start,
         params.day as window_end,
         params.day - params.baseline_days as baseline_start,
@@ -153,26 +185,34 @@ final as (
         to_json({
             'spend_usd': round(measured.spend_usd, 2),
             'norm_spend_usd': round(measured.norm_spend_usd, 2),
+            'excess_spend_usd': round(measured.spend_usd - measured.norm_spend_usd, 2),
             'requests': measured.requests,
             'norm_requests': round(measured.norm_requests),
             'request_ratio': round(measured.request_ratio, 2),
             'spend_ratio': round(measured.spend_ratio, 2),
+            'usual_model_share': round(measured.usual_model_share, 3),
             'results_measure': measured.results_measure,
             'results_ratio': round(measured.results_ratio, 2),
+            'verdicts': coalesce(measured.judged, 0),
             'completion_tokens': measured.completion_tokens,
             'norm_completion_tokens': round(measured.norm_completion_tokens),
+            'output_ratio': round(measured.completion_tokens / nullif(measured.norm_completion_tokens, 0), 2),
+            'measured_waste_usd': round(measured.measured_waste_usd, 2),
+            'waste_method': measured.waste_method,
+            'impact_basis': case when measured.measured_waste_usd >= measured.beyond_results_usd
+                then 'measured_waste'
+                when measured.results_measure = 'none' then 'beyond_usual' else 'beyond_results' end,
             'active_days_in_baseline': measured.active_days
         }) as facts
     from measured
     cross join params
     cross join history
     where history.history_days >= params.min_history_days
-        and measured.results_ratio is not null
+        and measured.usual_model_share >= params.min_usual_model_share
         and greatest(measured.request_ratio, measured.spend_ratio) >= params.min_ratio
-        and measured.results_ratio <= params.max_output_ratio
+        and coalesce(measured.results_ratio, 0) <= params.max_output_ratio
         and measured.requests >= params.min_requests
-        and measured.spend_usd - measured.norm_spend_usd * greatest(measured.results_ratio, 1)
-            >= params.min_impact_usd
+        and greatest(measured.measured_waste_usd, measured.beyond_results_usd) >= params.min_impact_usd
 )
 
 select * from final

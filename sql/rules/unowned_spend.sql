@@ -1,11 +1,16 @@
--- unowned_spend: a material share of the account's spend comes from keys no project owns (ownership gaps).
--- A small standing tail (personal keys, experiments) is tolerated and listed by the digest; the rule pages
--- when unowned spend over the trailing window passes both a USD floor and a share of the account's spend.
--- Grain: at most one row for the evaluated day. Segment: the unowned keys as a whole ('(unowned)').
--- Upstream: marts.fct_daily_spend, staging.stg_loaded_days.
--- Parameters: alert_day, window_days, min_history_days, max_share, min_volume_usd.
+-- unowned_spend: spend that no project owns (ownership gaps). Two findings:
+--   - a persistent gap: keys no project owns spent at least max_share of the account over the trailing
+--     window (mature FinOps practice allocates 95% or more of spend), and at least min_volume_usd;
+--   - a new key with spend that nobody owns, the first day it appears, whatever its share.
+-- Grain: at most one row for the unowned keys as a whole ('project=(unowned)') plus one row per new unowned
+--   key ('api_key=<hash>') on the evaluated day.
+-- Upstream: marts.fct_daily_spend, marts.dim_api_key (created_at), staging.stg_loaded_days.
+-- Parameters: alert_day, window_days, min_history_days, max_share, min_volume_usd, new_key_lookback_days.
 -- Expected = max_share × the account's spend over the window (the tolerated tail); impact = unowned spend
--- over the window.
+-- over the window. A key is new when it has spend today and none on the loaded days among the previous
+-- new_key_lookback_days, of which at least min_history_days are loaded (so a fresh warehouse does not call
+-- every key new); its impact is its spend today. Spend no listed key accounts for ('(unattributed)') is the
+-- blind-spot report's, not a key.
 with
 params as (
     select
@@ -13,7 +18,8 @@ params as (
         cast(getvariable('window_days') as integer) as window_days,
         cast(getvariable('min_history_days') as integer) as min_history_days,
         cast(getvariable('max_share') as double) as max_share,
-        cast(getvariable('min_volume_usd') as double) as min_volume_usd
+        cast(getvariable('min_volume_usd') as double) as min_volume_usd,
+        cast(getvariable('new_key_lookback_days') as integer) as new_key_lookback_days
 ),
 
 loaded_days as (
@@ -24,6 +30,12 @@ history as (
     select count(*) as history_days
     from loaded_days, params
     where usage_date between params.day - params.window_days + 1 and params.day
+),
+
+lookback_history as (
+    select count(*) as history_days
+    from loaded_days, params
+    where usage_date between params.day - params.new_key_lookback_days and params.day - 1
 ),
 
 window_spend as (
@@ -59,7 +71,7 @@ contributors as (
     from unowned_keys
 ),
 
-final as (
+gap as (
     select
         'unowned_spend' as rule_id,
         params.day as usage_date,
@@ -84,6 +96,7 @@ final as (
         null as severity,
         coalesce(contributors.contributors, '[]'::json) as contributors,
         to_json({
+            'finding': 'persistent_share',
             'unowned_spend_usd': round(totals.unowned_spend_usd, 2),
             'unowned_spend_today_usd': round(totals.unowned_spend_today_usd, 2),
             'account_spend_usd': round(totals.account_spend_usd, 2),
@@ -98,6 +111,75 @@ final as (
         and totals.account_spend_usd > 0
         and totals.unowned_spend_usd >= params.min_volume_usd
         and totals.unowned_spend_usd >= params.max_share * totals.account_spend_usd
+),
+
+keys_today as (
+    select
+        spend.api_key_hash,
+        any_value(spend.api_key_name) as api_key_name,
+        any_value(spend.workspace_name) as workspace_name,
+        marts.exact_sum(spend.spend_usd) as spend_usd,
+        sum(spend.requests) as requests
+    from marts.fct_daily_spend as spend, params
+    where spend.usage_date = params.day and not spend.is_owned and spend.api_key_hash <> '(unattributed)'
+    group by spend.api_key_hash
+    having marts.exact_sum(spend.spend_usd) > 0
+),
+
+earlier_spenders as (
+    select distinct spend.api_key_hash
+    from marts.fct_daily_spend as spend, params
+    where spend.usage_date between params.day - params.new_key_lookback_days and params.day - 1
+        and spend.spend_usd > 0
+),
+
+new_keys as (
+    select
+        'unowned_spend' as rule_id,
+        params.day as usage_date,
+        'api_key=' || keys_today.api_key_hash as segment_key,
+        '(unowned)' as project,
+        keys_today.api_key_hash,
+        keys_today.api_key_name,
+        null as model,
+        null as provider_name,
+        null as workflow,
+        null as signal,
+        'new_unowned_key_spend_usd' as metric,
+        keys_today.spend_usd as observed_value,
+        0.0 as expected_value,
+        0.0 as threshold_value,
+        keys_today.spend_usd as impact_usd,
+        params.day as window_start,
+        params.day as window_end,
+        params.day - params.new_key_lookback_days as baseline_start,
+        params.day - 1 as baseline_end,
+        lookback_history.history_days,
+        null as severity,
+        to_json([{
+            'dimension': 'api_key', 'name': coalesce(keys_today.api_key_name, keys_today.api_key_hash),
+            'workspace': keys_today.workspace_name, 'spend_usd': round(keys_today.spend_usd, 2)
+        }]) as contributors,
+        to_json({
+            'finding': 'new_key',
+            'spend_usd': round(keys_today.spend_usd, 2),
+            'requests': keys_today.requests,
+            'workspace': keys_today.workspace_name,
+            'created_date': cast(dim.created_at as date),
+            'lookback_days': params.new_key_lookback_days
+        }) as facts
+    from keys_today
+    cross join params
+    cross join lookback_history
+    left join marts.dim_api_key as dim using (api_key_hash)
+    where lookback_history.history_days >= params.min_history_days
+        and keys_today.api_key_hash not in (select api_key_hash from earlier_spenders)
+),
+
+final as (
+    select * from gap
+    union all
+    select * from new_keys
 )
 
 select * from final

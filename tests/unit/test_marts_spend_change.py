@@ -136,9 +136,10 @@ def test_effects_sum_to_the_change_for_random_inputs(tmp_path, seed):
         for prefix, delta in (("", row["delta_usd"]), ("wow_", row["wow_delta_usd"])):
             if delta is None:
                 continue
-            effects = _effects(row, prefix)
+            effects = (*_effects(row, prefix), row[f"{prefix}project_mix_effect_usd"])
             assert sum(effects) == pytest.approx(delta, rel=1e-9, abs=1e-9), (row, prefix)
             assert all(abs(effect) < float("inf") for effect in effects)
             checked += 1
     assert checked >= 40
-    assert {row["decomposition_method"] for row in changes} == {"lmdi", "volume_only"}
+    assert {row["decomposition_method"] for row in changes} == {"lmdi", "lmdi_by_project", "volume_only"}
+    assert {row["project_mix_effect_usd"] for row in changes if row["project"] != "*"} == {0.0}

@@ -171,10 +171,18 @@ def test_fallback_daily_counts_shares_intervals_and_extra_cost(built):
     alpha = rows[("alpha", "chat")]
     assert (alpha["requests"], alpha["classified_requests"], alpha["fallback_requests"]) == (6, 6, 2)
     assert alpha["fallback_share"] == pytest.approx(2 / 6)
+    # Every logged request is classified, but alpha logged 6 of its 100 requests: the 6 are a sample of its
+    # traffic (effective size 6 ÷ (1 - 0.06)), never a census.
+    low, high = wilson(2 / 6, 6 / (1 - 0.06))
+    assert alpha["request_coverage_share"] == pytest.approx(0.06)
     assert (alpha["estimate_method"], alpha["fallback_share_ci_low"], alpha["fallback_share_ci_high"]) == \
-        ("census", pytest.approx(2 / 6), pytest.approx(2 / 6))
+        ("sample", pytest.approx(low), pytest.approx(high))
     assert alpha["fallback_spend_usd"] == pytest.approx(0.05 + 0.001)
     assert alpha["fallback_extra_cost_usd"] == pytest.approx((0.05 - 0.011) + (0.001 - 0.005))
+    # Scaled to the project's 100 requests.
+    assert (alpha["traffic_requests"], alpha["traffic_fallback_requests"]) == (100, 33)
+    assert alpha["traffic_fallback_spend_usd"] == pytest.approx((0.05 + 0.001) / 0.06)
+    assert alpha["traffic_fallback_extra_cost_usd"] == pytest.approx(((0.05 - 0.011) + (0.001 - 0.005)) / 0.06)
     assert (alpha["provider_fallback_requests"], alpha["model_fallback_requests"]) == (2, 1)
     assert alpha["spend_usd"] == pytest.approx(0.02 + 0.05 + 0.001 + 0.02 * 3)
 
@@ -184,7 +192,8 @@ def test_fallback_daily_counts_shares_intervals_and_extra_cost(built):
     assert beta["fallback_share"] == pytest.approx(0.5)
     # Var = (1 - n/N) N²/n · s² / N̂² with s² = [a(1-p)² + (b-a)p² - (a - pb)²/n] / (n - 1): here 0.125
     variance = (1 - 2 / 4) * 4 * 4 / 2 * ((1 * 0.25 + 1 * 0.25) - 0) / 1 / (4 * 4)
-    low, high = wilson(0.5, 0.25 / variance)
+    # plus the logging phase: 4 of beta's 50 requests were logged, (1 - 0.08) p(1 - p) / 4
+    low, high = wilson(0.5, 1 / (variance / 0.25 + (1 - 4 / 50) / 4))
     assert (beta["estimate_method"], beta["fallback_share_ci_low"], beta["fallback_share_ci_high"]) == \
         ("sample", pytest.approx(low), pytest.approx(high))
     assert beta["fallback_extra_cost_usd"] == pytest.approx(2 * (0.03 - (1500 * 0.2 + 150 * 0.8) / 1e6))
@@ -210,7 +219,9 @@ def test_per_request_columns_are_null_without_data_and_zero_only_when_measured(b
     assert account["fallback_request_share"] == pytest.approx((2 * 1 + 2 * 1) / (6 + 4))
     assert account["per_request_requests"] == 10
     following = economics[(NEXT, "alpha")]
-    assert (following["fallback_request_share"], following["fallback_estimate_method"]) == (0.0, "census")
+    # one request of 100 logged, served at the first attempt: a measured 0, from a sample
+    assert (following["fallback_request_share"], following["fallback_estimate_method"]) == (0.0, "sample")
+    assert following["fallback_request_share_ci_high"] == pytest.approx(wilson(0.0, 1 / (1 - 0.01))[1])
     assert economics[(NEXT, "beta")]["fallback_request_share"] is None
 
 
@@ -223,13 +234,25 @@ def test_waste_from_request_logs_replaces_the_aggregate_estimate_where_keys_log(
     assert alpha["wasted_requests"] == pytest.approx(100 * 2 / 6)
     assert alpha["wasted_spend_usd"] == pytest.approx(2.0 * 0.04 / 0.131)
     assert keys[key_hash("personal")]["waste_method"] == "aggregate_estimate"
+    # The wasted share of the logged requests, 2 of 6, is a sample of 100 requests: its 95% interval.
+    low, high = wilson(2 / 6, 6 / (1 - 0.06))
+    assert alpha["per_request_coverage_share"] == pytest.approx(0.06)
+    assert alpha["wasted_spend_ci_low_usd"] == pytest.approx(alpha["wasted_spend_usd"] * low / (2 / 6))
+    assert alpha["wasted_spend_ci_high_usd"] == pytest.approx(alpha["wasted_spend_usd"] * high / (2 / 6))
+    assert keys[key_hash("personal")]["wasted_spend_ci_low_usd"] is None  # a model estimate, not a sample
     change = built.rows("select * from marts.rpt_spend_change where usage_date = ? and project = 'alpha'", [NEXT])[0]
-    # The next day alpha logs no waste: requests per useful request drop from 100 / (100 - 33.3) to 1 while
-    # spend stays $2.00, so (LMDI, L = $2.00) waste explains -2·ln(1.5) and volume the same amount back.
-    useful_before = 100 - 100 * 2 / 6
+    # The next day alpha logs no waste: the waste effect is the change of the one waste figure, -$0.61, and
+    # the useful spend grows by as much ($2.00 - $1.39) on 100 useful requests instead of 66.7 (volume),
+    # while the cost per useful token falls (mix/price).
+    wasted_before = 2.0 * 0.04 / 0.131
+    useful_before, useful_spend_before = 100 - 100 * 2 / 6, 2.0 - wasted_before
+    weight = (2.0 - useful_spend_before) / (math.log(2.0) - math.log(useful_spend_before))
     assert change["delta_usd"] == pytest.approx(0.0)
-    assert change["waste_effect_usd"] == pytest.approx(2.0 * math.log(useful_before / 100))
-    assert change["volume_effect_usd"] == pytest.approx(-change["waste_effect_usd"])
+    assert change["wasted_spend_usd"] == 0.0
+    assert change["waste_effect_usd"] == pytest.approx(-wasted_before)
+    assert change["volume_effect_usd"] == pytest.approx(weight * math.log(100 / useful_before))
+    assert change["context_effect_usd"] == pytest.approx(0.0)
+    assert change["volume_effect_usd"] + change["mix_price_effect_usd"] == pytest.approx(wasted_before)
 
 
 def test_daily_builds_equal_a_full_rebuild(built, tmp_path):

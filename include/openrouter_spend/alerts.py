@@ -26,6 +26,7 @@ from openrouter_spend.rules import (
     SEVERITIES,
     Route,
     RulesConfig,
+    annotation_explains,
     evaluate_rule,
     load_rules,
 )
@@ -42,7 +43,8 @@ ALERT_COLUMNS = (
     "segment_key", "team", "api_key_hash", "api_key_name", "model", "provider_name", "workflow", "signal",
     "window_start", "window_end", "baseline_start", "baseline_end", "history_days", "base_severity",
     "occurrence", "days_active", "notified_severity", "is_notified", "annotation_ids", "quality_status",
-    "route", "title", "message", "contributors", "facts", "run_id", "evaluated_at",
+    "route", "title", "message", "contributors", "facts", "run_id", "evaluated_at", "root_alert_id",
+    "linked_alert_ids",
 )
 _JSON_COLUMNS = ("contributors", "facts")
 
@@ -108,9 +110,10 @@ def _owners(con, day: date) -> dict[str, dict[str, str | None]]:
 
 def _annotations(con, day: date) -> list[dict[str, Any]]:
     rows = con.execute(
-        "select annotation_id, kind, start_date, end_date, project, signals, description from marts.dim_annotation "
-        "where ? between start_date and end_date order by annotation_id", [day]).fetchall()
-    keys = ("annotation_id", "kind", "start_date", "end_date", "project", "signals", "description")
+        "select annotation_id, kind, start_date, end_date, project, signals, description, expected_change "
+        "from marts.dim_annotation where ? between start_date and end_date order by annotation_id", [day]).fetchall()
+    keys = ("annotation_id", "kind", "start_date", "end_date", "project", "signals", "description",
+            "expected_change")
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
@@ -133,12 +136,31 @@ def _escalated(base: str, days_active: int, escalate_after_days: int | None) -> 
     return SEVERITIES[min(len(SEVERITIES) - 1, _rank(base) + steps)]
 
 
+# Signals that move without a direction (a provider-mix shift): any covering annotation explains them.
+_DIRECTIONLESS_SIGNALS = ("provider_mix",)
+
+
+def _move_ratio(candidate: dict) -> float | None:
+    """How far the candidate's signal moved: observed ÷ expected (None for a shift without direction)."""
+    if candidate["signal"] in _DIRECTIONLESS_SIGNALS:
+        return None
+    observed, expected = candidate["observed_value"], candidate["expected_value"]
+    if observed is None or expected is None:
+        return None
+    if expected <= 0:
+        return math.inf if observed > 0 else 1.0
+    return observed / expected
+
+
 def _matching_annotations(candidate: dict, annotations: list[dict]) -> list[dict]:
+    """Annotations covering the candidate's signal and project that announced this direction and size."""
     signal = candidate["signal"]
     if not signal:
         return []
+    ratio = _move_ratio(candidate)
     return [note for note in annotations
-            if signal in note["signals"] and note["project"] in (candidate["project"], "*")]
+            if signal in note["signals"] and note["project"] in (candidate["project"], "*")
+            and annotation_explains(note.get("expected_change"), ratio)]
 
 
 def _recipients(route: Route, contact: str | None) -> list[str]:
@@ -219,6 +241,93 @@ def _decide(candidate: dict, rule, previous: dict | None, day: date, quality: Qu
     return alert
 
 
+# ----- correlation: one root alert per cause ---------------------------------------------------------------
+
+# Rules whose alert can be the cause of others the same day, most specific first: a looping key explains its
+# project's spend spike and budget breaches; a fallback surge explains the provider shift it routes traffic
+# into; a project's spend spike explains its budget breaches and the account's spike.
+_ROOT_PRECEDENCE = ("runaway_usage", "fallback_rate_rise", "credit_burn_spike", "budget_threshold")
+
+
+def _excess_usd(root: dict) -> float | None:
+    """The spend the root's cause added to its project's day (None when the rule does not measure one)."""
+    if root["rule_id"] == "runaway_usage":
+        return root["facts"].get("excess_spend_usd")
+    if root["rule_id"] == "credit_burn_spike" and root["project"] != "*":
+        return root["impact_usd"]
+    return None
+
+
+def _explains(root: dict, alert: dict) -> bool:
+    """Whether the root's cause explains `alert`: without the root's excess spend, `alert` would not hold."""
+    if root is alert or root["alert_id"] == alert["alert_id"]:
+        return False
+    rule, facts = alert["rule_id"], alert["facts"]
+    if root["rule_id"] == "fallback_rate_rise":
+        return rule == "provider_concentration" and alert["project"] == root["project"]
+    if root["rule_id"] == "budget_threshold":
+        # The project's spend of the day is one cause: its most severe budget alert carries the others.
+        return rule == "budget_threshold" and alert["project"] == root["project"]
+    excess = _excess_usd(root)
+    if not excess or excess <= 0:
+        return False
+    same_project = alert["project"] == root["project"]
+    if rule == "budget_threshold" and same_project:
+        spend, budget, level = facts.get("spend_usd"), facts.get("effective_budget_usd"), facts.get("level")
+        return None not in (spend, budget, level) and spend - excess < level * budget
+    if rule == "credit_burn_spike" and (same_project or alert["project"] == "*"):
+        return alert["observed_value"] - excess < alert["threshold_value"]
+    if rule == "credit_runway_low":
+        balance, burn = facts.get("balance_usd"), facts.get("burn_7d_avg_usd")
+        if balance is None or not burn or burn - excess / 7 <= 0:
+            return False
+        return balance / (burn - excess / 7) >= alert["threshold_value"]
+    return False
+
+
+def _root_order(alert: dict) -> tuple:
+    rule = alert["rule_id"]
+    # Projects before the account: a project's spike is the cause of the account's, not the other way round.
+    return (_ROOT_PRECEDENCE.index(rule) if rule in _ROOT_PRECEDENCE else len(_ROOT_PRECEDENCE),
+            alert["project"] == "*", -_rank(alert["severity"]), -(alert["threshold_value"] or 0),
+            -(alert["impact_usd"] or 0), alert["alert_id"])
+
+
+def correlate(alerts: list[dict]) -> None:
+    """Attach each fired alert that another fired alert's cause explains to that root (in place).
+
+    Sets `root_alert_id` on an explained alert and `linked_alert_ids` on its root; a root is the most specific
+    cause (_ROOT_PRECEDENCE), and an alert explained by a root never is one itself. The ledger keeps every
+    row; the notification is the root's, sent when any alert of its group is news.
+    """
+    for alert in alerts:
+        alert["root_alert_id"], alert["linked_alert_ids"] = None, []
+    fired = sorted((a for a in alerts if a["status"] == FIRED), key=_root_order)
+    roots: list[dict] = []
+    for alert in fired:
+        root = next((candidate for candidate in roots if _explains(candidate, alert)), None)
+        if root is None:
+            roots.append(alert)
+        else:
+            alert["root_alert_id"] = root["alert_id"]
+            root["linked_alert_ids"].append(alert["alert_id"])
+
+
+def _group_notification(root: dict, linked: list[dict]) -> None:
+    """The root carries its group's news: sent when any member is, with the explained alerts in its text."""
+    if not linked:
+        return
+    root["is_notified"] = root["is_notified"] or any(a["is_notified"] for a in linked)
+    lines = [f"Explains {len(linked)} other alert(s) of this day (recorded in marts.fct_alerts, not sent "
+             "separately):"]
+    lines += [f"- {a['title']} ({a['occurrence']}; alert {a['alert_id']})" for a in linked]
+    root["message"] += "\n\n" + "\n".join(lines)
+    for alert in linked:
+        alert["is_notified"] = False
+        alert["message"] += (f"\n\nExplained by: {root['title']} (alert {root['alert_id']}); "
+                             "sent with it.")
+
+
 def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict[str, Any]:
     """Evaluate every enabled rule for `day` and record the outcomes and planned deliveries; {"to_send": n, ...}."""
     from openrouter_spend.config import load_config
@@ -240,16 +349,26 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
         annotations = _annotations(con, day)
         lookback = max(rule.resolve_after_days for rule in rules_config.rules.values())
         previous = _previous(con, day, lookback)
-        alerts, deliveries = [], []
+        alerts, deliveries, routing = [], [], {}
         for rule, candidate in candidates:
             owner = owners.get(candidate["project"], {})
             route = rules_config.route_for(rule.rule_id, owner.get("budget_owner"))
             alert = _decide(candidate, rule, previous.get((rule.rule_id, candidate["segment_key"])), day, quality,
                             annotations, owner, route)
-            planned = _planned_deliveries(alert, route, owner.get("contact"), day) if alert["is_notified"] else []
-            alert["channels"] = ["file" if d["channel"] == "file" else d["target"] for d in planned]
             alert["run_id"], alert["evaluated_at"] = run_id, evaluated_at
             alerts.append(alert)
+            routing[alert["alert_id"]] = (route, owner.get("contact"))
+        correlate(alerts)
+        by_id = {alert["alert_id"]: alert for alert in alerts}
+        for alert in alerts:
+            _group_notification(alert, [by_id[linked] for linked in alert["linked_alert_ids"]])
+        for alert in alerts:
+            route, contact = routing[alert["alert_id"]]
+            # A root pages at the most severe level of the alerts it carries.
+            severity = max([alert["severity"], *(by_id[i]["severity"] for i in alert["linked_alert_ids"])], key=_rank)
+            planned = (_planned_deliveries({**alert, "severity": severity}, route, contact, day)
+                       if alert["is_notified"] else [])
+            alert["channels"] = ["file" if d["channel"] == "file" else d["target"] for d in planned]
             deliveries += planned
         to_send = _record(con, day, run_id, evaluated_at, alerts, deliveries, quality, evaluated)
     counts = {status: sum(a["status"] == status for a in alerts) for status in (FIRED, SUPPRESSED, BLOCKED)}
@@ -257,6 +376,7 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
         "day": day.isoformat(), "run_id": run_id, "quality_status": quality.status,
         "rules_evaluated": len(evaluated), "alerts": len(alerts), **counts,
         "notified": sum(a["is_notified"] for a in alerts), "to_send": to_send,
+        "linked": sum(a["root_alert_id"] is not None for a in alerts),
         "by_rule": {rule_id: sum(a["rule_id"] == rule_id for a in alerts)
                     for rule_id in sorted({a["rule_id"] for a in alerts})},
     }

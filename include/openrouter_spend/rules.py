@@ -7,6 +7,7 @@ typo can never silently turn a threshold into NULL. docs/alerts.md describes eve
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -349,3 +350,22 @@ def evaluate_rule(con, rule: Rule, day: date) -> list[dict[str, Any]]:
     if tuple(columns) != CANDIDATE_COLUMNS:
         raise RuntimeError(f"{rule.sql_path.name} returns columns {columns}; expected {list(CANDIDATE_COLUMNS)}")
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def annotation_explains(expected_change: float | None, move_ratio: float | None) -> bool:
+    """Whether an annotation announcing `expected_change` explains a signal that moved by `move_ratio`.
+
+    `move_ratio` is the signal's level ÷ its level before (None for a shift with no direction, such as a
+    provider-mix change). An annotation explains a move only in the direction it announces (a rise when it
+    announces no size) and, when it announces a multiple, only roughly that size: between half and twice the
+    announced change on a log scale (a doubling explains ×1.41 to ×4). A move against it, or far beyond it,
+    is news.
+    """
+    if move_ratio is None:
+        return True
+    if expected_change is None:
+        return move_ratio > 1
+    if expected_change == 1 or move_ratio <= 0:
+        return False
+    announced, moved = math.log(expected_change), math.log(move_ratio)
+    return announced * moved > 0 and abs(announced) / 2 <= abs(moved) <= 2 * abs(announced)

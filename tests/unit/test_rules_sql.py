@@ -355,8 +355,21 @@ def test_a_condition_that_clears_for_longer_than_resolve_after_days_starts_a_new
     warehouse.load(spend_days(RawRows(), "a-web", "ws-alpha", spends))
     warehouse.build(days)
 
-    daily = [a for a in evaluate(warehouse, days) if a["segment_key"] == "project=alpha|period=daily"]
+    ledger = evaluate(warehouse, days)
+    daily = [a for a in ledger if a["segment_key"] == "project=alpha|period=daily"]
 
     # Over the daily budget on 2, 3 and 8 March; 4..7 March is four quiet days > resolve_after_days (3).
-    assert [(a["usage_date"], a["occurrence"], a["first_seen_date"], a["is_notified"]) for a in daily] == [
-        (days[0], "new", days[0], True), (days[1], "ongoing", days[0], False), (days[6], "new", days[6], True)]
+    assert [(a["usage_date"], a["occurrence"], a["first_seen_date"]) for a in daily] == [
+        (days[0], "new", days[0]), (days[1], "ongoing", days[0]), (days[6], "new", days[6])]
+    assert [a["is_notified"] for a in daily[:2]] == [True, False]
+    # On 8 March the same $12 also takes the week to $56 of $50: one cause (alpha's spend that day), so the
+    # weekly breach (critical) is the root that is sent and carries the daily one.
+    weekly = next(a for a in ledger if a["usage_date"] == days[6] and a["rule_id"] == "budget_threshold"
+                  and "weekly" in a["segment_key"])
+    assert (daily[2]["root_alert_id"], daily[2]["is_notified"]) == (weekly["alert_id"], False)
+    assert (weekly["linked_alert_ids"], weekly["is_notified"], weekly["severity"]) == \
+        ([daily[2]["alert_id"]], True, "critical")
+    assert "Explains 1 other alert(s) of this day" in weekly["message"]
+    assert daily[2]["channels"] == [] and "Explained by: [CRITICAL]" in daily[2]["message"]
+    assert f"week-to-date budget (week of 2026-03-02) on {days[6]} (alert {weekly['alert_id']}); sent with it." \
+        in daily[2]["message"]

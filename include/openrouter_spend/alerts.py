@@ -690,6 +690,14 @@ def _what(alert: dict) -> tuple[str, list[str]]:
         if impact:
             lines.append(f"Over budget by {_usd(impact)}.")
         return f"Budget {_pct(alert['threshold_value'])} reached: {segment}, {label} on {day}", lines
+    if rule == "unowned_spend" and facts.get("finding") == "new_key":
+        return (f"New unowned key: {alert.get('api_key_name') or alert.get('api_key_hash')} spent {_usd(observed)} "
+                f"on {day}", [
+            f"The key (workspace {facts.get('workspace')}, created {facts.get('created_date')}) spent "
+            f"{_usd(observed)} on {_number(facts.get('requests'))} requests, its first spend in "
+            f"{facts.get('lookback_days')} days, and no project owns it.",
+            "Assign the key to a project in owners.yaml or revoke it.",
+        ])
     if rule == "unowned_spend":
         return (f"Unowned spend {_pct(observed)} of the account over {facts.get('window_days')} days to {day}", [
             f"{_usd(facts.get('unowned_spend_usd'))} of {_usd(facts.get('account_spend_usd'))} came from "

@@ -8,10 +8,11 @@
 -- request stands for sampling_weight logged requests of its stratum (metadata strata are observed in full,
 -- weight 1); fallback_share is the weighted share (a ratio estimator) with the stratified linearised
 -- variance Σ_h (1 - n_h/N_h) N_h² s²_h / n_h. (2) The logged requests are taken as a simple random sample of
--- the project's traffic (fct_daily_spend requests): request_coverage_share = the project's logged ÷ its
--- requests, adding (1 - coverage) p(1 - p) / logged to the variance. The 95% interval is a Wilson interval
--- on the effective sample size p(1 - p) / Var. estimate_method 'census' only when every request of the
--- project was logged and classified (the interval is the point), else 'sample'. Counts and money are first
+-- the project's traffic (fct_daily_spend requests): request_coverage_share = the project's logged requests
+-- (of the workflows with a row) ÷ its requests, adding (1 - coverage) p(1 - p) / logged to the variance.
+-- The 95% interval is a Wilson interval on the effective sample size p(1 - p) / Var. estimate_method
+-- 'census' only when every request of the project was logged and classified (the interval is the point),
+-- else 'sample'. Counts and money are first
 -- estimates for the logged requests: fallback_requests = round(share × requests); fallback_extra_cost_usd
 -- = Σ weight × (actual cost − the same tokens at the requested model's price that day); the traffic_*
 -- columns scale them to the project's traffic (÷ coverage), the figures the digest and the rules show.
@@ -125,12 +126,16 @@ traffic as (
     group by usage_date, project
 ),
 
+-- Over the workflows that have a row (at least one classified request): their logged requests stand for
+-- the project's whole traffic, so the traffic_* columns of a project add up to its requests.
 coverage as (
     select
         logged.usage_date,
         logged.project,
         least(1.0, sum(logged.requests) / nullif(any_value(traffic.traffic_requests), 0)) as coverage_share
     from logged
+    semi join domains on domains.usage_date = logged.usage_date and domains.project = logged.project
+        and domains.workflow = logged.workflow
     left join traffic using (usage_date, project)
     group by logged.usage_date, logged.project
 ),

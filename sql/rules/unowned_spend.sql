@@ -9,8 +9,9 @@
 -- Expected = max_share × the account's spend over the window (the tolerated tail); impact = unowned spend
 -- over the window. A key is new when it has spend today and none on the loaded days among the previous
 -- new_key_lookback_days, of which at least min_history_days are loaded (so a fresh warehouse does not call
--- every key new); its impact is its spend today. Spend no listed key accounts for ('(unattributed)') is the
--- blind-spot report's, not a key.
+-- every key new), and either it was created within those days or they are all loaded (an old key first
+-- seen in a short history may have spent before it); its impact is its spend today. Spend no listed key
+-- accounts for ('(unattributed)') is the blind-spot report's, not a key.
 with
 params as (
     select
@@ -174,6 +175,8 @@ new_keys as (
     left join marts.dim_api_key as dim using (api_key_hash)
     where lookback_history.history_days >= params.min_history_days
         and keys_today.api_key_hash not in (select api_key_hash from earlier_spenders)
+        and (cast(dim.created_at as date) >= params.day - params.new_key_lookback_days
+             or lookback_history.history_days >= params.new_key_lookback_days)
 ),
 
 final as (

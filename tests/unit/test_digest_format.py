@@ -44,7 +44,9 @@ def test_why_names_the_largest_effects_in_words():
     assert why(change) == "mostly more requests (+$20.74), then shorter prompts per request (\u2212$6.32)"
     assert why({"volume_effect_usd": 0.1, "context_effect_usd": 0, "mix_price_effect_usd": 15.38,
                 "waste_effect_usd": 0}) == "mostly pricier models or providers (+$15.38)"
-    assert why({"wow_waste_effect_usd": 37.1}, "wow_") == "mostly more wasted requests (loops, duplicates) (+$37.10)"
+    assert why({"wow_waste_effect_usd": 37.1}, "wow_") == "mostly more wasted spend on loops and duplicates (+$37.10)"
+    assert why({"project_mix_effect_usd": -22.31, "volume_effect_usd": -16.78}) == \
+        "mostly traffic shifting to cheaper projects (−$22.31), then fewer requests (−$16.78)"
     assert why({}) == "no change to explain"
 
 

@@ -47,11 +47,11 @@ def fired(warehouse: FixtureWarehouse, rule_id: str, day: date = TODAY) -> dict[
 
 
 def daily_use(rows: RawRows, key: str, workspace: str | None, by_day: dict[date, tuple], model: str = "vendor/m",
-              provider: str = "ProviderA") -> RawRows:
+              provider: str = "ProviderA", created: date = date(2026, 1, 1)) -> RawRows:
     """Per day (requests, usage) or (requests, usage, completion tokens) for one key on one model."""
     for day, figures in by_day.items():
         requests, usage, *completion = figures
-        rows.key(day, key, workspace, last_used=day)
+        rows.key(day, key, workspace, last_used=day, created=created)
         rows.use(day, key, model, provider, requests=requests, usage=usage, prompt=requests * 1000,
                  completion=completion[0] if completion else requests * 100)
     return rows
@@ -272,10 +272,12 @@ def test_unowned_spend_fires_at_five_percent_of_the_account(make_warehouse, unow
 def test_a_new_unowned_key_is_news_the_first_day_it_spends_whatever_its_share(make_warehouse):
     rows = RawRows()
     daily_use(rows, "a-web", "ws-alpha", {day: (100, 190.0) for day in DAYS})
-    # appears on Thursday with 3 loaded days before it, spends again on Friday; another appears on Tuesday,
-    # with only 1 loaded day before it (too little history to call anything new)
-    daily_use(rows, "intern-laptop", None, {DAYS[3]: (1, 0.02), TODAY: (1, 0.02)})
-    daily_use(rows, "early-bird", None, {DAYS[1]: (1, 0.02)})
+    # created and first used on Thursday (3 loaded days before it), spends again on Friday
+    daily_use(rows, "intern-laptop", None, {DAYS[3]: (1, 0.02), TODAY: (1, 0.02)}, created=DAYS[3])
+    # created on Tuesday with only 1 loaded day before it: too little history to call anything new
+    daily_use(rows, "early-bird", None, {DAYS[1]: (1, 0.02)}, created=DAYS[1])
+    # created months ago, first seen on Thursday in a 4-day history: it may well have spent before
+    daily_use(rows, "old-personal", None, {DAYS[3]: (1, 0.02)})
     warehouse = make_warehouse(rows)
 
     thursday = fired(warehouse, "unowned_spend", DAYS[3])

@@ -7,11 +7,14 @@ calendar and derives the short "what needs attention" list. Nothing here formats
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from openrouter_spend.digest.formatting import short_day
+from openrouter_spend.digest.formatting import coverage as coverage_text
+from openrouter_spend.digest.formatting import short_day, signed_share
+from openrouter_spend.rules import annotation_explains
 
 # How many days the trend charts look back (the API keeps 30 completed days).
 TREND_DAYS = 30
@@ -137,7 +140,8 @@ def collect(con, day: date, source: str = "") -> DigestData:
         blind_spots=[],
         waste=rows(con, """
             select api_key_name, api_key_hash, project, requests, baseline_daily_requests, request_ratio,
-                   spend_usd, wasted_requests, wasted_spend_usd
+                   spend_usd, wasted_requests, wasted_spend_usd, waste_method, per_request_requests,
+                   per_request_coverage_share, wasted_spend_ci_low_usd, wasted_spend_ci_high_usd
             from marts.rpt_key_usage_daily where usage_date = ? and wasted_spend_usd > 0
             order by wasted_spend_usd desc, api_key_hash""", [day]),
         unowned_keys=rows(con, """
@@ -236,24 +240,65 @@ def budget_status(row: dict[str, Any]) -> str:
 
 
 def _annotations(con, day: date, project: str, signal: str) -> list[dict[str, Any]]:
+    """The annotations covering the day, project and signal, each with the project's level before it started."""
     return rows(con, """
-        select annotation_id, kind, project, description from marts.dim_annotation
-        where ? between start_date and end_date and project in (?, '*') and list_contains(signals, ?)
-        order by annotation_id""", [day, project, signal])
+        select notes.annotation_id, notes.kind, notes.project, notes.description, notes.expected_change,
+               notes.start_date,
+               (select median(daily.spend_usd) from (
+                    select usage_date, sum(spend_usd) as spend_usd from marts.fct_daily_spend
+                    where project = $project and usage_date between notes.start_date - 7 and notes.start_date - 1
+                    group by usage_date) as daily) as spend_before_usd
+        from marts.dim_annotation as notes
+        where $day between notes.start_date and notes.end_date and notes.project in ($project, '*')
+            and list_contains(notes.signals, $signal)
+        order by notes.annotation_id""", {"day": day, "project": project, "signal": signal})
+
+
+def _split_explained(row: dict[str, Any], covering: list[dict[str, Any]], move: float | None,
+                     level_ratio: Callable[[dict[str, Any]], float | None]) -> None:
+    """Keep in row["annotations"] only those that explain the move in direction and size; the rest go to
+    row["annotations_against"] (a move against an announcement is news). `move` is the signed change when
+    it is significant, else 0 (a small move has no direction; only the level is checked)."""
+    explaining, against = [], []
+    for note in covering:
+        expected = note.get("expected_change")
+        announced_rise = expected is None or expected > 1
+        if move is not None and move != 0 and (move > 0) != announced_rise:
+            fits = False
+        else:
+            ratio = level_ratio(note) if expected is not None else None
+            fits = ratio is None or annotation_explains(expected, ratio)
+        (explaining if fits else against).append(note)
+    row["annotations"], row["annotations_against"] = explaining, against
+
+
+def is_significant_move(delta: float | None, prior: float | None) -> bool:
+    """A project's day-over-day move worth explaining: at least $5 and 15% of the day before."""
+    return (delta is not None and prior is not None and abs(delta) >= UNEXPLAINED_MOVE_MIN_USD
+            and abs(delta) >= UNEXPLAINED_MOVE_MIN_SHARE * prior)
 
 
 def _changes(con, day: date) -> list[dict[str, Any]]:
     changes = rows(con, """
-        select c.project, c.spend_usd, c.prior_spend_usd, c.delta_usd, c.volume_effect_usd, c.context_effect_usd,
-               c.mix_price_effect_usd, c.waste_effect_usd, c.decomposition_method, c.prior_week_spend_usd,
-               c.wow_delta_usd, c.wow_volume_effect_usd, c.wow_context_effect_usd, c.wow_mix_price_effect_usd,
-               c.wow_waste_effect_usd, b.budget_owner
+        select c.project, c.spend_usd, c.prior_spend_usd, c.delta_usd, c.volume_effect_usd,
+               c.project_mix_effect_usd, c.context_effect_usd, c.mix_price_effect_usd, c.waste_effect_usd,
+               c.wasted_spend_usd, c.decomposition_method, c.prior_week_spend_usd, c.wow_delta_usd,
+               c.wow_volume_effect_usd, c.wow_project_mix_effect_usd, c.wow_context_effect_usd,
+               c.wow_mix_price_effect_usd, c.wow_waste_effect_usd, b.budget_owner
         from marts.rpt_spend_change c
         left join marts.rpt_budget_status_daily b on b.usage_date = c.usage_date and b.project = c.project
         where c.usage_date = ?
         order by c.project = '*' desc, abs(coalesce(c.delta_usd, 0)) desc, c.project""", [day])
     for change in changes:
-        change["annotations"] = _annotations(con, day, change["project"], "spend")
+        # A day-over-day move is explained only in the announced direction, and only while the day's spend
+        # sits roughly at the announced multiple of the level before the annotation started.
+        def level_ratio(note: dict[str, Any], spend: float = change["spend_usd"] or 0.0) -> float | None:
+            before = note.get("spend_before_usd")
+            return spend / before if before else None
+
+        delta = change.get("delta_usd")
+        move = delta if is_significant_move(delta, change.get("prior_spend_usd")) else 0
+        _split_explained(change, _annotations(con, day, change["project"], "spend"), move, level_ratio)
     return changes
 
 
@@ -264,7 +309,12 @@ def _premium(con, day: date) -> list[dict[str, Any]]:
         from marts.rpt_unit_economics_daily where usage_date = ?
         order by project = '*' desc, abs(coalesce(premium_spend_share_change, 0)) desc, project""", [day])
     for row in premium:
-        row["annotations"] = _annotations(con, day, row["project"], "premium_share")
+        baseline, current = row.get("premium_spend_share_baseline_28d"), row.get("premium_spend_share")
+        ratio = current / baseline if baseline and current is not None else None
+        change = row.get("premium_spend_share_change")
+        move = change if change is not None and abs(change) >= PREMIUM_SHARE_RISE else 0
+        _split_explained(row, _annotations(con, day, row["project"], "premium_share"), move,
+                         lambda note, ratio=ratio: ratio)
     return premium
 
 
@@ -341,6 +391,17 @@ def _quality(con, day: date) -> tuple[dict[str, Any] | None, str]:
     return run, "failed" if str(run.get("status")).lower() == "failed" else "passed"
 
 
+# Per-request coverage at or above this share counts as complete (rounding of logged vs /activity counts).
+FULL_COVERAGE = 0.999
+
+
+def sample_label(coverage: float | None) -> str | None:
+    """The blind-spot label of per-request figures that come from part of the traffic; None when complete."""
+    if coverage is None or coverage <= 0 or coverage >= FULL_COVERAGE:
+        return None
+    return f"per-request figures are a sample ({coverage_text(coverage)} of requests logged)"
+
+
 def _blind_spot_rows(con, day: date) -> list[dict[str, Any]]:
     if not has_table(con, "marts", "rpt_blind_spots_daily"):
         return []
@@ -348,20 +409,34 @@ def _blind_spot_rows(con, day: date) -> list[dict[str, Any]]:
     if "usage_date" not in names:
         return []
     order = "project = '*' desc, spend_usd desc nulls last, project" if {"project", "spend_usd"} <= set(names) else "all"
-    return rows(con, f"select * from marts.rpt_blind_spots_daily where usage_date = ? order by {order}", [day])
+    found = rows(con, f"select * from marts.rpt_blind_spots_daily where usage_date = ? order by {order}", [day])
+    # A project whose per-request figures come from a few logged requests is not free of blind spots.
+    for row in found:
+        label = sample_label(row.get("per_request_request_coverage_share"))
+        if label and isinstance(row.get("blind_spots"), list):
+            row["blind_spots"] = [label, *row["blind_spots"]]
+    return found
 
 
 def _fallback(con, day: date) -> list[dict[str, Any]]:
+    """Fallbacks per project, scaled from the logged requests to the project's traffic, with 95% intervals."""
     if not has_table(con, "marts", "fct_fallback_daily"):
         return []
-    # A share estimated from a /generation sample is shown with its 95% interval (rpt_unit_economics_daily).
     interval = "fallback_request_share_ci_low" in columns_of(con, "marts", "rpt_unit_economics_daily")
-    return rows(con, f"""
+    scaled = "traffic_requests" in columns_of(con, "marts", "fct_fallback_daily")
+
+    def traffic(column: str, logged: str) -> str:
+        return f"sum(coalesce({column}, {logged}))" if scaled else f"sum({logged})"
+
+    found = rows(con, f"""
         with daily as (
-            select project, sum(requests) as requests, sum(fallback_requests) as fallback_requests,
+            select project, sum(requests) as logged_requests, {traffic("traffic_requests", "requests")} as requests,
                    sum(fallback_requests) / nullif(sum(requests), 0) as fallback_share,
-                   sum(spend_usd) as spend_usd, sum(fallback_spend_usd) as fallback_spend_usd,
-                   sum(fallback_extra_cost_usd) as fallback_extra_cost_usd
+                   {traffic("traffic_fallback_requests", "fallback_requests")} as fallback_requests,
+                   {traffic("traffic_fallback_spend_usd", "fallback_spend_usd")} as fallback_spend_usd,
+                   {traffic("traffic_fallback_extra_cost_usd", "fallback_extra_cost_usd")} as fallback_extra_cost_usd,
+                   {"any_value(request_coverage_share)" if scaled else "null"} as coverage_share,
+                   bool_and(estimate_method = 'census') as is_census
             from marts.fct_fallback_daily where usage_date = $day group by project
         )
         select daily.*,
@@ -370,7 +445,17 @@ def _fallback(con, day: date) -> list[dict[str, Any]]:
         from daily
         {"left join marts.rpt_unit_economics_daily as economics on economics.usage_date = $day"
          " and economics.project = daily.project" if interval else ""}
-        order by daily.spend_usd desc, daily.project""", {"day": day})
+        order by daily.requests desc, daily.project""", {"day": day})
+    for row in found:
+        # Money follows the number of fallbacks: its interval is the share's, at the sample's cost per fallback.
+        share, low, high = row["fallback_share"], row["fallback_share_ci_low"], row["fallback_share_ci_high"]
+        for name in ("fallback_spend_usd", "fallback_extra_cost_usd"):
+            value = row[name]
+            bounds = (None, None)
+            if share and value is not None and low is not None and high is not None:
+                bounds = tuple(sorted((value * low / share, value * high / share)))
+            row[f"{name}_ci"] = bounds
+    return found
 
 
 def _fallback_trend(con, day: date) -> list[dict[str, Any]]:
@@ -395,11 +480,17 @@ def _blind_spots(con, data: DigestData) -> list[str]:
                      "it directly and it is not part of the credit spend above.")
     economics = _account(data.unit_economics)
     coverage = economics.get("generation_coverage_share") if economics else None
+    logged = economics.get("per_request_requests") if economics else None
     if coverage is None:
         spots.append("No per-request data for this day: fallback frequency, accepted results and cost per "
                      "accepted result are unknown (not zero).")
-    elif coverage < 0.999:
-        spots.append(f"Per-request data covers {coverage:.0%} of requests; fallback figures describe that part only.")
+    elif logged is not None and economics.get("requests") and logged < FULL_COVERAGE * economics["requests"]:
+        share = logged / economics["requests"]
+        spots.append(f"Per-request figures come from a sample: {logged:,} logged of {economics['requests']:,} "
+                     f"requests ({coverage_text(share)} of requests, {coverage_text(min(coverage, 1.0))} of spend). "
+                     "Fallback figures are "
+                     "scaled to each project's traffic and carry 95% intervals; they assume the logged requests "
+                     "are representative.")
     month = data.month
     missing = month["days_elapsed"] - month["loaded_days"]
     if missing > 0:
@@ -408,8 +499,12 @@ def _blind_spots(con, data: DigestData) -> list[str]:
     if month["gap_days"]:
         listed = ", ".join(d.isoformat() for d in month["gap_days"])
         spots.append(f"Days outside the API's 30-day window that were never captured: {listed}.")
-    if data.waste:
-        spots.append("Waste (loops, duplicate jobs) is estimated from daily totals per key, not counted per request.")
+    if any(row.get("waste_method") == "aggregate_estimate" for row in data.waste):
+        spots.append("Waste of keys without request logs is estimated from daily totals (requests against "
+                     "output), not counted per request.")
+    if any(row.get("waste_method") == "per_request" for row in data.waste):
+        spots.append("Waste of keys with request logs is counted on their logged requests and scaled to the key's "
+                     "traffic, with a 95% interval.")
     unattributed = con.execute(
         "select coalesce(sum(spend_usd), 0) from marts.fct_daily_spend where usage_date = ? "
         "and api_key_hash = '(unattributed)'", [data.day]).fetchone()[0]
@@ -494,11 +589,21 @@ def _findings(data: DigestData) -> list[Finding]:
         if change["project"] == ACCOUNT or delta is None or change["annotations"]:
             continue
         if delta >= UNEXPLAINED_MOVE_MIN_USD and delta >= UNEXPLAINED_MOVE_MIN_SHARE * (prior or 0):
+            against = change.get("annotations_against") or []
+            reason = (f"more than {against[0]['annotation_id']} announced" if against
+                      else "with no release or incident to explain it")
             findings.append(Finding("warning", (
                 f"{change['project']} spent ${delta:,.2f} more than the day before "
-                f"({delta / prior:+.0%}) with no release or incident to explain it; {why(change)}."
+                f"({delta / prior:+.0%}) {reason}; {why(change)}."
                 if prior else f"{change['project']} spent ${delta:,.2f} with no spend the day before."),
                 change.get("budget_owner")))
+        elif (change.get("annotations_against") and prior and -delta >= UNEXPLAINED_MOVE_MIN_USD
+              and -delta >= UNEXPLAINED_MOVE_MIN_SHARE * prior):
+            note = change["annotations_against"][0]
+            findings.append(Finding("warning", (
+                f"{change['project']} spent ${-delta:,.2f} less than the day before ({signed_share(delta / prior)}) "
+                "although "
+                f"{note['annotation_id']} announced {announcement(note)}; {why(change)}."), change.get("budget_owner")))
     for row in data.premium:
         change = row.get("premium_spend_share_change")
         if (row["project"] == ACCOUNT or change is None or change < PREMIUM_SHARE_RISE or row["annotations"]
@@ -514,8 +619,7 @@ def _findings(data: DigestData) -> list[Finding]:
                   else "retries and duplicate requests in its own request log")
         findings.append(Finding("warning", (
             f"Key {waste['api_key_name'] or waste['api_key_hash']} ({waste['project']}) looks like a loop or "
-            f"duplicate job: {volume}, about ${waste['wasted_spend_usd']:,.2f} "
-            "of the day's spend wasted."), None))
+            f"duplicate job: {volume}, {waste_text(waste)} of the day's ${waste['spend_usd']:,.2f} wasted."), None))
     unowned = sum(key["spend_usd"] for key in data.unowned_keys)
     if unowned > 0:
         findings.append(Finding("info", (
@@ -534,11 +638,47 @@ def _idle_days(keys: list[dict[str, Any]]) -> str:
     return str(min(int(key.get("unused_after_days") or 30) for key in keys))
 
 
+def correlation_text(alert: dict[str, Any], alerts: list[dict[str, Any]]) -> str:
+    """How an alert relates to the others of the day: caused by a root (sent with it), or the root of some."""
+    root_id, linked = alert.get("root_alert_id"), alert.get("linked_alert_ids") or []
+    if root_id:
+        root = next((a for a in alerts if a.get("alert_id") == root_id), None)
+        cause = f"{root['rule_id']} ({root['project']})" if root else root_id
+        return f"caused by {cause}; sent with it"
+    if linked:
+        return f"root cause of {len(linked)} other alert(s) of the day"
+    return ""
+
+
+def announcement(note: dict[str, Any]) -> str:
+    """What an annotation announced for its signal, in words: "a rise", "about ×2.0", "about ×0.5"."""
+    expected = note.get("expected_change")
+    return "a rise" if expected is None else f"about ×{expected:g}"
+
+
+def waste_basis(row: dict[str, Any]) -> str:
+    """Where a key's waste figure comes from: its coverage and 95% interval when it is a request-log sample."""
+    low, high = row.get("wasted_spend_ci_low_usd"), row.get("wasted_spend_ci_high_usd")
+    if row.get("waste_method") != "per_request" or low is None or high is None:
+        return "estimated from daily totals"
+    if round(low, 2) == round(high, 2):
+        return "every request logged"
+    logged, coverage = row.get("per_request_requests") or 0, row.get("per_request_coverage_share") or 0.0
+    return (f"95% CI ${low:,.2f}–${high:,.2f}; from {logged:,} logged requests, {coverage_text(coverage)} of "
+            "its traffic")
+
+
+def waste_text(row: dict[str, Any]) -> str:
+    """A key's waste figure and where it comes from."""
+    return f"${row['wasted_spend_usd']:,.2f} ({waste_basis(row)})"
+
+
 EFFECT_WORDS = {
     "volume_effect_usd": ("more requests", "fewer requests"),
+    "project_mix_effect_usd": ("traffic shifting to costlier projects", "traffic shifting to cheaper projects"),
     "context_effect_usd": ("longer prompts per request", "shorter prompts per request"),
     "mix_price_effect_usd": ("pricier models or providers", "cheaper models or providers"),
-    "waste_effect_usd": ("more wasted requests (loops, duplicates)", "fewer wasted requests"),
+    "waste_effect_usd": ("more wasted spend on loops and duplicates", "less wasted spend"),
 }
 
 

@@ -81,3 +81,15 @@ def short_day(day: date | None) -> str:
 def ratio_of_budget(value: float | None) -> str:
     """The share of a budget used, 0% to several hundred percent."""
     return share(value)
+
+
+def coverage(value: float | None) -> str:
+    """A coverage share with the digits a small one needs: 42%, 4.2%, 0.056%; a dash for unknown."""
+    if value is None:
+        return DASH
+    percent = value * 100
+    if percent == 0 or percent >= 10:
+        return f"{percent:.0f}%"
+    if percent >= 1:
+        return f"{percent:.1f}%"
+    return f"{percent:.2g}%"

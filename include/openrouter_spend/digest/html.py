@@ -17,11 +17,13 @@ from openrouter_spend.digest.data import (
     ACCOUNT,
     PREMIUM_MIN_SPEND_USD,
     PREMIUM_SHARE_RISE,
-    UNEXPLAINED_MOVE_MIN_SHARE,
-    UNEXPLAINED_MOVE_MIN_USD,
     UNOWNED,
     DigestData,
     Finding,
+    announcement,
+    correlation_text,
+    is_significant_move,
+    waste_basis,
     why,
 )
 from openrouter_spend.digest.formatting import (
@@ -35,6 +37,9 @@ from openrouter_spend.digest.formatting import (
     short_day,
     signed_money,
     signed_share,
+)
+from openrouter_spend.digest.formatting import (
+    coverage as coverage_text,
 )
 from openrouter_spend.digest.tables import CsvTable
 
@@ -289,10 +294,16 @@ def _owners(data: DigestData, charts: dict[str, Chart]) -> str:
     return "".join(parts)
 
 
-def _explained(annotations: Sequence[dict[str, Any]], significant: bool) -> str:
+def _explained(annotations: Sequence[dict[str, Any]], significant: bool,
+               against: Sequence[dict[str, Any]] = ()) -> str:
     if annotations:
         return "".join(f'<span class="explained">{e(a["kind"])}: {e(a["description"])}</span>' for a in annotations)
-    return '<span class="unexplained">unexplained</span>' if significant else '<span class="muted">—</span>'
+    if not significant:
+        return '<span class="muted">—</span>'
+    if against:  # covered by an annotation that announced another move: news, and say which
+        return "".join(f'<span class="unexplained">unexplained: {e(a["annotation_id"])} announced '
+                       f"{e(announcement(a))}</span>" for a in against)
+    return '<span class="unexplained">unexplained</span>'
 
 
 def _changes(data: DigestData, charts: dict[str, Chart]) -> str:
@@ -306,6 +317,9 @@ def _changes(data: DigestData, charts: dict[str, Chart]) -> str:
         relative = f" ({signed_share(delta / prior)})" if prior else ""
         sentence = (f"Account spend {'rose' if delta > 0 else 'fell' if delta < 0 else 'held'} "
                     f"{money(abs(delta))}{relative} from {money(prior)} the day before: {why(account)}.")
+        wasted = account.get("wasted_spend_usd")
+        if wasted and abs(wasted - (account.get("waste_effect_usd") or 0)) >= 0.005:
+            sentence += f" The day's wasted spend (loops, duplicates, retries) is {money(wasted)}: see Likely waste."
         if account.get("wow_delta_usd") is not None:
             sentence += (f" Against the same weekday last week ({money(account['prior_week_spend_usd'])}): "
                          f"{signed_money(account['wow_delta_usd'])}, {why(account, 'wow_')}.")
@@ -315,8 +329,7 @@ def _changes(data: DigestData, charts: dict[str, Chart]) -> str:
         rows = []
         for change in movers:
             delta, prior = change.get("delta_usd"), change.get("prior_spend_usd")
-            significant = (delta is not None and prior is not None and abs(delta) >= UNEXPLAINED_MOVE_MIN_USD
-                           and abs(delta) >= UNEXPLAINED_MOVE_MIN_SHARE * prior)
+            significant = is_significant_move(delta, prior)
             rows.append([
                 (f"{e(change['project'])}<span class=\"sub\">{e(change.get('budget_owner') or '')}</span>", False),
                 (money(change["spend_usd"]), True),
@@ -326,15 +339,17 @@ def _changes(data: DigestData, charts: dict[str, Chart]) -> str:
                 (signed_money(change.get("context_effect_usd")), True),
                 (signed_money(change.get("mix_price_effect_usd")), True),
                 (signed_money(change.get("waste_effect_usd")), True),
-                (_explained(change["annotations"], significant), False),
+                (_explained(change["annotations"], significant, change.get("annotations_against", ())), False),
             ])
         parts.append("<h3>Projects, biggest moves first</h3>")
         parts.append(_table([("Project", False), ("Spent", True), ("vs day before", True), ("Volume", True),
                              ("Context", True), ("Mix/price", True), ("Waste", True), ("Explained by", False)], rows))
         parts.append('<p class="small muted">The four effects add up to the change: <b>volume</b> = more or fewer '
                      "useful requests, <b>context</b> = tokens per request, <b>mix/price</b> = cost per token (models, "
-                     "providers, prices), <b>waste</b> = requests that produced nothing useful (loops, duplicate "
-                     "jobs). Explanations come from the annotations calendar.</p>")
+                     "providers, prices), <b>waste</b> = the change of the wasted spend (loops, duplicate jobs, "
+                     "retries; the same figure as under Likely waste). For the whole account a shift of traffic "
+                     "between projects is its own <b>project mix</b> effect. An annotation explains a move only in "
+                     "the direction and roughly the size it announces.</p>")
     parts.append(_premium(data, charts))
     parts.append(_provider_mix(data, charts))
     parts.append("</section>")
@@ -357,7 +372,8 @@ def _premium(data: DigestData, charts: dict[str, Chart]) -> str:
         rows = [[(e(p["project"]), False), (money(p.get("premium_spend_usd")), True),
                  (share(p.get("premium_spend_share")), True), (share(p.get("premium_spend_share_baseline_28d")), True),
                  (points(p.get("premium_spend_share_change")), True),
-                 (_explained(p["annotations"], (p.get("premium_spend_share_change") or 0) >= PREMIUM_SHARE_RISE), False)]
+                 (_explained(p["annotations"], (p.get("premium_spend_share_change") or 0) >= PREMIUM_SHARE_RISE,
+                             p.get("annotations_against", ())), False)]
                 for p in projects]
         parts.append(_table([("Project", False), ("Premium spend", True), ("Share today", True),
                              ("Previous 28 days", True), ("Change", True), ("Explained by", False)], rows))
@@ -411,7 +427,7 @@ def _alerts(data: DigestData) -> str:
                 (f"{e(alert.get('project'))}<span class=\"sub\">{e(alert.get('budget_owner') or '')}</span>", False),
                 (f"{_number(observed)}<span class=\"sub\">expected {_number(expected)}</span>", True),
                 (signed_money(alert.get("impact_usd")), True),
-                (e(alert.get("explanation") or ""), False),
+                (e(alert.get("explanation") or correlation_text(alert, data.alerts)), False),
             ])
         parts.append(_table([("Status", False), ("Rule", False), ("Project", False), ("Observed", True),
                              ("Impact", True), ("Explanation", False)], rows))
@@ -451,13 +467,20 @@ def _blind_spots(data: DigestData, charts: dict[str, Chart]) -> str:
     parts.append("<ul class=\"plain\">" + "".join(f"<li>{e(spot)}</li>" for spot in data.blind_spots)
                  + "</ul>" if data.blind_spots else '<p class="muted">No known blind spots for this day.</p>')
     if data.fallback:
-        rows = [[(e(f["project"]), False), (count(f["requests"]), True), (share_with_interval(f["fallback_share"], f.get("fallback_share_ci_low"),
-                                                                            f.get("fallback_share_ci_high")), True),
-                 (money(f["fallback_spend_usd"]), True), (signed_money(f["fallback_extra_cost_usd"]), True)]
+        rows = [[(e(f["project"]), False),
+                 (f"{count(f['requests'])}<span class=\"sub\">{_coverage(f)}</span>", True),
+                 (share_with_interval(f["fallback_share"], f.get("fallback_share_ci_low"),
+                                      f.get("fallback_share_ci_high")), True),
+                 (_money_with_interval(f["fallback_spend_usd"], f.get("fallback_spend_usd_ci"), f), True),
+                 (_money_with_interval(f["fallback_extra_cost_usd"], f.get("fallback_extra_cost_usd_ci"), f, signed=True),
+                  True)]
                 for f in data.fallback]
         parts.append("<h3>Fallbacks (projects with per-request data)</h3>")
-        parts.append(_table([("Project", False), ("Requests with a record", True), ("Fallback share", True),
+        parts.append(_table([("Project", False), ("Requests (logged)", True), ("Fallback share", True),
                              ("Spend served by fallback", True), ("Extra cost", True)], rows))
+        parts.append('<p class="small muted">Estimated from the logged requests and scaled to each project\'s traffic '
+                     "(the logged share is under the request count); 95% intervals in brackets. A census (every "
+                     "request logged and classified) has no interval.</p>")
         parts.append(_figure(charts.get("fallback_share.png")))
     if data.unowned_keys:
         rows = [[(e(k["api_key"]), False), (e(k.get("workspace_name")), False), (money(k["spend_usd"]), True),
@@ -467,7 +490,9 @@ def _blind_spots(data: DigestData, charts: dict[str, Chart]) -> str:
     if data.waste:
         rows = [[(e(w["api_key_name"] or w["api_key_hash"]), False), (e(w["project"]), False),
                  (f"{w['request_ratio']:.1f}×" if w.get("request_ratio") else DASH, True),
-                 (money(w["spend_usd"]), True), (money(w["wasted_spend_usd"]), True)] for w in data.waste]
+                 (money(w["spend_usd"]), True),
+                 (f"{money(w['wasted_spend_usd'])}<span class=\"sub\">{e(waste_basis(w))}</span>", True)]
+                for w in data.waste]
         parts.append("<h3>Likely waste (loops, duplicate jobs)</h3>")
         parts.append(_table([("API key", False), ("Project", False), ("Requests vs usual", True), ("Spent", True),
                              ("Estimated waste", True)], rows))
@@ -476,6 +501,26 @@ def _blind_spots(data: DigestData, charts: dict[str, Chart]) -> str:
         parts.append(f'<p class="small">Unused keys (enabled, idle): {names}.</p>')
     parts.append("</section>")
     return "".join(parts)
+
+
+def _coverage(row: dict[str, Any]) -> str:
+    """Logged requests and their share of the traffic, or "census"."""
+    if row.get("is_census"):
+        return "census"
+    coverage = row.get("coverage_share")
+    logged = count(row.get("logged_requests"))
+    return f"{logged} logged" if coverage is None else f"{logged} logged, {coverage_text(coverage)}"
+
+
+def _money_with_interval(value: float | None, bounds: tuple | None, row: dict[str, Any], *,
+                         signed: bool = False) -> str:
+    shown = signed_money(value) if signed else money(value)
+    if row.get("fallback_share") == 0 and not row.get("is_census"):
+        return f'{shown}<span class="sub">no fallback in the sample</span>'
+    low, high = bounds or (None, None)
+    if low is None or high is None or round(low, 2) == round(high, 2):
+        return shown
+    return f"{shown}<span class=\"sub\">95% CI {money(low)}–{money(high)}</span>"
 
 
 BLIND_SPOT_COLUMNS = {"project", "spend_usd", "byok_spend_share", "per_request_request_coverage_share",
@@ -494,7 +539,7 @@ def _blind_spot_table(data: DigestData) -> str:
             ("Whole account" if row["project"] == ACCOUNT else e(row["project"]), False),
             (money(row.get("spend_usd")), True),
             (share(row.get("byok_spend_share"), 1) if row.get("byok_spend_share") else DASH, True),
-            (share(coverage) if coverage is not None else "unknown", True),
+            (coverage_text(coverage) if coverage is not None else "unknown", True),
             (money(row.get("unattributed_spend_usd")) if row.get("unattributed_spend_usd") else DASH, True),
             (e(", ".join(labels)) if labels else '<span class="muted">none</span>', False),
         ])

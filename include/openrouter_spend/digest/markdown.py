@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from openrouter_spend.digest.charts import Chart
-from openrouter_spend.digest.data import ACCOUNT, UNOWNED, DigestData, why
+from openrouter_spend.digest.data import (
+    ACCOUNT,
+    UNOWNED,
+    DigestData,
+    announcement,
+    correlation_text,
+    is_significant_move,
+    waste_basis,
+    why,
+)
 from openrouter_spend.digest.formatting import (
     DASH,
     count,
@@ -18,6 +27,9 @@ from openrouter_spend.digest.formatting import (
     short_day,
     signed_money,
     signed_share,
+)
+from openrouter_spend.digest.formatting import (
+    coverage as coverage_text,
 )
 from openrouter_spend.digest.html import STATUS_LABELS
 from openrouter_spend.digest.tables import CsvTable
@@ -100,6 +112,9 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
     else:
         out += [f"Account spend changed {signed_money(account['delta_usd'])} against the day before "
                 f"({money(account['prior_spend_usd'])}): {why(account)}."
+                + (f" The day's wasted spend (loops, duplicates, retries) is {money(account['wasted_spend_usd'])}."
+                   if account.get("wasted_spend_usd")
+                   and abs(account["wasted_spend_usd"] - (account.get("waste_effect_usd") or 0)) >= 0.005 else "")
                 + (f" Week over week: {signed_money(account['wow_delta_usd'])}, {why(account, 'wow_')}."
                    if account.get("wow_delta_usd") is not None else ""), ""]
     movers = [c for c in data.changes if c["project"] != ACCOUNT]
@@ -107,7 +122,11 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
         rows = [[md(c["project"]), money(c["spend_usd"]), signed_money(c.get("delta_usd")),
                  signed_money(c.get("volume_effect_usd")), signed_money(c.get("context_effect_usd")),
                  signed_money(c.get("mix_price_effect_usd")), signed_money(c.get("waste_effect_usd")),
-                 md("; ".join(a["description"] for a in c["annotations"]) or DASH)] for c in movers]
+                 md("; ".join(a["description"] for a in c["annotations"])
+                    or (is_significant_move(c.get("delta_usd"), c.get("prior_spend_usd"))
+                        and "; ".join(f"unexplained: {a['annotation_id']} announced {announcement(a)}"
+                                      for a in c.get("annotations_against", ())))
+                    or DASH)] for c in movers]
         out += _table(["Project", "Spent", "vs day before", "Volume", "Context", "Mix/price", "Waste", "Explained by"],
                       rows, [False, True, True, True, True, True, True, False])
     premium = next((p for p in data.premium if p["project"] == ACCOUNT), None)
@@ -126,7 +145,8 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
             out += ["Alert rules ran; none fired.", ""]
         if data.alerts:
             rows = [[md(a.get("status")), md(a.get("severity")), md(a.get("rule_id")), md(a.get("project")),
-                     md(a.get("budget_owner")), signed_money(a.get("impact_usd")), md(a.get("explanation"))]
+                     md(a.get("budget_owner")), signed_money(a.get("impact_usd")),
+                     md(a.get("explanation") or correlation_text(a, data.alerts) or None)]
                     for a in data.alerts]
             out += _table(["Status", "Severity", "Rule", "Project", "Owner", "Impact", "Explanation"], rows,
                           [False, False, False, False, False, True, False])
@@ -139,12 +159,18 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
                 + (f" {quality['summary']}" if quality.get("summary") else ""), ""]
     out += [f"- {spot}" for spot in data.blind_spots] + ([""] if data.blind_spots else [])
     if data.fallback:
-        rows = [[md(f["project"]), count(f["requests"]), share_with_interval(f["fallback_share"], f.get("fallback_share_ci_low"),
-                                                                   f.get("fallback_share_ci_high")),
-                 signed_money(f["fallback_extra_cost_usd"])] for f in data.fallback]
-        out += _table(["Project", "Requests with a record", "Fallback share", "Extra cost"], rows,
+        rows = [[md(f["project"]),
+                 f"{count(f['requests'])} ({'census' if f.get('is_census') else _logged(f)})",
+                 share_with_interval(f["fallback_share"], f.get("fallback_share_ci_low"), f.get("fallback_share_ci_high")),
+                 _with_interval(signed_money(f["fallback_extra_cost_usd"]), f.get("fallback_extra_cost_usd_ci"), f)]
+                for f in data.fallback]
+        out += _table(["Project", "Requests (logged)", "Fallback share", "Extra cost (scaled to all requests)"], rows,
                       [False, True, True, True])
         out += _image(chart.get("fallback_share.png"))
+    if data.waste:
+        out += ["Likely waste: " + "; ".join(f"{md(w['api_key_name'] or w['api_key_hash'])} ({md(w['project'])}) "
+                                              f"{money(w['wasted_spend_usd'])} of {money(w['spend_usd'])}, "
+                                              f"{waste_basis(w)}" for w in data.waste) + ".", ""]
     if data.unowned_keys:
         out += ["Spend nobody owns: " + ", ".join(f"{k['api_key']} {money(k['spend_usd'])}"
                                                   for k in data.unowned_keys[:10]) + ".", ""]
@@ -156,6 +182,21 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
     out += [f"- `charts/{c.name}`" for c in charts]
     out += ["", "The FOCUS 1.0 export of the day is in `focus/` beside `digests/`.", ""]
     return "\n".join(out)
+
+
+def _logged(row: dict[str, Any]) -> str:
+    coverage = row.get("coverage_share")
+    share_text = "" if coverage is None else f", {coverage_text(coverage)}"
+    return f"{count(row.get('logged_requests'))} logged{share_text}"
+
+
+def _with_interval(shown: str, bounds: tuple | None, row: dict[str, Any] | None = None) -> str:
+    if row is not None and row.get("fallback_share") == 0 and not row.get("is_census"):
+        return f"{shown} (no fallback in the sample)"
+    low, high = bounds or (None, None)
+    if low is None or high is None or round(low, 2) == round(high, 2):
+        return shown
+    return f"{shown} (95% CI {money(low)}–{money(high)})"
 
 
 def _image(chart: Chart | None) -> list[str]:

@@ -79,10 +79,12 @@ def build(data: DigestData) -> list[CsvTable]:
     movers = CsvTable(
         "top_movers.csv",
         "Each project's change against the day before and the same weekday a week before, split into volume, "
-        "context, mix/price and waste effects (they add up to the change), with the annotations that explain it.",
+        "project mix (account only), context, mix/price and waste effects (they add up to the change), with the "
+        "annotations that explain it.",
         ("usage_date", "project", "budget_owner", "spend_usd", "prior_spend_usd", "delta_usd", "volume_effect_usd",
-         "context_effect_usd", "mix_price_effect_usd", "waste_effect_usd", "decomposition_method",
-         "prior_week_spend_usd", "wow_delta_usd", "wow_volume_effect_usd", "wow_context_effect_usd",
+         "project_mix_effect_usd", "context_effect_usd", "mix_price_effect_usd", "waste_effect_usd",
+         "wasted_spend_usd", "decomposition_method", "prior_week_spend_usd", "wow_delta_usd",
+         "wow_volume_effect_usd", "wow_project_mix_effect_usd", "wow_context_effect_usd",
          "wow_mix_price_effect_usd", "wow_waste_effect_usd", "explained_by", "explanation", "why"),
         _dated(day, data.changes, lambda row: {
             "explained_by": [a["annotation_id"] for a in row["annotations"]],

@@ -261,3 +261,26 @@ def test_daily_builds_equal_a_full_rebuild(built, tmp_path):
     for table in ("fct_generations", "fct_fallback_daily", "rpt_unit_economics_daily", "rpt_key_usage_daily"):
         sql = f"select * from marts.{table} order by all"
         assert copy.rows(sql) == built.rows(sql), table
+
+
+def test_the_digest_shows_every_per_request_figure_with_its_coverage_scale_and_interval(built):
+    from openrouter_spend.digest import render_day
+    from openrouter_spend.digest.data import collect
+
+    with connect(built.path, read_only=True) as con:
+        data = collect(con, DAY, "test")
+        files, _ = render_day(con, DAY, "test")
+    alpha = next(row for row in data.fallback if row["project"] == "alpha")
+    # 6 logged of alpha's 100 requests, every one classified: a sample of the traffic, not a census.
+    assert (alpha["is_census"], alpha["logged_requests"], alpha["requests"]) == (False, 6, 100)
+    assert alpha["coverage_share"] == pytest.approx(0.06)
+    assert alpha["fallback_spend_usd"] == pytest.approx((0.05 + 0.001) / 0.06)  # scaled, not a sample sum
+    low, high = alpha["fallback_spend_usd_ci"]
+    assert low < alpha["fallback_spend_usd"] < high
+    assert low == pytest.approx(alpha["fallback_spend_usd"] * alpha["fallback_share_ci_low"] / (2 / 6))
+    blind = {row["project"]: row["blind_spots"] for row in data.blind_spot_rows}
+    assert blind["alpha"][0] == "per-request figures from a 6.0% sample of requests"
+    assert any("Per-request figures come from a sample: 10 logged of 160 requests" in spot for spot in data.blind_spots)
+    html = files["digest.html"].decode()
+    assert "6 logged, 6.0%" in html and "census" not in html.split("Fallbacks (projects")[1].split("</table>")[0]
+    assert "Blind spots" in html and '<span class="muted">none</span>' not in html.split("Blind spots by project")[1]

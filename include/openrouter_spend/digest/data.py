@@ -399,7 +399,7 @@ def sample_label(coverage: float | None) -> str | None:
     """The blind-spot label of per-request figures that come from part of the traffic; None when complete."""
     if coverage is None or coverage <= 0 or coverage >= FULL_COVERAGE:
         return None
-    return f"per-request figures are a sample ({coverage_text(coverage)} of requests logged)"
+    return f"per-request figures from a {coverage_text(coverage)} sample of requests"
 
 
 def _blind_spot_rows(con, day: date) -> list[dict[str, Any]]:

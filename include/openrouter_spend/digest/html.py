@@ -87,6 +87,7 @@ table.data th.n, table.data td.n { text-align: right; white-space: nowrap; font-
 table.data tr.total td { font-weight: 700; border-top: 2px solid #BCCCDC; }
 table.data tr { break-inside: avoid; page-break-inside: avoid; }
 .sub { display: block; color: #627D98; font-size: 11.5px; }
+table.data td.n .sub { white-space: normal; }
 .pill { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 11.5px; font-weight: 600; white-space: nowrap; }
 .pill.over, .pill.failed, .pill.fired { background: #FFE3E3; color: #A61B1B; }
 .pill.at_risk, .pill.blocked { background: #FFF3C4; color: #8D2B0B; }

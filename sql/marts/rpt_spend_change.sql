@@ -194,7 +194,7 @@ segments as (
         marts.exact_sum(context_effect) as context_effect,
         marts.exact_sum(mix_price_effect) as mix_price_effect,
         marts.exact_sum(waste_effect) as waste_effect,
-        case when bool_or(is_decomposable) then 'lmdi_by_project' else 'volume_only' end as decomposition_method
+        case when bool_or(is_decomposable) then 'lmdi' else 'volume_only' end as decomposition_method
     from decomposed
     group by usage_date, comparison
 ),

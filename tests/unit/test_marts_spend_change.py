@@ -141,5 +141,5 @@ def test_effects_sum_to_the_change_for_random_inputs(tmp_path, seed):
             assert all(abs(effect) < float("inf") for effect in effects)
             checked += 1
     assert checked >= 40
-    assert {row["decomposition_method"] for row in changes} == {"lmdi", "lmdi_by_project", "volume_only"}
+    assert {row["decomposition_method"] for row in changes} == {"lmdi", "volume_only"}
     assert {row["project_mix_effect_usd"] for row in changes if row["project"] != "*"} == {0.0}

@@ -336,6 +336,9 @@ class KeySpec:
     external_user: str | None = None
     uses_auto_router: bool = False
     tags: tuple[str, ...] = field(default=())
+    # Scales the day-to-day noise of the key's volume and tokens (1.0 = the default organisation's); a
+    # steady world (scenario "limits") uses less so its planted events sit at a rule's limit, not near it.
+    noise_scale: float = 1.0
 
 
 _SUPPORT_MIX = (("openai/gpt-4.1-mini", 0.62), ("anthropic/claude-3.5-haiku", 0.25), ("openai/gpt-4.1", 0.13))

@@ -179,6 +179,8 @@ class DayEffects:
     flat_output: bool = False
     down_providers: frozenset[str] = frozenset()
     premium_progress: float | None = None
+    # Share of the day's requests that fail over to another provider (None: the usual ~3%).
+    fallback_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -409,7 +411,11 @@ class SyntheticOrg:
         runaway = plan.get("runaway_loop")
         if runaway and key.name == runaway["key"] and day in runaway["factors"]:
             effects.request_factor *= runaway["factors"][day]
-            effects.flat_output = True
+            # A loop that repeats its work produces output in proportion; one that spins produces none more.
+            effects.flat_output = runaway.get("output", "flat") == "flat"
+        surge = plan.get("fallback_surge")
+        if surge and slug == surge["workspace"] and day == surge["day"]:
+            effects.fallback_rate = surge["rate"]
         return effects
 
     @property
@@ -465,12 +471,21 @@ class SyntheticOrg:
         if runaway:
             runaway_key = self._key_by_name[runaway["key"]]
             low, high = min(runaway["factors"].values()), max(runaway["factors"].values())
+            output = ("while total output tokens stay flat" if runaway.get("output", "flat") == "flat"
+                      else "on its usual model, repeating its work: output tokens grow in proportion")
             events.append(self._event(
                 "runaway_loop", runaway["start"], runaway["end"],
                 f"{runaway_key.name} loops: requests run {low:g}-{high:g}x normal for {len(runaway['factors'])} "
-                "day(s) while total output tokens stay flat.",
+                f"day(s) {output}.",
                 runaway_key.spec.workspace, runaway_key,
                 request_factors={d.isoformat(): f for d, f in runaway["factors"].items()}))
+        surge = plan.get("fallback_surge")
+        if surge:
+            events.append(self._event(
+                "fallback_surge", surge["day"], surge["day"],
+                f"A provider of the {surge['workspace']} project's models fails intermittently: about "
+                f"{surge['rate']:.0%} of its requests are served by another provider after a failed attempt.",
+                surge["workspace"], fallback_rate=surge["rate"]))
         if plan.get("topups"):
             initial, topups = self.credit_plan()
             for moment, amount in topups:
@@ -514,7 +529,7 @@ class SyntheticOrg:
             active = draw < (weekend_p if weekend else weekday_p)
         if not active:
             return ()
-        noise = rng.lognormvariate(0.0, 0.18)
+        noise = rng.lognormvariate(0.0, 0.18 * spec.noise_scale)
         effects = self.effects(key, day)
         if effects.flat_output:
             noise = max(noise, 0.85)
@@ -532,8 +547,8 @@ class SyntheticOrg:
             shares = [(name, share * rng.uniform(0.9, 1.1)) for name, share in model.providers]
             up_total = sum(s for name, s in shares if name not in effects.down_providers)
             for provider_name, share in shares:
-                prompt_noise = rng.lognormvariate(0.0, 0.08)
-                completion_noise = rng.lognormvariate(0.0, 0.1)
+                prompt_noise = rng.lognormvariate(0.0, 0.08 * spec.noise_scale)
+                completion_noise = rng.lognormvariate(0.0, 0.1 * spec.noise_scale)
                 cache_noise = rng.uniform(0.8, 1.2)
                 reasoning_share = rng.uniform(0.25, 0.55)
                 if provider_name in effects.down_providers or up_total <= 0:
@@ -1061,7 +1076,7 @@ def build_generation(rng: random.Random, key: ApiKey, workspace: Workspace, row:
             is_byok = True
         else:
             attempts.append(_attempt(rng, model, served, 429, is_byok=True))
-    elif fallback_draw < 0.03 and len(model.providers) > 1:
+    elif fallback_draw < (0.03 if effects.fallback_rate is None else effects.fallback_rate) and len(model.providers) > 1:
         other = next(p for p, _ in model.providers if p != served)
         attempts.append(_attempt(rng, model, other, (429, 502, 503)[int(status_draw * 3)]))
     elif fallback_draw < 0.05 and model.id in MODEL_FALLBACK_SOURCES and (

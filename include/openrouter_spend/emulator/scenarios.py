@@ -40,6 +40,45 @@ def default_events(anchor: date) -> dict:
     }
 
 
+# A steady organisation of eight keys in the default workspaces (so the default owners.yaml applies), whose
+# planted events sit at the documented detection limits of docs/alerts.md, not far above them. Its volumes
+# barely move from day to day (noise_scale), so an event's size is the planted one.
+_STEADY = 0.1
+LIMITS_KEYS: tuple[KeySpec, ...] = (
+    # search logs openrouter_metadata for 150 requests a day: the fallback surge is judged on them.
+    KeySpec("search-answers-api", "search", "erin", 200, "batch", 4000, (("anthropic/claude-sonnet-4", 1.0),),
+            2500, 300, noise_scale=_STEADY),
+    # data-platform: a nightly batch that loops on its usual model (no request logs, so no accepted-result
+    # signal) beside a steady enrichment job; the loop takes the project over its daily budget.
+    KeySpec("nightly-report-batch", "data-platform", "frank", 180, "batch", 400, (("openai/gpt-4.1", 1.0),),
+            2000, 400, noise_scale=_STEADY),
+    KeySpec("warehouse-enrichment", "data-platform", "frank", 170, "batch", 17000,
+            (("openai/gpt-4.1-mini", 1.0),), 1300, 220, noise_scale=_STEADY),
+    KeySpec("report-eval-nightly", "data-platform", "heidi", 150, "batch", 2600, (("openai/gpt-4.1", 1.0),),
+            2600, 180, noise_scale=_STEADY),
+    KeySpec("growth-copy-service", "growth-experiments", "grace", 120, "batch", 4000, (("openai/gpt-4.1", 1.0),),
+            2500, 500, noise_scale=_STEADY),
+    KeySpec("support-bot-tenant-northwind", "support-bot", "provisioner", 300, "batch", 25000,
+            (("openai/gpt-4.1-mini", 1.0),), 1700, 240, noise_scale=_STEADY),
+    # Default workspace, matched by no project: a standing 5.5% of the account, and a key created two days
+    # before the anchor that nobody owns.
+    KeySpec("analyst-sandbox", "default", "bob", 90, "batch", 705, (("anthropic/claude-sonnet-4", 1.0),),
+            2500, 300, noise_scale=_STEADY),
+    KeySpec("contractor-trial", "default", "carol", 2, "batch", 20, (("anthropic/claude-sonnet-4", 1.0),),
+            2500, 300, noise_scale=_STEADY),
+)
+
+
+def limits_events(anchor: date) -> dict:
+    """The limits world's events: a 5.2× loop and a fallback surge three days before the anchor."""
+    event_day = anchor - timedelta(days=3)
+    return {
+        "runaway_loop": {"key": "nightly-report-batch", "start": event_day, "end": event_day,
+                         "factors": {event_day: 5.2}, "output": "proportional"},
+        "fallback_surge": {"workspace": "search", "day": event_day, "rate": 0.2},
+    }
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One emulated world, served by name (`EmulatorServer(scenario=...)`, `openrouter-spend run --scenario`)."""
@@ -185,6 +224,16 @@ SCENARIOS: dict[str, Scenario] = {
                                      "email": {"to": ["platform@kestrel-analytics.example"]}},
             }},
         }),
+    ),
+    "limits": Scenario(
+        "limits",
+        "A steady organisation of eight keys whose events sit at the rules' detection limits: a 5.2× loop "
+        "with no accepted-result signal, a fallback surge on 150 logged requests, 5.5% unowned spend and a "
+        "new unowned key.",
+        keys=LIMITS_KEYS,
+        plan_events=limits_events,
+        request_logging=MappingProxyType({"search": "metadata"}),
+        logged_requests_per_key_day=150,
     ),
 }
 

@@ -706,13 +706,23 @@ def _what(alert: dict) -> tuple[str, list[str]]:
             "Assign the keys to a project in owners.yaml or revoke them.",
         ])
     if rule == "runaway_usage":
-        measure = "accepted results" if facts.get("results_measure") == "accepted_results" else "output tokens"
+        if facts.get("results_measure") == "accepted_results":
+            results = (f"Results stayed flat: accepted results {_times(facts.get('results_ratio'))} usual, so the "
+                       "extra requests look like a loop, a retry storm or a duplicated job.")
+        else:
+            results = (f"No accepted-result signal for this key ({_number(facts.get('verdicts'))} verdicts); on its "
+                       f"usual models ({_pct(facts.get('usual_model_share'))} of requests) a "
+                       f"{_times(facts.get('request_ratio'))} multiple in a day looks like a loop, a retry storm or a "
+                       f"duplicated job. Output tokens ran {_times(facts.get('output_ratio'))} usual.")
+        cost = {"measured_waste": f"{_usd(impact)} of the day's spend was measured as waste "
+                                  f"({facts.get('waste_method', '').replace('_', ' ')}).",
+                "beyond_results": f"About {_usd(impact)} was spent beyond what the day's results usually cost.",
+                "beyond_usual": f"About {_usd(impact)} was spent beyond the key's usual day."}
         return (f"Runaway usage: {segment} ran {_times(facts.get('request_ratio'))} its usual requests on {day}", [
             f"Requests {_number(facts.get('requests'))} vs {_number(facts.get('norm_requests'))} usual; spend "
             f"{_usd(facts.get('spend_usd'))} vs {_usd(facts.get('norm_spend_usd'))} usual.",
-            f"Results stayed flat: {measure} {_times(facts.get('results_ratio'))} usual, so the extra requests "
-            f"look like a loop, a retry storm or a duplicated job.",
-            f"About {_usd(impact)} was spent beyond what the day's results usually cost.",
+            results,
+            cost.get(facts.get("impact_basis"), cost["beyond_results"]),
         ])
     if rule == "unused_key":
         since = ("never used since its creation on " + str(facts.get("created_date"))) if facts.get("never_used") \

@@ -159,8 +159,8 @@ def test_csv_headers_and_sums_match_the_marts(written):
     for row in movers:
         if row["delta_usd"]:
             assert float(row["delta_usd"]) == pytest.approx(changes[row["project"]][0], abs=1e-5)
-            effects = sum(float(row[c]) for c in ("volume_effect_usd", "context_effect_usd", "mix_price_effect_usd",
-                                                   "waste_effect_usd"))
+            effects = sum(float(row[c]) for c in ("volume_effect_usd", "project_mix_effect_usd", "context_effect_usd",
+                                                   "mix_price_effect_usd", "waste_effect_usd"))
             assert effects == pytest.approx(float(row["delta_usd"]), abs=5e-5)
 
     header, alerts = _csv(folder, "alerts.csv")

@@ -45,11 +45,14 @@ def test_outage_surge_coverage_and_consistent_classification(spend_home, emulato
             "select generations.payload, generations.generation_id, marts.requested_model, marts.attempts, "
             "marts.fallback_kind, marts.is_fallback from marts.fct_generations as marts "
             "join raw.generations as generations using (generation_id)").fetchall()
-        methods = dict(con.execute("select project, any_value(estimate_method) from marts.fct_fallback_daily "
-                                   "group by 1").fetchall())
+        methods = {project: (method, classified == logged) for project, method, classified, logged in con.execute(
+            "select project, any_value(estimate_method), sum(classified_requests), sum(requests) "
+            "from marts.fct_fallback_daily group by 1").fetchall()}
     # Metadata-logging search classifies every request with zero calls: the Anthropic outage is a surge.
     assert shares[outage_day] > 0.4 > 0.15 > shares[quiet_day]
-    assert methods[outage["project"]] == "census" and methods["support-bot"] == "sample"
+    # Every logged search request is classified, but the logged requests are a sample of search's traffic:
+    # never a census; support-bot's are sampled twice (logged, then a /generation sample of those).
+    assert methods[outage["project"]] == ("sample", True) and methods["support-bot"] == ("sample", False)
     # Workspaces whose apps log nothing have no per-request rows at all.
     assert projects.isdisjoint({"growth-experiments", "Default"})
     assert len(fetched) == 60

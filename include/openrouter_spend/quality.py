@@ -112,7 +112,7 @@ DEFAULT_SIGNED_MONEY = (
                 "a refund lowers total_usage; reconcile.credits_vs_activity checks the delta against activity"),
     SignedMoney(("*.*.*cache_discount*_usd", "*.*.*upstream_inference_cost*_usd", "*.*.*refund*_usd"),
                 "cache-write discounts and BYOK refunds are negative by definition (openrouter-api.md §4.4)"),
-    SignedMoney(("marts.fct_generations.fallback_extra_cost_usd", "marts.fct_fallback_daily.fallback_extra_cost_usd"),
+    SignedMoney(("marts.fct_generations.fallback_extra_cost_usd", "marts.fct_fallback_daily.*fallback_extra_cost_usd"),
                 "a fallback to a cheaper model or provider saves money"),
 )
 

@@ -163,9 +163,15 @@ def test_the_alerts_a_runaway_key_causes_are_shown_with_their_root(tmp_path, mon
     alerts.evaluate_day(DAY, "run-1", config_dir=warehouse.config_dir)
 
     html = _render(warehouse)[0]["digest.html"].decode()
+    findings = [(f.severity, f.text) for f in _collect(warehouse).findings]
 
     assert "root cause of 3 other alert(s) of the day" in html
     assert html.count("caused by runaway_usage (alpha); sent with it") == 3
+    # "What needs attention" tells the same story: the loop, and the project's move pointing at it.
+    assert ("critical", "Runaway usage: key a-batch (alpha) ran 5.0× its usual requests on 2026-03-06 (alert; it "
+                        "also explains 3 other alert(s) of the day).") in findings
+    assert any(text.startswith("alpha spent $8.00 more than the day before (+89%)")
+               and text.endswith("; see the runaway_usage (key a-batch) alert.") for _, text in findings)
 
 
 def _render(warehouse: FixtureWarehouse, day: date = DAY):

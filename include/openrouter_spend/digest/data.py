@@ -594,7 +594,7 @@ def _findings(data: DigestData) -> list[Finding]:
                       else "with no release or incident to explain it")
             findings.append(Finding("warning", (
                 f"{change['project']} spent ${delta:,.2f} more than the day before "
-                f"({delta / prior:+.0%}) {reason}; {why(change)}."
+                f"({delta / prior:+.0%}) {reason}; {why(change)}{_alert_causes(data, change['project'])}."
                 if prior else f"{change['project']} spent ${delta:,.2f} with no spend the day before."),
                 change.get("budget_owner")))
         elif (change.get("annotations_against") and prior and -delta >= UNEXPLAINED_MOVE_MIN_USD
@@ -613,6 +613,7 @@ def _findings(data: DigestData) -> list[Finding]:
             f"{row['project']}: premium models took {row['premium_spend_share']:.0%} of its spend against "
             f"{row['premium_spend_share_baseline_28d']:.0%} over the previous 28 days (+{change * 100:.0f} points), "
             "with no release explaining it."), row.get("budget_owner")))
+    findings += _alert_findings(data)
     for waste in data.waste:
         # Without a baseline (a key's first days) the waste comes from logged retries and duplicates only.
         volume = (f"{waste['request_ratio']:.1f}× its usual requests" if waste.get("request_ratio") is not None
@@ -622,15 +623,56 @@ def _findings(data: DigestData) -> list[Finding]:
             f"duplicate job: {volume}, {waste_text(waste)} of the day's ${waste['spend_usd']:,.2f} wasted."), None))
     unowned = sum(key["spend_usd"] for key in data.unowned_keys)
     if unowned > 0:
-        findings.append(Finding("info", (
+        # Above the tolerated share (the unowned_spend alert fired), an ownership gap is a warning.
+        gap = next((a for a in data.alerts if a.get("rule_id") == "unowned_spend" and a.get("status") == "fired"
+                    and not a.get("api_key_name")), None)
+        share = (f"; unowned keys spent {gap['observed_value']:.1%} of the account over "
+                 f"{(gap['window_end'] - gap['window_start']).days + 1} days, above the "
+                 f"{gap['threshold_value']:.0%} tolerated" if gap else "")
+        findings.append(Finding("warning" if gap else "info", (
             f"Assign owners: ${unowned:,.2f} came from {len(data.unowned_keys)} key(s) no project owns "
             f"({', '.join(key['api_key'] for key in data.unowned_keys[:3])}"
-            f"{', …' if len(data.unowned_keys) > 3 else ''})."), "finance"))
+            f"{', …' if len(data.unowned_keys) > 3 else ''}){share}."), "finance"))
     if data.unused_keys:
         names = ", ".join(key["api_key_name"] or "?" for key in data.unused_keys[:4])
         findings.append(Finding("info", (
             f"{len(data.unused_keys)} enabled key(s) have been idle for {_idle_days(data.unused_keys)} days or "
             f"more and could be disabled: {names}{', …' if len(data.unused_keys) > 4 else ''}."), None))
+    return findings
+
+
+# Root alerts whose subject no mart-based finding states: a runaway key whose waste nothing measured, a
+# fallback surge, a provider shift, a new unowned key. Budgets, spend moves, premium drift and runway have
+# their own findings above.
+ALERT_FINDING_RULES = ("runaway_usage", "fallback_rate_rise", "provider_concentration", "unowned_spend")
+
+
+def _root_alerts(data: DigestData, project: str | None = None) -> list[dict[str, Any]]:
+    return [alert for alert in data.alerts
+            if alert.get("status") == "fired" and not alert.get("root_alert_id")
+            and alert.get("rule_id") in ALERT_FINDING_RULES and (project is None or alert.get("project") == project)]
+
+
+def _alert_causes(data: DigestData, project: str) -> str:
+    """", see the runaway_usage alert (key …)": the alerts that name a cause of a project's move."""
+    causes = [f"{alert['rule_id']}" + (f" (key {alert['api_key_name']})" if alert.get("api_key_name") else "")
+              for alert in _root_alerts(data, project) if alert["rule_id"] != "unowned_spend"]
+    return f"; see the {' and '.join(causes)} alert" if causes else ""
+
+
+def _alert_findings(data: DigestData) -> list[Finding]:
+    wasted_keys = {row["api_key_hash"] for row in data.waste}
+    findings = []
+    for alert in _root_alerts(data):
+        if alert["rule_id"] == "unowned_spend" and not alert.get("api_key_name"):
+            continue  # the unowned share has its "Assign owners" finding
+        if alert["rule_id"] == "runaway_usage" and alert.get("api_key_hash") in wasted_keys:
+            continue  # its measured waste has a finding of its own
+        title = (alert.get("title") or alert["rule_id"]).split("] ", 1)[-1]
+        linked = len(alert.get("linked_alert_ids") or [])
+        severity = alert.get("severity") if alert.get("severity") in ("critical", "warning") else "info"
+        explains = f"; it also explains {linked} other alert(s) of the day" if linked else ""
+        findings.append(Finding(severity, f"{title} (alert{explains}).", alert.get("budget_owner")))
     return findings
 
 

@@ -86,9 +86,10 @@ def _money_axis(axis) -> None:
 
 
 def _share_axis(axis) -> None:
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import PercentFormatter
 
-    axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:.0%}"))
+    # Decimals follow the tick spacing: steps of 2.5% read "2.5%", never a rounded "2%".
+    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
 
 
 def _day_labels(ax, days: list[date]) -> None:
@@ -289,9 +290,17 @@ def fallback_share(data: DigestData, top: int = 5) -> Chart | None:
         figure = _figure()
         ax = figure.add_subplot()
         for i, project in enumerate(projects):
-            series = [(index[row["usage_date"]], row["fallback_share"]) for row in points if row["project"] == project]
+            rows = [row for row in points if row["project"] == project]
+            series = [(index[row["usage_date"]], row["fallback_share"]) for row in rows]
             ax.plot([p for p, _ in series], [v for _, v in series], color=PALETTE[i % len(PALETTE)], linewidth=1.5,
                     marker="o", markersize=2.5, label=project)
+            # A sampled share carries its 95% interval: a shaded band, not a confident line alone.
+            band = [(index[row["usage_date"]], row["fallback_share_ci_low"], row["fallback_share_ci_high"])
+                    for row in rows if row.get("fallback_share_ci_low") is not None
+                    and row.get("fallback_share_ci_high") is not None]
+            if band:
+                ax.fill_between([p for p, _, _ in band], [lo for _, lo, _ in band], [hi for _, _, hi in band],
+                                color=PALETTE[i % len(PALETTE)], alpha=0.12, linewidth=0)
         _day_labels(ax, days)
         _share_axis(ax.yaxis)
         ax.set_ylim(bottom=0)
@@ -302,4 +311,5 @@ def fallback_share(data: DigestData, top: int = 5) -> Chart | None:
         figure.subplots_adjust(left=0.08, right=0.78, top=0.88, bottom=0.12)
         png = _png(figure)
     return Chart("fallback_share.png", png,
-                 f"Fallback share of requests per day for {', '.join(projects)}.")
+                 f"Fallback share of requests per day for {', '.join(projects)}, with the 95% interval of each "
+                 "sampled day shaded.")

@@ -461,10 +461,19 @@ def _fallback(con, day: date) -> list[dict[str, Any]]:
 def _fallback_trend(con, day: date) -> list[dict[str, Any]]:
     if not has_table(con, "marts", "fct_fallback_daily"):
         return []
-    return rows(con, """
-        select usage_date, project, sum(fallback_requests) / nullif(sum(requests), 0) as fallback_share
-        from marts.fct_fallback_daily where usage_date between ? and ?
-        group by all order by usage_date, project""", [day - timedelta(days=TREND_DAYS - 1), day])
+    interval = "fallback_request_share_ci_low" in columns_of(con, "marts", "rpt_unit_economics_daily")
+    return rows(con, f"""
+        with daily as (
+            select usage_date, project, sum(fallback_requests) / nullif(sum(requests), 0) as fallback_share
+            from marts.fct_fallback_daily where usage_date between $first and $day
+            group by all
+        )
+        select daily.*,
+               {"economics.fallback_request_share_ci_low" if interval else "null"} as fallback_share_ci_low,
+               {"economics.fallback_request_share_ci_high" if interval else "null"} as fallback_share_ci_high
+        from daily
+        {"left join marts.rpt_unit_economics_daily as economics using (usage_date, project)" if interval else ""}
+        order by usage_date, project""", {"first": day - timedelta(days=TREND_DAYS - 1), "day": day})
 
 
 def _account(rows_: list[dict[str, Any]]) -> dict[str, Any] | None:

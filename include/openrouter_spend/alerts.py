@@ -715,7 +715,7 @@ def _what(alert: dict) -> tuple[str, list[str]]:
                        f"{_times(facts.get('request_ratio'))} multiple in a day looks like a loop, a retry storm or a "
                        f"duplicated job. Output tokens ran {_times(facts.get('output_ratio'))} usual.")
         cost = {"measured_waste": f"{_usd(impact)} of the day's spend was measured as waste "
-                                  f"({facts.get('waste_method', '').replace('_', ' ')}).",
+                                  f"({(facts.get('waste_method') or 'per_request').replace('_', ' ')}).",
                 "beyond_results": f"About {_usd(impact)} was spent beyond what the day's results usually cost.",
                 "beyond_usual": f"About {_usd(impact)} was spent beyond the key's usual day."}
         return (f"Runaway usage: {segment} ran {_times(facts.get('request_ratio'))} its usual requests on {day}", [

@@ -12,7 +12,7 @@
 -- (of the workflows with a row) ÷ its requests, adding (1 - coverage) p(1 - p) / logged to the variance.
 -- The 95% interval is a Wilson interval on the effective sample size p(1 - p) / Var. estimate_method
 -- 'census' only when every request of the project was logged and classified (the interval is the point),
--- else 'sample'. Counts and money are first
+-- else 'sample' (also when the project's traffic is unknown: the logged requests are then judged as trials). Counts and money are first
 -- estimates for the logged requests: fallback_requests = round(share × requests); fallback_extra_cost_usd
 -- = Σ weight × (actual cost − the same tokens at the requested model's price that day); the traffic_*
 -- columns scale them to the project's traffic (÷ coverage), the figures the digest and the rules show.
@@ -132,7 +132,9 @@ coverage as (
     select
         logged.usage_date,
         logged.project,
-        least(1.0, sum(logged.requests) / nullif(any_value(traffic.traffic_requests), 0)) as coverage_share
+        -- least() skips NULLs: an unknown traffic must keep the coverage unknown, not make it 1
+        case when any_value(traffic.traffic_requests) > 0
+            then least(1.0, sum(logged.requests) / any_value(traffic.traffic_requests)) end as coverage_share
     from logged
     semi join domains on domains.usage_date = logged.usage_date and domains.project = logged.project
         and domains.workflow = logged.workflow
@@ -146,7 +148,8 @@ estimated as (
         logged.requests,
         logged.spend_usd,
         coverage.coverage_share,
-        domains.is_census and coalesce(coverage.coverage_share >= 1, true) as is_full_census,
+        -- a census needs the project's traffic known and all logged; unknown traffic is a sample of its own
+        domains.is_census and coalesce(coverage.coverage_share >= 1, false) as is_full_census,
         greatest(variances.share_variance, 0) as share_variance,
         -- Phase 2 (classification within the logged requests) as an effective sample size, NULL when every
         -- logged request was classified; phase 1 (logging) as (1 - coverage) / logged requests.
@@ -166,7 +169,7 @@ combined as (
         *,
         case when not is_full_census then 1 / (
             coalesce(1 / classification_sample_size, 0)
-            + (1 - coalesce(coverage_share, 1)) / requests
+            + (1 - coalesce(coverage_share, 0)) / requests
         ) end as effective_sample_size
     from estimated
 ),

@@ -177,7 +177,8 @@ final as (
         is_loop_shaped,
         case when uses_request_log then 'per_request' else 'aggregate_estimate' end as waste_method,
         keys.per_request_requests,
-        least(1.0, keys.per_request_requests / nullif(keys.requests, 0)) as per_request_coverage_share,
+        case when keys.requests > 0
+            then least(1.0, keys.per_request_requests / keys.requests) end as per_request_coverage_share,
         case when uses_request_log
             then coalesce(per_request_wasted_spend_usd * interval_low / nullif(wasted_request_share, 0), 0)
         end as wasted_spend_ci_low_usd,

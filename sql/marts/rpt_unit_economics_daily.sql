@@ -218,10 +218,10 @@ fallbacks as (
         estimates.usage_date,
         estimates.project,
         estimates.share,
-        estimates.is_census and coalesce(coverage.coverage_share >= 1, true) as is_census,
-        case when not (estimates.is_census and coalesce(coverage.coverage_share >= 1, true)) then 1 / (
+        estimates.is_census and coalesce(coverage.coverage_share >= 1, false) as is_census,
+        case when not (estimates.is_census and coalesce(coverage.coverage_share >= 1, false)) then 1 / (
             coalesce(1 / estimates.classification_sample_size, 0)
-            + coalesce((1 - coverage.coverage_share) / coverage.logged_requests, 0)
+            + coalesce((1 - coalesce(coverage.coverage_share, 0)) / coverage.logged_requests, 0)
         ) end as effective_sample_size
     from fallback_estimates as estimates
     left join (
@@ -229,9 +229,10 @@ fallbacks as (
             per_request.usage_date,
             per_request.project,
             per_request.per_request_requests as logged_requests,
-            least(1.0, per_request.per_request_requests / nullif(economics.requests, 0)) as coverage_share
+            case when economics.requests > 0
+                then least(1.0, per_request.per_request_requests / economics.requests) end as coverage_share
         from per_request
-        inner join economics using (usage_date, project)
+        left join economics using (usage_date, project)
     ) as coverage using (usage_date, project)
 ),
 

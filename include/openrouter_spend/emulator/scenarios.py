@@ -14,6 +14,7 @@ from datetime import date, time, timedelta
 from types import MappingProxyType
 
 from openrouter_spend.emulator.catalog import KEY_SPECS, MEMBERS, WORKSPACES, KeySpec, Member, WorkspaceSpec
+from openrouter_spend.emulator.large import LARGE_KEYS, LARGE_MEMBERS, LARGE_REQUEST_LOGGING, LARGE_WORKSPACES
 
 # How the default organisation's apps log: search and data-platform log the response's openrouter_metadata and
 # usage (classified with zero API calls), support-bot logs only ids and what it asked for (classified through
@@ -234,6 +235,15 @@ SCENARIOS: dict[str, Scenario] = {
         plan_events=limits_events,
         request_logging=MappingProxyType({"search": "metadata"}),
         logged_requests_per_key_day=150,
+    ),
+    "large": Scenario(
+        "large",
+        "Contoso AI: 2,000 keys over eight workspaces, 200 of them services in daily use on every servable "
+        "model, 1,800 idle, never used, disabled or expired; no planted events (emulator/large.py).",
+        members=LARGE_MEMBERS,
+        workspaces=LARGE_WORKSPACES,
+        keys=LARGE_KEYS,
+        request_logging=MappingProxyType(LARGE_REQUEST_LOGGING),
     ),
 }
 

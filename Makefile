@@ -37,8 +37,8 @@ airflow: install  ## Airflow standalone (UI on :8080) against the bundled emulat
 emulator: install  ## serve the emulator on 127.0.0.1:8090
 	$(VENV)/bin/openrouter-spend emulator --port 8090
 
-bench: install  ## per-request ingestion benchmark (1M-line day) vs DuckDB read_json and a naive loop
-	$(PY) bench/bench_requests.py
+bench: install  ## every performance figure beside its target and a same-run baseline (BENCH_ARGS="--quick" etc.)
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data .pytest_cache

@@ -521,6 +521,9 @@ def rows_for(results: dict, args) -> list[tuple[str, str, str, str, str]]:
         add("3 large day: API calls on rerun", f"{rerun_calls['api']} + {rerun_calls['generation']:,}", "—", "", None)
         enrich = lg["first"]["tasks"].get("enrich_generations", {}).get("seconds")
         add("3 large day: of which /generation task", _s(enrich), "—", "1,000 calls at 10/s = 100 s floor", None)
+        small_enrich = sm["first"]["tasks"].get("enrich_generations", {}).get("seconds") or 0
+        add("3 large day: first run less /generation task", _s(lg["first"]["seconds"] - (enrich or 0)), "—",
+            f"default org: {_s(sm['first']['seconds'] - small_enrich)}", None)
         if "backfill" in large:
             bf = large["backfill"]
             add(f"3 large org: {bf['days']}-day backfill", _s(bf["seconds"]), "—",
@@ -538,7 +541,7 @@ def rows_for(results: dict, args) -> list[tuple[str, str, str, str, str]]:
         early, late = history[sizes[0]], history[sizes[1]]
         ratio = late["build"]["seconds"] / early["build"]["seconds"]
         add(f"4 daily build on day {sizes[1]} (marts, gate, rules, digest)", _s(late["build"]["seconds"]),
-            "≤ 1.2 × day 30", f"day {sizes[0]}: {_s(early['build']['seconds'])}", ratio <= 1.2)
+            f"≤ 1.2 × day {sizes[0]}", f"day {sizes[0]}: {_s(early['build']['seconds'])}", ratio <= 1.2)
         add(f"4 ratio day {sizes[1]} / day {sizes[0]}", f"{ratio:.2f}×", "≤ 1.2×", "", ratio <= 1.2)
         for step in early["build"]["steps"]:
             add(f"4   {step}", _s(late["build"]["steps"][step]), "", f"day {sizes[0]}: {_s(early['build']['steps'][step])}",

@@ -207,8 +207,9 @@ def section_run(args, scratch: Path) -> dict:
         runs.append(result)
         base_home = fresh_home(scratch, "run-1day")
         one_day.append(run_tree([CLI, "run", "--days", "1"], cli_env(base_home)))
-        shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(base_home, ignore_errors=True)
+        if not args.keep_homes:
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(base_home, ignore_errors=True)
     out["run"] = median_of(runs)
     out["one_day"] = median_of(one_day)
     out["key_calls"] = median_of([run_child("key-calls") for _ in range(args.repeat)])
@@ -524,7 +525,10 @@ def rows_for(results: dict, args) -> list[tuple[str, str, str, str, str]]:
         small_enrich = sm["first"]["tasks"].get("enrich_generations", {}).get("seconds") or 0
         add("3 large day: first run less /generation task", _s(lg["first"]["seconds"] - (enrich or 0)), "—",
             f"default org: {_s(sm['first']['seconds'] - small_enrich)}", None)
-        if "backfill" in large:
+        if "backfill" in large and large["backfill"]["code"] != 0:
+            bf = large["backfill"]
+            add(f"3 large org: {bf['days']}-day backfill", f"not completed (exit {bf['code']})", "—", "", None)
+        elif "backfill" in large:
             bf = large["backfill"]
             add(f"3 large org: {bf['days']}-day backfill", _s(bf["seconds"]), "—",
                 f"{bf['days']} × first run ≈ {_s(bf['days'] * lg['first']['seconds'])}", None)
@@ -615,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--make-test", action="store_true", help="run make test from a fresh clone (slow)")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one, removed after)")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
+    parser.add_argument("--keep-homes", action="store_true", help="keep make run's homes (with --workdir)")
+    parser.add_argument("--from-json", type=Path, help="print the table of an earlier run's --json instead")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if args.child:
@@ -623,6 +629,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(children[args.child](*rest), default=str))
         return 0
     args.sections = [s for s in args.only.split(",") if s]
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        print_table(rows_for(results, args))
+        print_details(results)
+        return 0
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown sections {unknown}; expected {', '.join(SECTIONS)}")

@@ -3,7 +3,8 @@
 The rows come from sql/exports/focus_1_0.sql (its header explains the money model: top-ups are Purchase
 rows, usage paid from prepaid credits has BilledCost 0 and EffectiveCost = credits spent, BYOK inference is
 only in x_ columns). The column names are those focus-validator 1.0.0 checks for FOCUS 1.0 (`Provider`,
-`Publisher`, `InvoiceIssuer`, `ResourceID`).
+`Publisher`, `InvoiceIssuer`, `ResourceID`). In the CSV, a text cell that a spreadsheet would run as a formula
+(a key named "=HYPERLINK(...)") starts with a single quote; the Parquet file keeps every value as it is.
 
 focus-validator 1.0.0 needs pandas < 3 (this project runs pandas 3), so it lives in its own virtual
 environment, created on first use by `ensure_validator()` under the user cache (or
@@ -78,6 +79,18 @@ def rows(con, day: date) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def spreadsheet_safe(con, query: str) -> str:
+    """The query with every text column neutralised for spreadsheets (escaping.csv_cell); other columns as they are."""
+    from openrouter_spend.escaping import csv_cell_sql
+
+    columns = con.execute(f"describe ({query})").fetchall()
+    selected = []
+    for name, column_type, *_ in columns:
+        quoted = '"' + name.replace('"', '""') + '"'
+        selected.append(f"{csv_cell_sql(quoted)} as {quoted}" if column_type == "VARCHAR" else quoted)
+    return f"select {', '.join(selected)} from ({query})"
+
+
 def _quoted(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
@@ -92,11 +105,12 @@ def write_day(con, day: date, folder: Path | None = None) -> dict[str, Any]:
         f"select count(*), coalesce(sum(BilledCost), 0), coalesce(sum(EffectiveCost), 0), "
         f"count(*) filter (where ChargeCategory = 'Purchase'), coalesce(sum(x_byok_provider_billed_cost_usd), 0) "
         f"from ({query})").fetchone()
-    for path, options in ((csv_path, "format csv, header true, timestampformat '%Y-%m-%dT%H:%M:%SZ'"),
-                          (parquet_path, "format parquet, compression zstd")):
+    for path, select, options in (
+            (csv_path, spreadsheet_safe(con, query), "format csv, header true, timestampformat '%Y-%m-%dT%H:%M:%SZ'"),
+            (parquet_path, query, "format parquet, compression zstd")):
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            con.execute(f"copy ({query}) to {_quoted(temporary)} ({options})")
+            con.execute(f"copy ({select}) to {_quoted(temporary)} ({options})")
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)

@@ -1,7 +1,8 @@
 """The digest's CSV files: one table per question finance asks, every row dated, numbers as in the marts.
 
 Money and shares are rounded to 6 decimals (a millionth of a dollar), so sums agree with the marts to well
-under a cent while the files stay readable; missing values are empty cells, never 0.
+under a cent while the files stay readable; missing values are empty cells, never 0. Text cells that a
+spreadsheet would run as a formula (a key or project named "=HYPERLINK(...)") start with a single quote.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from openrouter_spend.digest.data import DigestData, why
+from openrouter_spend.escaping import csv_cell
 
 ALERT_COLUMNS = ("alert_id", "rule_id", "usage_date", "severity", "project", "budget_owner", "metric",
                  "observed_value", "expected_value", "threshold_value", "impact_usd", "explanation", "status",
@@ -40,7 +42,7 @@ class CsvTable:
 
 
 def cell(value: Any) -> str:
-    """One CSV cell: empty for missing, ISO dates, floats rounded to 6 decimals without trailing noise."""
+    """One CSV cell: empty for missing, ISO dates, floats rounded to 6 decimals, text neutralised for spreadsheets."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -54,6 +56,8 @@ def cell(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, list | tuple):
         return "; ".join(cell(item) for item in value)
+    if isinstance(value, str):
+        return csv_cell(value)
     return str(value)
 
 

@@ -64,7 +64,7 @@ def _folder(day: str) -> Path:
 
 def _navigation(current: str, digests: list[dict], prefix: str) -> str:
     """A strip above the digest: earlier digests and the day's files, as relative links."""
-    from html import escape
+    from openrouter_spend.escaping import html as escape
 
     days = " · ".join(
         f"<b>{escape(item['day'])}</b>" if item["day"] == current

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from openrouter_spend import settings
+from openrouter_spend.escaping import mail_header, slack, sql_literal
 from openrouter_spend.rules import (
     BUDGET_OWNER_TOKEN,
     SEVERITIES,
@@ -742,17 +743,18 @@ def _what(alert: dict) -> tuple[str, list[str]]:
     return f"{rule}: {segment} on {day}", [f"{alert['metric']} = {observed} (expected {expected})"]
 
 
+# Values are pasted as SQL literals (escaping.sql_literal): a project named "x'; drop table ...; --" stays a string.
 _REPRODUCE = {
-    "credit_runway_low": "select * from marts.fct_credit_balance where as_of_date = '{day}'",
-    "credit_burn_spike": "select * from marts.rpt_spend_change where usage_date = '{day}' and project = '{project}'",
-    "premium_share_rise": "select * from marts.rpt_unit_economics_daily where usage_date = '{day}' and project = '{project}'",
-    "provider_concentration": "select * from marts.fct_provider_mix_daily where usage_date = '{day}' and project = '{project}'",
-    "fallback_rate_rise": "select * from marts.fct_fallback_daily where usage_date = '{day}' and project = '{project}'",
-    "budget_threshold": "select * from marts.rpt_budget_status_daily where usage_date = '{day}' and project = '{project}'",
-    "unowned_spend": "select * from marts.fct_daily_spend where not is_owned and usage_date > date '{day}' - 7",
-    "runaway_usage": "select * from marts.rpt_key_usage_daily where usage_date = '{day}' and api_key_hash = '{key}'",
-    "unused_key": "select * from marts.dim_api_key where api_key_hash = '{key}'",
-    "data_quality": "select * from marts.fct_quality_results where usage_date = '{day}' and not success",
+    "credit_runway_low": "select * from marts.fct_credit_balance where as_of_date = {day}",
+    "credit_burn_spike": "select * from marts.rpt_spend_change where usage_date = {day} and project = {project}",
+    "premium_share_rise": "select * from marts.rpt_unit_economics_daily where usage_date = {day} and project = {project}",
+    "provider_concentration": "select * from marts.fct_provider_mix_daily where usage_date = {day} and project = {project}",
+    "fallback_rate_rise": "select * from marts.fct_fallback_daily where usage_date = {day} and project = {project}",
+    "budget_threshold": "select * from marts.rpt_budget_status_daily where usage_date = {day} and project = {project}",
+    "unowned_spend": "select * from marts.fct_daily_spend where not is_owned and usage_date > date {day} - 7",
+    "runaway_usage": "select * from marts.rpt_key_usage_daily where usage_date = {day} and api_key_hash = {key}",
+    "unused_key": "select * from marts.dim_api_key where api_key_hash = {key}",
+    "data_quality": "select * from marts.fct_quality_results where usage_date = {day} and not success",
 }
 
 
@@ -777,8 +779,9 @@ def render(alert: dict, rule, owner: dict[str, str | None], quality: Quality) ->
         explanation = "n/a for this rule"
     streak = (f"first seen {alert['first_seen_date']} (day {alert['days_active']}); {alert['occurrence']}; "
               f"rule {alert['rule_id']}, base severity {alert['base_severity']}")
-    reproduce = _REPRODUCE.get(alert["rule_id"], "").format(day=alert["usage_date"], project=alert["project"],
-                                                            key=alert.get("api_key_hash") or "")
+    reproduce = _REPRODUCE.get(alert["rule_id"], "").format(
+        day=sql_literal(str(alert["usage_date"])), project=sql_literal(alert["project"]),
+        key=sql_literal(alert.get("api_key_hash") or ""))
     body = [title, "", *lines, "",
             f"Segment: {_segment(alert)}" + (f", model {alert['model']}" if alert.get("model") else "")
             + (f", workflow {alert['workflow']}" if alert.get("workflow") else ""),
@@ -796,19 +799,20 @@ def render(alert: dict, rule, owner: dict[str, str | None], quality: Quality) ->
 
 
 def slack_payload(route: Route, day: date, rows: list[dict]) -> dict[str, Any]:
-    """An incoming-webhook payload: a header, one section per alert, a context line."""
+    """An incoming-webhook payload: a header, one section per alert, a context line; every name Slack-escaped."""
     critical = sum(r["severity"] == "critical" for r in rows)
     text = f"openrouter-spend: {len(rows)} alert(s) for {day}" + (f", {critical} critical" if critical else "")
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": text[:150]}}]
     for row in rows:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_text(row)[:2900]}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
-                   f"route `{route.name}` · alert ids {', '.join(r['alert_id'] for r in rows)}"}]})
+                   f"route `{slack(route.name)}` · alert ids {', '.join(r['alert_id'] for r in rows)}"}]})
     return {"text": text, "blocks": blocks}
 
 
 def _slack_text(row: dict) -> str:
-    lines = row["message"].split("\n")
+    """The alert's plain-text message as mrkdwn: the title in bold, the text escaped (`<!channel>` stays text)."""
+    lines = slack(row["message"]).split("\n")
     title, rest = lines[0], [line for line in lines[1:] if line.strip()]
     return f"*{title}*\n" + "\n".join(rest)
 
@@ -816,7 +820,7 @@ def _slack_text(row: dict) -> str:
 def email_content(route: Route, day: date, rows: list[dict]) -> tuple[str, str]:
     """Subject and body of the email carrying a route's alerts of the day."""
     critical = sum(r["severity"] == "critical" for r in rows)
-    owners = sorted({r["budget_owner"] for r in rows if r["budget_owner"]})
+    owners = sorted({mail_header(r["budget_owner"]) for r in rows if r["budget_owner"]})
     subject = (f"[openrouter-spend] {len(rows)} alert(s) for {day}" + (f" ({critical} critical)" if critical else "")
                + (f": {', '.join(owners)}" if owners else ""))
     sections = [f"{len(rows)} alert(s) from openrouter-spend for {day} (route {route.name}).", ""]

@@ -71,7 +71,7 @@ def notify_pipeline_failure(context, route_name: str = "data-engineering", confi
     """Send a failed task to the route's Slack webhook and email; never raises (returns each channel's outcome)."""
     import logging
 
-    from openrouter_spend import channels
+    from openrouter_spend import channels, escaping
     from openrouter_spend.rules import load_rules
 
     log = logging.getLogger(__name__)
@@ -88,8 +88,10 @@ def notify_pipeline_failure(context, route_name: str = "data-engineering", confi
         if not url:
             outcome["slack"] = "skipped: no webhook configured"
         else:
-            payload = {"text": subject, "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*\n" + text.split("\n", 2)[2]}}]}
+            # The error text can carry names from the API or the configuration: Slack-escaped, like alerts.
+            payload = {"text": escaping.slack(subject), "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escaping.slack(subject)}*\n"
+                                             + escaping.slack(text.split("\n", 2)[2])}}]}
             try:
                 channels.send_slack(url, payload, rules_config.slack.timeout_seconds)
                 outcome["slack"] = "sent"

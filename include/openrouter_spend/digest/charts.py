@@ -39,6 +39,8 @@ STYLE = {
     "legend.fontsize": 7,
     "svg.hashsalt": "openrouter-spend",
     "path.simplify": True,
+    # Labels are project, key and provider names: "$...$" in a name must print as text, not parse as math.
+    "text.parse_math": False,
 }
 
 

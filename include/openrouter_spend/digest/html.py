@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
-from html import escape
 from typing import Any
 
+from openrouter_spend import escaping
 from openrouter_spend.digest.charts import Chart
 from openrouter_spend.digest.data import (
     ACCOUNT,
@@ -121,7 +121,7 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 def e(value: Any) -> str:
     """HTML-escaped text of any value; a dash for missing."""
-    return DASH if value is None else escape(str(value))
+    return DASH if value is None else escaping.html(value)
 
 
 def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]) -> str:

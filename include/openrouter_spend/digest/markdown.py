@@ -1,4 +1,9 @@
-"""digest.md: the same digest for chat and tickets, in the same order, charts linked as files beside it."""
+"""digest.md: the same digest for chat and tickets, in the same order, charts linked as files beside it.
+
+It is also the plain-text part of the digest e-mail. Every text that carries a name (projects, owners, keys,
+annotations, findings) goes through `md` (escaping.markdown), so a name cannot become markup, raw HTML or a
+link, nor break a table.
+"""
 
 from __future__ import annotations
 
@@ -33,15 +38,16 @@ from openrouter_spend.digest.formatting import (
 )
 from openrouter_spend.digest.html import STATUS_LABELS
 from openrouter_spend.digest.tables import CsvTable
+from openrouter_spend.escaping import markdown
 
 SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 
 
 def md(value: Any) -> str:
-    """Text safe inside a Markdown table cell."""
+    """Text safe inline in Markdown (a table cell, a list item); a dash for missing."""
     if value is None:
         return DASH
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return markdown(value)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> list[str]:
@@ -82,7 +88,7 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
             "",
         ]
         out += ["### What needs attention", ""]
-        out += [f"- {SEVERITY_MARK.get(f.severity, '-')} {f.text}" + (f" → {f.owner}" if f.owner else "")
+        out += [f"- {SEVERITY_MARK.get(f.severity, '-')} {md(f.text)}" + (f" → {md(f.owner)}" if f.owner else "")
                 for f in data.findings] or ["- Nothing stands out."]
         out += [""]
         out += _image(chart.get("burn_and_runway.png"))
@@ -155,9 +161,9 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
         out += ["**Data-quality gate: not run** for this day; the figures have not been validated.", ""]
     else:
         quality = data.quality or {}
-        out += [f"**Data-quality gate: {data.quality_state}** (run {quality.get('run_id')})."
-                + (f" {quality['summary']}" if quality.get("summary") else ""), ""]
-    out += [f"- {spot}" for spot in data.blind_spots] + ([""] if data.blind_spots else [])
+        out += [f"**Data-quality gate: {md(data.quality_state)}** (run {md(quality.get('run_id'))})."
+                + (f" {md(quality['summary'])}" if quality.get("summary") else ""), ""]
+    out += [f"- {md(spot)}" for spot in data.blind_spots] + ([""] if data.blind_spots else [])
     if data.fallback:
         rows = [[md(f["project"]),
                  f"{count(f['requests'])} ({'census' if f.get('is_census') else _logged(f)})",
@@ -172,10 +178,10 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
                                               f"{money(w['wasted_spend_usd'])} of {money(w['spend_usd'])}, "
                                               f"{waste_basis(w)}" for w in data.waste) + ".", ""]
     if data.unowned_keys:
-        out += ["Spend nobody owns: " + ", ".join(f"{k['api_key']} {money(k['spend_usd'])}"
+        out += ["Spend nobody owns: " + ", ".join(f"{md(k['api_key'])} {money(k['spend_usd'])}"
                                                   for k in data.unowned_keys[:10]) + ".", ""]
     if data.unused_keys:
-        out += ["Unused keys (enabled, idle): " + ", ".join(f"{k['api_key_name']} ({k['project']})"
+        out += ["Unused keys (enabled, idle): " + ", ".join(f"{md(k['api_key_name'])} ({md(k['project'])})"
                                                            for k in data.unused_keys) + ".", ""]
     out += ["## 6. Files", "", "- `digest.html` — this digest with charts, for reading and printing"]
     out += [f"- `{t.name}` — {t.description}" for t in tables]
@@ -202,4 +208,4 @@ def _with_interval(shown: str, bounds: tuple | None, row: dict[str, Any] | None 
 def _image(chart: Chart | None) -> list[str]:
     if chart is None:
         return []
-    return [f"![{chart.alt}](charts/{chart.name})", ""]
+    return [f"![{md(chart.alt)}](charts/{chart.name})", ""]

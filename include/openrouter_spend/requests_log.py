@@ -28,7 +28,7 @@ import os
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,53 +48,39 @@ _LOAD_MEMORY_LIMIT = "768MB"
 _BLANK = ("case when line is null then true when left(line, 1) not in (' ', chr(9), chr(13)) then false "
           "else trim(line, ' ' || chr(9) || chr(13)) = '' end")
 
-# Top-level fields and the DuckDB json_type() values each accepts (product.md §5.4 + extensions). The
-# objects (openrouter_metadata, usage) are kept verbatim; marts read their members leniently (a member of an
-# unexpected type reads as unknown), so their insides are not checked here.
-_STRING = ("VARCHAR",)
-_NULLABLE_STRING = ("VARCHAR", "NULL")
-FIELD_TYPES: dict[str, tuple[str, ...]] = {
-    "generation_id": _STRING,
-    "created_at": _STRING,
-    "api_key_hash": _NULLABLE_STRING,
-    "project": _NULLABLE_STRING,
-    "workflow": _NULLABLE_STRING,
-    "requested_model": _NULLABLE_STRING,
-    "requested_models": ("ARRAY", "NULL"),
-    "accepted": ("BOOLEAN", "NULL"),
-    "retry_of": _NULLABLE_STRING,
-    "request_fingerprint": _NULLABLE_STRING,
-    "openrouter_metadata": ("OBJECT", "NULL"),
-    "usage": ("OBJECT", "NULL"),
-}
-KNOWN_FIELDS = tuple(FIELD_TYPES)
-CREATED_AT_PATTERN = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+# The published JSON Schema is the rule book: `_checks` compiles it into SQL conditions (types, lengths, patterns,
+# ranges, the members of `usage`), so the schema and the loader cannot drift apart. The objects
+# (openrouter_metadata, usage) are kept verbatim; marts read openrouter_metadata's members leniently (a member of
+# an unexpected type reads as unknown), so only the members of `usage` that feed sums are checked here.
+SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+KNOWN_FIELDS = tuple(SCHEMA["properties"])
+REQUIRED_FIELDS = tuple(SCHEMA.get("required", ()))
 
-_TYPE_WORDS = {"VARCHAR": "a string", "NULL": "null", "ARRAY": "an array", "OBJECT": "an object",
-               "BOOLEAN": "a boolean", "UBIGINT": "an integer", "BIGINT": "an integer", "DOUBLE": "a number"}
+# What the first character of a minified JSON value says about its type (DuckDB hands us minified values), which
+# is far cheaper than parsing it again; json_type() runs only to word the reason for a bad line.
+# DuckDB's reader also accepts Infinity and NaN as numbers; they count as numbers here and fail the range checks.
+_FIRST_CHARACTERS = {"string": ('"',), "null": ("n",), "array": ("[",), "object": ("{",), "boolean": ("t", "f"),
+                     "number": tuple("-0123456789IN"), "integer": tuple("-0123456789IN")}
+_TYPE_WORDS = {"string": "a string", "null": "null", "array": "an array", "object": "an object",
+               "boolean": "a boolean", "number": "a number", "integer": "an integer"}
 _JSON_TYPE_NAMES = {"VARCHAR": "string", "NULL": "null", "ARRAY": "array", "OBJECT": "object", "BOOLEAN": "boolean",
                     "UBIGINT": "integer", "BIGINT": "integer", "DOUBLE": "number"}
-
-
-def _expected(types: tuple[str, ...]) -> str:
-    return " or ".join(dict.fromkeys(_TYPE_WORDS[t] for t in types))
 
 
 def _sql_list(values: Iterable[str]) -> str:
     return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
 
 
-_FIELDS_AS_JSON = "{" + ", ".join(f"'{name}': 'JSON'" for name in FIELD_TYPES) + "}"
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+_FIELDS_AS_JSON = "{" + ", ".join(f"'{name}': 'JSON'" for name in KNOWN_FIELDS) + "}"
 
 
 def _type_name(kind: str) -> str:
     return ("case " + kind + " " + " ".join(f"when '{t}' then '{n}'" for t, n in _JSON_TYPE_NAMES.items())
             + " else 'missing' end")
-
-
-# The first character of a minified JSON value gives its type (DuckDB hands us minified values), which
-# is far cheaper than parsing it again; json_type() runs only to word the reason for a bad line.
-_FIRST_CHARACTERS = {"VARCHAR": ('"',), "NULL": ("n",), "ARRAY": ("[",), "OBJECT": ("{",), "BOOLEAN": ("t", "f")}
 
 
 def _string(value: str) -> str:
@@ -103,37 +89,133 @@ def _string(value: str) -> str:
             f"else {value}[2:-2] end")
 
 
-def _type_check(name: str, types: tuple[str, ...], required: bool = False) -> list[tuple[str, str]]:
-    """(bad-condition, reason SQL) pairs for one top-level field; the reason names the field and what was found."""
-    characters = [c for t in types for c in _FIRST_CHARACTERS[t]]
+def _types(spec: dict) -> list[str]:
+    kinds = spec.get("type", [])
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _is(value: str, *kinds: str) -> str:
+    """SQL: the JSON value is of one of these schema types (by its first character)."""
+    return f"left({value}, 1) in {_sql_list(c for kind in kinds for c in _FIRST_CHARACTERS[kind])}"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else f"{value:,}".replace(",", "")
+
+
+def _nested_paths(spec: dict, prefix: str = "$") -> list[str]:
+    """JSON paths of every member an object's schema names, nested objects first-then-members, in schema order."""
+    paths = []
+    for name, member in spec.get("properties", {}).items():
+        path = f"{prefix}.{name}"
+        paths.append(path)
+        paths += _nested_paths(member, path)
+    return paths
+
+
+def _members_column(name: str) -> str:
+    return f"{name}__members"
+
+
+def _member_columns() -> list[str]:
+    """SQL columns holding, for each object field whose members the schema checks, those members parsed once."""
+    return [f"case when left(f.{name}, 1) = '{{' then json_extract(f.{name}, {_sql_list(_nested_paths(spec))}) end "
+            f"as {_members_column(name)}"
+            for name, spec in SCHEMA["properties"].items() if spec.get("properties")]
+
+
+def _field_checks(name: str, value: str, spec: dict, *, required: bool = False,
+                  members: tuple[str, list[str]] | None = None,
+                  file_modified_at: datetime | None = None) -> list[tuple[str, str]]:
+    """(bad-condition, reason SQL) pairs for one field of the schema; `value` is its minified JSON text or NULL."""
+    kinds = _types(spec)
     checks = []
     if required:
-        checks.append((f"f.{name} is null or f.{name} = 'null'", f"'missing {name}'"))
-    checks.append((f"f.{name} is not null and left(f.{name}, 1) not in {_sql_list(characters)}",
-                   f"'{name} must be {_expected(types)}, got ' || {_type_name(f'json_type(f.{name})')}"))
+        checks.append((f"{value} is null or {value} = 'null'", f"'missing {name}'"))
+    expected = " or ".join(dict.fromkeys(_TYPE_WORDS[kind] for kind in kinds))
+    checks.append((f"{value} is not null and not ({_is(value, *kinds)})",
+                   f"'{name} must be {expected}, got ' || {_type_name(f'json_type({value})')}"))
+    text = _string(value)
+    if "string" in kinds:
+        if spec.get("minLength") == 1:
+            checks.append((f"{value} = '\"\"'", f"'{name} must not be empty'"))
+        elif spec.get("minLength"):
+            checks.append((f"{_is(value, 'string')} and length({text}) < {spec['minLength']}",
+                           f"'{name} must have at least {spec['minLength']} characters'"))
+        if "maxLength" in spec:
+            # A JSON literal is at least two characters longer than its text: decode only the long ones.
+            checks.append((f"{_is(value, 'string')} and length({value}) > {spec['maxLength'] + 2} "
+                           f"and length({text}) > {spec['maxLength']}",
+                           f"'{name} is longer than {spec['maxLength']} characters'"))
+        if "pattern" in spec:
+            pattern = spec["pattern"].removeprefix("^").removesuffix("$")
+            meaning = spec.get("x-pattern-meaning", f"matching {pattern}")
+            bad = f"not regexp_full_match({text}, {_sql_text(pattern)})"
+            if spec.get("x-sql-type"):  # e.g. a timestamp that matches the pattern but is not a real time
+                bad += f" or try_cast({text} as {spec['x-sql-type']}) is null"
+            checks.append((f"{_is(value, 'string')} and ({bad})", f"'{name} is not {meaning}: ' || {text}"))
+        moment = f"try_cast({text} as timestamptz)"
+        if "x-not-before" in spec:
+            checks.append((f"{_is(value, 'string')} and {moment} < timestamptz {_sql_text(spec['x-not-before'])}",
+                           f"'{name} ' || {text} || ' is before {spec['x-not-before']}'"))
+        if "x-not-after-file-modified-hours" in spec and file_modified_at is not None:
+            hours = spec["x-not-after-file-modified-hours"]
+            latest = (file_modified_at + timedelta(hours=hours)).astimezone(UTC).isoformat()
+            checks.append((f"{_is(value, 'string')} and {moment} > timestamptz {_sql_text(latest)}",
+                           f"'{name} ' || {text} || ' is more than {hours} hours after the file was last modified "
+                           f"({file_modified_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ})'"))
+    if "integer" in kinds or "number" in kinds:
+        number = f"try_cast({value} as double)"
+        if "integer" in kinds and "number" not in kinds:
+            checks.append((f"{_is(value, 'number')} and regexp_matches({value}, '[.eE]') "
+                           f"and not coalesce({number} = trunc({number}), false)",
+                           f"'{name} must be an integer, got ' || {value}"))
+        if "minimum" in spec:
+            checks.append((f"{_is(value, 'number')} and not coalesce({number} >= {spec['minimum']}, false)",
+                           f"'{name} must be at least {_number(spec['minimum'])}, got ' || {value}"))
+        if "maximum" in spec:
+            checks.append((f"{_is(value, 'number')} and not coalesce({number} <= {spec['maximum']}, false)",
+                           f"'{name} must be at most {_number(spec['maximum'])}, got ' || {value}"))
+    if "array" in kinds:
+        if "maxItems" in spec:
+            checks.append((f"{_is(value, 'array')} and json_array_length({value}) > {spec['maxItems']}",
+                           f"'{name} has more than {spec['maxItems']} items'"))
+        items = spec.get("items")
+        if items:
+            elements = f"from_json({value}, '[\"JSON\"]')"
+            item_kinds = _types(items)
+            checks.append((f"{_is(value, 'array')} and not coalesce(list_bool_and(list_transform({elements}, "
+                           f"lambda e: {_is('e', *item_kinds)})), true)",
+                           f"'{name} must be an array of {' or '.join(k + 's' for k in item_kinds)}'"))
+            if "maxLength" in items:
+                checks.append((f"{_is(value, 'array')} and coalesce(list_bool_or(list_transform({elements}, "
+                               f"lambda e: length(e) > {items['maxLength'] + 2} "
+                               f"and length({_string('e')}) > {items['maxLength']})), false)",
+                               f"'{name} has an item longer than {items['maxLength']} characters'"))
+    if "object" in kinds and spec.get("properties") and members is not None:
+        column, paths = members
+        prefix = "$" + _value_path(name)
+        for member, member_spec in spec["properties"].items():
+            index = paths.index(f"{prefix}.{member}") + 1
+            checks += _field_checks(f"{name}.{member}", f"{column}[{index}]", member_spec, members=members)
     return checks
 
 
-def _checks() -> list[tuple[str, str]]:
+def _value_path(name: str) -> str:
+    """The JSON path of a nested field below its top-level field ('usage.cost_details' -> '.cost_details')."""
+    return "".join(f".{part}" for part in name.split(".")[1:])
+
+
+def _checks(file_modified_at: datetime | None = None) -> list[tuple[str, str]]:
     """Every rule of the request-log schema as (bad-condition, reason SQL), in the order they are reported."""
     checks: list[tuple[str, str]] = [
         ("not is_json", "'invalid JSON'"),
         ("line_type <> 'OBJECT'", "'not a JSON object (got ' || " + _type_name("line_type") + " || ')'"),
     ]
-    for name, types in FIELD_TYPES.items():
-        checks += _type_check(name, types, required=name in ("generation_id", "created_at"))
-        if name == "generation_id":
-            checks.append(("f.generation_id = '\"\"'", "'generation_id must not be empty'"))
-        if name == "created_at":
-            checks.append((f"not regexp_full_match(f.created_at, '\"{CREATED_AT_PATTERN}\"') "
-                           "or try_cast(f.created_at[2:-2] as timestamptz) is null",
-                           "'created_at is not an ISO 8601 timestamp: ' || (f.created_at ->> '$')"))
-        if name in ("api_key_hash", "project"):
-            checks.append((f"f.{name} = '\"\"'", f"'{name} must not be empty'"))
-        if name == "requested_models":
-            checks.append(("left(f.requested_models, 1) = '[' and not coalesce(list_bool_and(list_transform("
-                           "from_json(f.requested_models, '[\"JSON\"]'), lambda e: json_type(e) = 'VARCHAR')), true)",
-                           "'requested_models must be an array of strings'"))
+    for name, spec in SCHEMA["properties"].items():
+        members = (_members_column(name), _nested_paths(spec)) if spec.get("properties") else None
+        checks += _field_checks(name, f"f.{name}", spec, required=name in REQUIRED_FIELDS, members=members,
+                                file_modified_at=file_modified_at)
     return checks
 
 
@@ -152,16 +234,18 @@ def _read_objects(path: Path | str, compression: str) -> str:
             f"maximum_object_size = {MAX_LINE_BYTES}, compression = '{compression}')")
 
 
-def scan_sql(path: Path | str, compression: str = "auto", *, numbered: bool = False) -> str:
+def scan_sql(path: Path | str, compression: str = "auto", *, numbered: bool = False,
+             file_modified_at: datetime | None = None) -> str:
     """The SELECT that reads one file and checks every line against the request-log schema.
 
     The bulk scan (`numbered=False`) lets DuckDB's parallel JSON reader type the known fields and returns
     the valid lines, typed; it has no line numbers or text. The numbered scan reads the file line by line
     in order (single-threaded) and returns every line with its number, its reason when it is bad (with its
     text) and its typed values when it is valid; it runs only for files that have bad lines. Both apply
-    the same checks.
+    the same checks; `file_modified_at` bounds how late a created_at may be.
     """
-    reason = "\n".join(f"            when {condition} then {message}" for condition, message in _checks())
+    reason = "\n".join(f"            when {condition} then {message}"
+                       for condition, message in _checks(file_modified_at))
     literal = str(path).replace("'", "''")
     if numbered:
         source = f"""
@@ -182,7 +266,7 @@ typed_lines as (
 ),
 
 objects as (
-    select *, case when line_type = 'OBJECT' then from_json(line, '{json.dumps(dict.fromkeys(FIELD_TYPES, "JSON"))}') end as f
+    select *, case when line_type = 'OBJECT' then from_json(line, '{json.dumps(dict.fromkeys(KNOWN_FIELDS, "JSON"))}') end as f
     from typed_lines
 ),"""
     else:
@@ -193,7 +277,7 @@ objects as (
         null::varchar as line,
         true as is_json,
         'OBJECT' as line_type,
-        {{{", ".join(f"'{name}': {name}" for name in FIELD_TYPES)}}} as f
+        {{{", ".join(f"'{name}': {name}" for name in KNOWN_FIELDS)}}} as f
     from read_json('{literal}', format = 'newline_delimited', columns = {_FIELDS_AS_JSON}, ignore_errors = true,
                    maximum_object_size = {MAX_LINE_BYTES}, compression = '{compression}')
 ),"""
@@ -220,14 +304,21 @@ objects as (
         valid_only = "\nwhere reason is null"
     outputs = ",\n    ".join(outputs)
     reason_column = f"case\n{reason}\n        end as reason"
+    members = "".join(f",\n        {column}" for column in _member_columns())
     return f"""
 with{source}
+
+with_members as (
+    select
+        *{members}
+    from objects
+),
 
 checked as (
     select
         *,
         {reason_column}
-    from objects
+    from with_members
 )
 
 select
@@ -288,6 +379,11 @@ class LogFile:
     @property
     def compression(self) -> str:
         return "gzip" if self.relative.endswith(".gz") else "none"
+
+    @property
+    def modified_at(self) -> datetime:
+        """When the file was last written (its mtime): no request in it can be much later."""
+        return datetime.fromtimestamp(self.mtime_ns / 1e9, tz=UTC)
 
 
 def discover_files(root: Path) -> list[LogFile]:
@@ -481,7 +577,7 @@ def _insert_file(con, log_file: LogFile, numbering_error: str | None = None) -> 
             cast(timezone('UTC', created_at) as date) as usage_date, api_key_hash, project, workflow,
             requested_model, requested_models, accepted, retry_of, request_fingerprint,
             openrouter_metadata, usage, current_timestamp as loaded_at
-        from ({scan_sql(log_file.path, compression)})
+        from ({scan_sql(log_file.path, compression, file_modified_at=log_file.modified_at)})
         """,
         [log_file.relative],
     ).fetchone()[0]
@@ -503,7 +599,8 @@ def _insert_file(con, log_file: LogFile, numbering_error: str | None = None) -> 
                 f"""
                 insert into raw.request_log_quarantine
                 select ?, line_number, reason, bad_line, current_timestamp
-                from ({scan_sql(log_file.path, compression, numbered=True)}) where reason is not null
+                from ({scan_sql(log_file.path, compression, numbered=True, file_modified_at=log_file.modified_at)})
+                where reason is not null
                 """,
                 [log_file.relative],
             ).fetchone()[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,36 @@ LINES = [
     (json.dumps({**GOOD, "generation_id": "gen-7", "api_key_hash": ""}), "api_key_hash must not be empty"),
     (json.dumps({**GOOD, "generation_id": "gen-8", "project": 12.5}), "project must be a string or null, got number"),
     (json.dumps({**GOOD, "generation_id": "gen-8b", "workflow": -5}), "workflow must be a string or null, got integer"),
-    (json.dumps({**GOOD, "generation_id": "gen-8c", "usage": {"cost": -0.5e-3}}), None),
+    (json.dumps({**GOOD, "generation_id": "gen-8c", "usage": {"cost": -0.5e-3}}),
+     "usage.cost must be at least 0, got -0.0005"),
+    # The poisoned lines: each would overflow a sum or create a usage day years away.
+    (json.dumps({**GOOD, "generation_id": "gen-poison-1", "usage": {"cost": 1e30}}),
+     "usage.cost must be at most 10000, got 1e30"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-2", "usage": {"prompt_tokens": -5}}),
+     "usage.prompt_tokens must be at least 0, got -5"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-3", "usage": {"completion_tokens": 2.5}}),
+     "usage.completion_tokens must be an integer, got 2.5"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-4", "usage": {"total_tokens": 10**30}}),
+     "usage.total_tokens must be at most 1000000000, got 1000000000000000000000000000000"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-5", "usage": {"prompt_tokens_details": 5}}),
+     "usage.prompt_tokens_details must be an object or null, got integer"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-6",
+                 "usage": {"prompt_tokens_details": {"cached_tokens": 1e12}}}),
+     "usage.prompt_tokens_details.cached_tokens must be at most 1000000000, got 1000000000000.0"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-7", "usage": {"cost_details": {"upstream_inference_cost": "1"}}}),
+     "usage.cost_details.upstream_inference_cost must be a number or null, got string"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-8", "usage": {"is_byok": "yes"}}),
+     "usage.is_byok must be a boolean or null, got string"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-9", "usage": {"cost": 1e400}}),
+     "usage.cost must be at most 10000, got Infinity"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-10", "created_at": "2019-05-01T00:00:00Z"}),
+     "created_at 2019-05-01T00:00:00Z is before 2023-01-01T00:00:00Z"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-11", "project": "p" * 257}),
+     "project is longer than 256 characters"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-12", "requested_models": ["m"] * 65}),
+     "requested_models has more than 64 items"),
+    (json.dumps({**GOOD, "generation_id": "gen-poison-13", "requested_models": ["m" * 257]}),
+     "requested_models has an item longer than 256 characters"),
     (json.dumps({**GOOD, "generation_id": "gen-9", "requested_models": "openai/gpt-4.1"}),
      "requested_models must be an array or null, got string"),
     (json.dumps({**GOOD, "generation_id": "gen-10", "requested_models": ["a", 1]}),
@@ -56,7 +85,11 @@ LINES = [
                  "usage": {"cost": 0.25, "prompt_tokens": 10, "completion_tokens": 3}}), None),
     (json.dumps({**GOOD, "generation_id": "gen-23", "team_tag": "blue", "trace": {"id": 1}}), None),
     (json.dumps({**GOOD, "generation_id": "gen-24", "openrouter_metadata": {"attempt": "2", "attempts": {}},
-                 "usage": {"cost": "0.1"}}), None),
+                 "usage": {"cost": "0.1"}}), "usage.cost must be a number or null, got string"),
+    (json.dumps({**GOOD, "generation_id": "gen-25", "openrouter_metadata": {"attempt": "2", "attempts": {}},
+                 "usage": {"cost": 0.1, "prompt_tokens": 1e3, "total_tokens": None, "audio": "kept",
+                           "cost_details": {"upstream_inference_cost": -0.02}}}), None),
+    (json.dumps({**GOOD, "generation_id": "gen-26", "project": "p" * 256, "usage": {"cost": 10000}}), None),
     (json.dumps({**GOOD, "generation_id": "gen-\u00e9\\\"q"}), None),
 ]
 
@@ -130,8 +163,33 @@ def test_sql_checks_agree_with_the_published_json_schema(tmp_path, warehouse):
         # The schema cannot express "a real calendar date"; the loader also rejects impossible dates.
         if expected and "ISO 8601" in expected and schema_ok:
             continue
+        schema_ok = schema_ok and _within_created_at_window(schema, document, (tmp_path / "requests" / "corpus.jsonl"))
         assert schema_ok == (number not in quarantined), f"line {number} disagrees: {text}"
         assert schema_ok == (expected is None), f"line {number}: schema and the test table disagree"
+
+
+def _within_created_at_window(schema: dict, document: dict, path: Path) -> bool:
+    """The schema's x- extension keywords for created_at, applied in Python (jsonschema ignores them)."""
+    spec = schema["properties"]["created_at"]
+    moment = datetime.fromisoformat(document["created_at"])
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    latest = datetime.fromtimestamp(path.stat().st_mtime, UTC) + timedelta(hours=spec["x-not-after-file-modified-hours"])
+    return datetime.fromisoformat(spec["x-not-before"]) <= moment <= latest
+
+
+def test_created_at_after_the_file_was_written_is_quarantined_with_the_file_time(tmp_path, warehouse):
+    root = tmp_path / "requests"
+    written = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+    lines = [json.dumps({**GOOD, "generation_id": "ok-late-clock", "created_at": "2026-11-26T05:59:00Z"}),
+             json.dumps({**GOOD, "generation_id": "future", "created_at": "2031-11-24T10:00:00Z"}),
+             json.dumps({**GOOD, "generation_id": "a-day-and-a-minute", "created_at": "2026-11-26T06:01:00Z"})]
+    path = _write(root / "app.jsonl", lines)
+    os.utime(path, (written.timestamp(), written.timestamp()))
+    result = _ingest(warehouse, root, tmp_path / "q")
+    assert result["loaded_rows"] == 1 and result["usage_dates"] == ["2026-11-26"]
+    suffix = " is more than 24 hours after the file was last modified (2026-11-25T06:00:00Z)"
+    assert _rows(warehouse, "select line_number, reason from raw.request_log_quarantine order by 1") == [
+        (2, "created_at 2031-11-24T10:00:00Z" + suffix), (3, "created_at 2026-11-26T06:01:00Z" + suffix)]
 
 
 def test_typed_columns_unknown_fields_and_utc_days(tmp_path, warehouse):

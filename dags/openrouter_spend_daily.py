@@ -18,6 +18,9 @@ Pulls one completed UTC day of OpenRouter usage and loads it into the DuckDB war
   `alerts/<day>.jsonl` (and Slack/email routes), the digest in `digests/<day>/`, FOCUS in `focus/`.
 * HTTP tasks run on any worker and only write landing files; every task that opens DuckDB runs in the
   `duckdb` pool (1 slot) on the `warehouse` queue.
+* **Failures**: errors no retry can fix (401, 402, 403, a day that has not ended, invalid configuration,
+  landed data that cannot be loaded, a failed quality gate) fail their task at once; others are retried.
+  The rules run only when the quality gate ran (passed or failed), never on a day that was not built.
 """
 
 from __future__ import annotations
@@ -26,26 +29,31 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import CronDataIntervalTimetable, ExceptionRetryPolicy, RetryAction, RetryRule, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from openrouter_spend.notifications import PipelineFailureNotifier, record_task_failure
 
 WAREHOUSE = {"pool": "duckdb", "queue": "warehouse"}
+# Errors no retry can fix: each needs a person (a key, a top-up, a fixed file, a later day, fixed data).
+PERMANENT_ERRORS = ExceptionRetryPolicy(rules=[RetryRule(
+    exception=[
+        "openrouter_spend.client.AuthenticationError",  # 401
+        "openrouter_spend.client.PaymentRequiredError",  # 402
+        "openrouter_spend.client.PermissionDeniedError",  # 403
+        "openrouter_spend.client.ConfigurationError",  # no base URL or key
+        "openrouter_spend.preflight.InvalidDayError",  # the day has not ended
+        "openrouter_spend.config.ConfigError",  # owners, premium, annotations, rules
+        "openrouter_spend.load.LandingDataError",  # a retry would re-read the same landed files
+        "openrouter_spend.quality.QualityGateFailed",  # the data, not the attempt, is wrong
+    ],
+    action=RetryAction.FAIL,
+    reason="permanent error: retrying cannot fix it",
+)])
 
 
 def _day(data_interval_start):
     return data_interval_start.in_timezone("UTC").date()
-
-
-def _fail_fast(call, *args, **kwargs):
-    """Run a pipeline step; errors no retry can fix fail the task without retrying."""
-    from openrouter_spend.pipeline import PermanentTaskError
-
-    try:
-        return call(*args, **kwargs)
-    except PermanentTaskError as exc:
-        raise AirflowFailException(str(exc)) from exc
 
 
 @dag(
@@ -61,23 +69,24 @@ def _fail_fast(call, *args, **kwargs):
         "retry_delay": timedelta(seconds=float(os.environ.get("OPENROUTER_SPEND_TASK_RETRY_DELAY", "30"))),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
+        "retry_policy": PERMANENT_ERRORS,
         "on_failure_callback": [record_task_failure, PipelineFailureNotifier()],
     },
 )
 def openrouter_spend_daily():
     @task(**WAREHOUSE)
-    def prepare_warehouse() -> list[int]:
-        """Apply pending warehouse migrations."""
+    def prepare_warehouse(data_interval_start=None) -> list[int]:
+        """Check the day has ended, then apply pending warehouse migrations."""
         from openrouter_spend.pipeline import prepare_warehouse
 
-        return prepare_warehouse()
+        return prepare_warehouse(_day(data_interval_start))
 
     @task
     def check_activity_window(data_interval_start=None, run_id=None) -> dict:
         """Land the day's account-level activity, or record that it left the 30-day window."""
         from openrouter_spend.pipeline import check_activity_window
 
-        return _fail_fast(check_activity_window, _day(data_interval_start), run_id)
+        return check_activity_window(_day(data_interval_start), run_id)
 
     @task
     def extract_snapshots(window: dict, data_interval_start=None, run_id=None, ti=None) -> list[list[str]]:
@@ -86,7 +95,7 @@ def openrouter_spend_daily():
 
         if not window["in_window"]:
             raise AirflowSkipException(window["reason"])
-        plan = _fail_fast(extract_snapshots, _day(data_interval_start), run_id)
+        plan = extract_snapshots(_day(data_interval_start), run_id)
         ti.xcom_push(key="skipped", value=plan["skipped"])
         return plan["fetch_chunks"]
 
@@ -95,8 +104,7 @@ def openrouter_spend_daily():
         """Land per-key activity for one chunk of keys."""
         from openrouter_spend.pipeline import extract_key_activity
 
-        return _fail_fast(extract_key_activity, _day(data_interval_start), run_id, key_hashes,
-                          f"chunk{ti.map_index:03d}")
+        return extract_key_activity(_day(data_interval_start), run_id, key_hashes, f"chunk{ti.map_index:03d}")
 
     @task(trigger_rule="none_failed")
     def reconcile_key_activity(window: dict, chunk_totals: list[dict], data_interval_start=None, run_id=None,
@@ -109,35 +117,35 @@ def openrouter_spend_daily():
         # Indexing, unlike iterating, does not probe one XCom past the end of the mapped results.
         totals = [chunk_totals[index] for index in range(len(chunk_totals))] if chunk_totals else []
         skipped = ti.xcom_pull(task_ids="extract_snapshots", key="skipped") or []
-        return _fail_fast(reconcile_keys, _day(data_interval_start), run_id, window["account"], totals, skipped)
+        return reconcile_keys(_day(data_interval_start), run_id, window["account"], totals, skipped)
 
     @task(**WAREHOUSE)
     def ingest_request_logs(data_interval_start=None, run_id=None) -> dict:
         """Load new or changed app request logs; plan the /generation calls within the daily budget."""
         from openrouter_spend.pipeline import ingest_request_logs
 
-        return _fail_fast(ingest_request_logs, _day(data_interval_start), run_id)
+        return ingest_request_logs(_day(data_interval_start), run_id)
 
     @task
     def enrich_generations(data_interval_start=None, run_id=None) -> dict:
         """Fetch /generation for the planned ids and land the answers (HTTP only)."""
         from openrouter_spend.pipeline import enrich_generations
 
-        return _fail_fast(enrich_generations, _day(data_interval_start), run_id)
+        return enrich_generations(_day(data_interval_start), run_id)
 
     @task(trigger_rule="all_done", **WAREHOUSE)
     def load_generations(data_interval_start=None, run_id=None) -> dict:
         """Load landed /generation records; not-yet-available ids stay queued for later runs."""
         from openrouter_spend.pipeline import load_generations
 
-        return _fail_fast(load_generations, _day(data_interval_start), run_id)
+        return load_generations(_day(data_interval_start), run_id)
 
     @task(trigger_rule="none_failed", **WAREHOUSE)
     def load_raw(data_interval_start=None, run_id=None) -> dict:
         """Replace the day's raw partition with this run's landing batches."""
         from openrouter_spend.pipeline import load_raw
 
-        return _fail_fast(load_raw, _day(data_interval_start), run_id)
+        return load_raw(_day(data_interval_start), run_id)
 
     @task(**WAREHOUSE)
     def build_staging() -> list[str]:
@@ -151,21 +159,22 @@ def openrouter_spend_daily():
         """Rebuild the unit-economics marts for the day and the windows it feeds."""
         from openrouter_spend.pipeline import build_marts
 
-        return _fail_fast(build_marts, _day(data_interval_start))
+        return build_marts(_day(data_interval_start))
 
     @task(**WAREHOUSE)
     def validate_warehouse(data_interval_start=None, run_id=None) -> dict:
         """Validate the day with Great Expectations; any failed expectation stops publishing."""
         from openrouter_spend.pipeline import validate_warehouse
 
-        return _fail_fast(validate_warehouse, _day(data_interval_start), run_id)
+        return validate_warehouse(_day(data_interval_start), run_id)
 
-    @task(trigger_rule="all_done", **WAREHOUSE)
+    # one_done: after the gate passed or failed (to block decision alerts), skipped when the gate never ran.
+    @task(trigger_rule="one_done", **WAREHOUSE)
     def evaluate_rules(data_interval_start=None, run_id=None) -> dict:
         """Write the day's alert ledger; runs after a failed quality gate too, to block decision alerts."""
         from openrouter_spend.pipeline import evaluate_alerts
 
-        return _fail_fast(evaluate_alerts, _day(data_interval_start), run_id)
+        return evaluate_alerts(_day(data_interval_start), run_id)
 
     @task(**WAREHOUSE)
     def emit_alerts(evaluation: dict, data_interval_start=None, run_id=None) -> dict:
@@ -174,7 +183,7 @@ def openrouter_spend_daily():
 
         if not evaluation.get("to_send"):
             raise AirflowSkipException("no alert to send for this day")
-        return _fail_fast(emit_alerts, _day(data_interval_start), run_id)
+        return emit_alerts(_day(data_interval_start), run_id)
 
     @task(**WAREHOUSE)
     def publish_warehouse() -> str:

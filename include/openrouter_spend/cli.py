@@ -39,7 +39,23 @@ def _resolve_days(args: argparse.Namespace) -> list[date]:
         return days_between(yesterday - timedelta(days=args.days - 1), yesterday)
     if not args.start:
         raise SystemExit("openrouter-spend run: give --start YYYY-MM-DD [--end YYYY-MM-DD] or --days N")
-    return days_between(args.start, args.end or args.start)
+    try:
+        return days_between(args.start, args.end or args.start)
+    except ValueError as exc:
+        raise SystemExit(f"openrouter-spend run: {exc}") from None
+
+
+def _preflight(days: list[date]) -> str | None:
+    """Why the run cannot succeed, in one line, before any API call; None when the days and configuration are valid."""
+    from openrouter_spend.config import ConfigError
+    from openrouter_spend.preflight import InvalidDayError, check_configuration, check_days
+
+    try:
+        check_days(days)
+        check_configuration()
+    except (InvalidDayError, ConfigError, ValueError) as exc:
+        return " ".join(str(exc).split())
+    return None
 
 
 def _start_embedded_emulator(stack: ExitStack, scenario: str, clock: str | None = None):
@@ -118,6 +134,10 @@ def command_run(args: argparse.Namespace) -> int:
     from openrouter_spend.runner import DAG_ID, run_days
 
     days = _resolve_days(args)
+    problem = _preflight(days)
+    if problem:
+        print(f"openrouter-spend run: {problem}", file=sys.stderr)
+        return 2
     # An interactive backfill should report a failing day within a minute, not after the scheduler's
     # 30 s → 10 min retry ladder; an explicit setting still wins.
     os.environ.setdefault("OPENROUTER_SPEND_TASK_RETRY_DELAY", "5")

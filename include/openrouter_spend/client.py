@@ -51,7 +51,7 @@ class PermissionDeniedError(OpenRouterError):
 
 
 class PaymentRequiredError(OpenRouterError):
-    """402: the account is out of credits."""
+    """402: the account is out of credits (or the key's limit is spent). Retrying cannot help until a top-up."""
 
 
 class NotFoundError(OpenRouterError):
@@ -88,8 +88,8 @@ class MalformedResponseError(OpenRouterError):
 
 # Errors worth another attempt inside one call; everything else fails fast.
 RETRYABLE = (RateLimitedError, ServerError, RequestTimeoutError)
-# Errors an Airflow retry cannot fix either.
-PERMANENT = (AuthenticationError, PermissionDeniedError, ConfigurationError)
+# Errors an Airflow retry cannot fix either: they need a person (a new key, a top-up, a configuration change).
+PERMANENT = (AuthenticationError, PermissionDeniedError, PaymentRequiredError, ConfigurationError)
 
 
 @dataclass(frozen=True)
@@ -396,7 +396,8 @@ class OpenRouterClient:
         if status == 401:
             return AuthenticationError(message + " (check the management key)", endpoint=source, status=status)
         if status == 402:
-            return PaymentRequiredError(message, endpoint=source, status=status)
+            return PaymentRequiredError(message + " (top up credits or raise the key's limit)", endpoint=source,
+                                        status=status)
         if status == 403:
             return PermissionDeniedError(
                 message + " (a management key is required for this endpoint)", endpoint=source, status=status

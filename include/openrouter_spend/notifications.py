@@ -67,8 +67,50 @@ def failure_message(context) -> tuple[str, str]:
     return subject, "\n".join(lines)
 
 
+def is_permanent(context) -> bool:
+    """Whether the task's retry policy fails this exception at once (the DAG classifies errors in one place)."""
+    from airflow.sdk import RetryAction
+
+    exception, task = context.get("exception"), context.get("task")
+    policy = getattr(task, "retry_policy", None)
+    if exception is None or policy is None:
+        return False
+    ti = context.get("ti") or context.get("task_instance")
+    try:
+        decision = policy.evaluate(exception, getattr(ti, "try_number", 1) or 1, getattr(task, "retries", 0) + 1,
+                                   context)
+    except Exception:  # a policy that cannot decide must not hide the failure being reported
+        return False
+    return decision.action == RetryAction.FAIL
+
+
+def first_page_of_run(context, ledger: Path | None = None) -> bool:
+    """True the first time a run reports a permanent error of this type; later tasks of the run stay quiet.
+
+    One cause (a revoked key, an empty account) fails every task that calls the API; the route is paged once.
+    The ledger lives in the spend home, shared by every worker of a deployment.
+    """
+    import fcntl
+
+    run_id = _context_value(context, "run_id", "run_id")
+    exception = context.get("exception")
+    key = f"{run_id}|{type(exception).__module__}.{type(exception).__qualname__}"
+    ledger = ledger or settings.paths().alerts / "pipeline-pages.jsonl"
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with open(ledger, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        if any(json.loads(line).get("key") == key for line in handle if line.strip()):
+            return False
+        handle.write(json.dumps({"key": key, "paged_at": datetime.now(UTC).isoformat()}) + "\n")
+        return True
+
+
 def notify_pipeline_failure(context, route_name: str = "data-engineering", config_dir: Path | None = None) -> dict:
-    """Send a failed task to the route's Slack webhook and email; never raises (returns each channel's outcome)."""
+    """Send a failed task to the route's Slack webhook and email; never raises (returns each channel's outcome).
+
+    A permanent error pages once per run (`first_page_of_run`), however many tasks it fails.
+    """
     import logging
 
     from openrouter_spend import channels, escaping
@@ -76,6 +118,9 @@ def notify_pipeline_failure(context, route_name: str = "data-engineering", confi
 
     log = logging.getLogger(__name__)
     outcome: dict[str, str] = {}
+    if is_permanent(context) and not first_page_of_run(context):
+        log.info("pipeline failure not paged again: the run already reported this permanent error")
+        return {"route": "already paged for this run"}
     try:
         rules_config = load_rules(config_dir)
         route = rules_config.routes[route_name]

@@ -1,6 +1,8 @@
 """Bodies of the daily DAG's tasks: plain functions of (day, run_id) so they test without Airflow.
 
-HTTP steps write only landing batches; warehouse steps open DuckDB. The DAG file wires them together.
+HTTP steps write only landing batches; warehouse steps open DuckDB. The DAG file wires them together. Errors
+keep their own types: the DAG's retry policy fails a task at once on the permanent ones (401, 402, 403, an
+invalid day or configuration, landed data that cannot be loaded, a failed quality gate) and retries the rest.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from datetime import date
 from typing import Any
 
 from openrouter_spend import settings
-from openrouter_spend.client import PERMANENT, client_from_environment
+from openrouter_spend.client import client_from_environment
 from openrouter_spend.extract import (
     ActivityTotals,
     chunked,
@@ -22,14 +24,11 @@ from openrouter_spend.extract import (
     reconcile_key_activity,
 )
 from openrouter_spend.landing import LandingBatch
-from openrouter_spend.load import LandingDataError, load_partition
+from openrouter_spend.load import load_partition
+from openrouter_spend.preflight import check_day
 from openrouter_spend.warehouse import build_staging, connect, migrate, table_counts
 
 log = logging.getLogger(__name__)
-
-
-class PermanentTaskError(Exception):
-    """An error no retry can fix (bad credentials, missing configuration, an invalid config file)."""
 
 
 @contextmanager
@@ -40,25 +39,18 @@ def _landing_batch(day: date, run_id: str, name: str):
     batch.commit()
 
 
-@contextmanager
-def _client():
-    """A configured client; permanent API errors surface as PermanentTaskError."""
-    try:
-        with client_from_environment() as client:
-            yield client
-    except PERMANENT as exc:
-        raise PermanentTaskError(str(exc)) from exc
-
-
-def prepare_warehouse() -> list[int]:
-    """Apply pending schema migrations."""
+def prepare_warehouse(day: date | None = None) -> list[int]:
+    """Check the day can be run (InvalidDayError before anything is written), then apply pending migrations."""
+    if day is not None:
+        check_day(day)
     with connect() as con:
         return migrate(con)
 
 
 def check_activity_window(day: date, run_id: str) -> dict[str, Any]:
-    """Land the account-level activity of the day, or record that the day left the API window."""
-    with _client() as client, _landing_batch(day, run_id, "account_activity") as batch:
+    """Check the day has ended, then land its account-level activity, or record that it left the API window."""
+    check_day(day)
+    with client_from_environment() as client, _landing_batch(day, run_id, "account_activity") as batch:
         check = fetch_account_activity(client, batch, day)
     return {"day": day.isoformat(), "in_window": check.in_window, "reason": check.reason,
             "account": check.totals.as_dict()}
@@ -67,7 +59,7 @@ def check_activity_window(day: date, run_id: str) -> dict[str, Any]:
 def extract_snapshots(day: date, run_id: str) -> dict[str, Any]:
     """Land credits, workspaces, keys, models and providers; plan the per-key activity calls."""
     extraction = settings.ExtractionSettings.from_env()
-    with _client() as client, _landing_batch(day, run_id, "snapshots") as batch:
+    with client_from_environment() as client, _landing_batch(day, run_id, "snapshots") as batch:
         keys = fetch_snapshots(client, batch)
         fetch, skipped = plan_key_activity(keys, day)
         batch.notes["key_plan"] = {"fetch": len(fetch), "skipped": len(skipped),
@@ -89,7 +81,7 @@ def _count_reasons(skipped: dict[str, str]) -> dict[str, int]:
 def extract_key_activity(day: date, run_id: str, key_hashes: list[str], chunk_name: str) -> dict[str, Any]:
     """Land per-key activity for one chunk of keys."""
     extraction = settings.ExtractionSettings.from_env()
-    with _client() as client, _landing_batch(day, run_id, f"key_activity_{chunk_name}") as batch:
+    with client_from_environment() as client, _landing_batch(day, run_id, f"key_activity_{chunk_name}") as batch:
         totals = fetch_key_activity(client, batch, day, key_hashes, extraction.key_activity_concurrency)
         batch.notes[f"key_activity_{chunk_name}"] = totals.as_dict()
     return totals.as_dict()
@@ -102,7 +94,7 @@ def reconcile_keys(day: date, run_id: str, account: dict, chunk_totals: list[dic
     fetched = ActivityTotals()
     for totals in chunk_totals:
         fetched = fetched + ActivityTotals(**totals)
-    with _client() as client, _landing_batch(day, run_id, "key_reconciliation") as batch:
+    with client_from_environment() as client, _landing_batch(day, run_id, "key_reconciliation") as batch:
         return reconcile_key_activity(client, batch, day, ActivityTotals(**account), fetched, skipped,
                                       extraction.key_activity_concurrency)
 
@@ -122,10 +114,7 @@ def enrich_generations(day: date, run_id: str) -> dict[str, Any]:
     """Call /generation for the planned ids and land every answer raw (HTTP only, no DuckDB)."""
     from openrouter_spend import enrich
 
-    try:
-        return enrich.enrich_pending(day, run_id)
-    except PERMANENT as exc:
-        raise PermanentTaskError(str(exc)) from exc
+    return enrich.enrich_pending(day, run_id)
 
 
 def load_generations(day: date, run_id: str) -> dict[str, Any]:
@@ -140,11 +129,8 @@ def load_raw(day: date, run_id: str) -> dict[str, Any]:
     """Replace the day's raw partition with the run's committed landing batches."""
     with connect() as con:
         migrate(con)
-        try:
-            return load_partition(con, settings.api_landing_root(), day, run_id).as_dict()
-        except LandingDataError as exc:
-            # A retry would re-read the same landed files; the run must re-extract instead.
-            raise PermanentTaskError(str(exc)) from exc
+        # LandingDataError is permanent: a retry would re-read the same landed files; the run must re-extract.
+        return load_partition(con, settings.api_landing_root(), day, run_id).as_dict()
 
 
 def refresh_staging() -> list[str]:
@@ -155,16 +141,12 @@ def refresh_staging() -> list[str]:
 
 def build_marts(day: date) -> dict[str, int]:
     """Validate the configuration and rebuild the mart partitions the day (and late re-pulls) touch."""
-    from openrouter_spend.config import ConfigError
     from openrouter_spend.marts import build_marts as build
     from openrouter_spend.requests_log import stale_days
 
     with connect() as con:
-        try:
-            # Days whose per-request data changed (late logs, enrichment) are rebuilt with this one.
-            return build(con, [day, *stale_days(con)])
-        except ConfigError as exc:
-            raise PermanentTaskError(str(exc)) from exc
+        # Days whose per-request data changed (late logs, enrichment) are rebuilt with this one.
+        return build(con, [day, *stale_days(con)])
 
 
 def publish_warehouse() -> str:
@@ -176,34 +158,23 @@ def publish_warehouse() -> str:
 
 def validate_warehouse(day: date, run_id: str) -> dict[str, Any]:
     """Audit the day before anything is published: the data-quality gate (results, Data Docs, summary)."""
-    from openrouter_spend.quality import QualityGateFailed, validate_day
+    from openrouter_spend.quality import validate_day
 
-    try:
-        return validate_day(day, run_id)
-    except QualityGateFailed as exc:
-        raise PermanentTaskError(exc.summary) from exc
+    return validate_day(day, run_id)
 
 
 def evaluate_alerts(day: date, run_id: str) -> dict[str, Any]:
     """Evaluate the decision rules for the day and write the alert ledger (nothing is sent here)."""
     from openrouter_spend.alerts import evaluate_day
-    from openrouter_spend.config import ConfigError
 
-    try:
-        return evaluate_day(day, run_id)
-    except ConfigError as exc:
-        raise PermanentTaskError(str(exc)) from exc
+    return evaluate_day(day, run_id)
 
 
 def emit_alerts(day: date, run_id: str) -> dict[str, Any]:
     """Deliver the day's pending and failed alert deliveries (raises AlertDeliveryFailed to be retried)."""
     from openrouter_spend.alerts import emit_day
-    from openrouter_spend.config import ConfigError
 
-    try:
-        return emit_day(day, run_id)
-    except ConfigError as exc:
-        raise PermanentTaskError(str(exc)) from exc
+    return emit_day(day, run_id)
 
 
 def write_digest(day: date) -> dict[str, Any]:

@@ -70,7 +70,8 @@ def test_flow_reads_extract_then_load_then_staging(daily):
     assert tasks["enrich_generations"].upstream_task_ids == {"ingest_request_logs"}
     assert tasks["validate_warehouse"].upstream_task_ids == {"build_marts"}
     assert tasks["evaluate_rules"].upstream_task_ids == {"validate_warehouse"}
-    assert tasks["evaluate_rules"].trigger_rule == "all_done"
+    # The rules run after the gate passed or failed, never when it did not run (nothing was built).
+    assert tasks["evaluate_rules"].trigger_rule == "one_done"
     assert tasks["emit_alerts"].upstream_task_ids == {"evaluate_rules"}
     assert tasks["publish_warehouse"].upstream_task_ids == {"validate_warehouse", "evaluate_rules"}
     assert tasks["write_digest"].upstream_task_ids == {"publish_warehouse"}
@@ -83,3 +84,29 @@ def test_dag_file_stays_thin_and_imports_nothing_heavy():
     assert len(source.splitlines()) < 260
     for heavy in ("import duckdb", "import pandas", "import requests", "great_expectations"):
         assert heavy not in source.split('"""', 2)[-1].split("def openrouter_spend_daily")[0], heavy
+
+
+def test_permanent_errors_fail_at_once_and_everything_else_is_retried(daily):
+    from airflow.sdk import RetryAction
+
+    from openrouter_spend.client import (
+        AuthenticationError,
+        PaymentRequiredError,
+        PermissionDeniedError,
+        RateLimitedError,
+        ServerError,
+    )
+    from openrouter_spend.config import ConfigError
+    from openrouter_spend.load import LandingDataError
+    from openrouter_spend.preflight import InvalidDayError
+    from openrouter_spend.quality import QualityGateFailed
+
+    permanent = [AuthenticationError("401"), PaymentRequiredError("402"), PermissionDeniedError("403"),
+                 InvalidDayError("today"), ConfigError("owners.yaml", "projects", "team", "missing"),
+                 LandingDataError("bad file"), QualityGateFailed("1 expectation failed")]
+    transient = [RateLimitedError("429"), ServerError("502"), TimeoutError("slow"), RuntimeError("anything else")]
+    for task in daily.tasks:
+        for error in permanent:
+            assert task.retry_policy.evaluate(error, 1, task.retries + 1).action == RetryAction.FAIL, (task, error)
+        for error in transient:
+            assert task.retry_policy.evaluate(error, 1, task.retries + 1).action == RetryAction.DEFAULT, (task, error)

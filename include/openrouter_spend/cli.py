@@ -131,7 +131,7 @@ def _day_line(index: int, total: int, outcome, detail: str) -> str:
 def command_run(args: argparse.Namespace) -> int:
     """Run the daily DAG for each day; exit 1 when any run failed."""
     from openrouter_spend import report
-    from openrouter_spend.runner import DAG_ID, run_days
+    from openrouter_spend.runner import DAG_ID, HomeBusy, home_lock, run_days
 
     days = _resolve_days(args)
     problem = _preflight(days)
@@ -142,6 +142,11 @@ def command_run(args: argparse.Namespace) -> int:
     # 30 s → 10 min retry ladder; an explicit setting still wins.
     os.environ.setdefault("OPENROUTER_SPEND_TASK_RETRY_DELAY", "5")
     with ExitStack() as stack:
+        try:
+            stack.enter_context(home_lock(settings.spend_home(), "run", wait=args.wait))
+        except HomeBusy as exc:
+            print(f"openrouter-spend run: {exc}", file=sys.stderr)
+            return 3
         emulator = None
         if not _key_configured():
             if args.no_emulator:
@@ -202,16 +207,21 @@ def command_rebuild(args: argparse.Namespace) -> int:
 
     from openrouter_spend.config import ConfigError
     from openrouter_spend.marts import publish_warehouse, rebuild_all
+    from openrouter_spend.runner import HomeBusy, home_lock
     from openrouter_spend.warehouse import connect
 
     started = clock.monotonic()
     try:
-        with connect() as con:
-            rows = rebuild_all(con, restate_config=args.restate_config)
+        with home_lock(settings.spend_home(), "rebuild"):
+            with connect() as con:
+                rows = rebuild_all(con, restate_config=args.restate_config)
+            published = publish_warehouse()
     except ConfigError as exc:
         print(f"openrouter-spend rebuild: {exc}", file=sys.stderr)
         return 2
-    published = publish_warehouse()
+    except HomeBusy as exc:
+        print(f"openrouter-spend rebuild: {exc}", file=sys.stderr)
+        return 3
     for mart, count in rows.items():
         print(f"  {mart:<28} {count:>10,} rows")
     print(f"rebuilt in {clock.monotonic() - started:.1f}s; published {published}")
@@ -220,10 +230,15 @@ def command_rebuild(args: argparse.Namespace) -> int:
 
 def command_migrate(args: argparse.Namespace) -> int:
     """Apply pending warehouse migrations."""
+    from openrouter_spend.runner import HomeBusy, home_lock
     from openrouter_spend.warehouse import connect, migrate
 
-    with connect() as con:
-        applied = migrate(con)
+    try:
+        with home_lock(settings.spend_home(), "migrate"), connect() as con:
+            applied = migrate(con)
+    except HomeBusy as exc:
+        print(f"openrouter-spend migrate: {exc}", file=sys.stderr)
+        return 3
     print(f"applied migrations: {applied or 'none pending'}")
     return 0
 
@@ -244,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "OPENROUTER_EMULATOR_CLOCK); replay = each day fetched as if just after it ended")
     run.add_argument("--no-emulator", action="store_true",
                      help="fail instead of starting the bundled emulator when no key is configured")
+    run.add_argument("--wait", action="store_true",
+                     help="when another command is using OPENROUTER_SPEND_HOME, wait for it instead of refusing")
     run.set_defaults(handler=command_run)
 
     emulator = commands.add_parser("emulator", help="serve the bundled OpenRouter emulator on 127.0.0.1")

@@ -1,11 +1,14 @@
 """Run the daily DAG for a range of UTC days through Airflow's own machinery (`dag.test()` per day).
 
 Airflow gets an isolated home under `$OPENROUTER_SPEND_HOME/airflow` (SQLite metadata, migrated once), so
-the CLI never touches a user's real Airflow installation.
+the CLI never touches a user's real Airflow installation. One command at a time writes a home: `home_lock`
+is an exclusive lock on `$OPENROUTER_SPEND_HOME/.lock` that the kernel releases when its holder exits, even
+by kill -9, so a crashed run never leaves the home locked (the next run takes the lock over).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -41,6 +44,70 @@ class DayOutcome:
     @property
     def succeeded(self) -> bool:
         return self.state == "success"
+
+
+LOCK_FILE = ".lock"
+
+
+class HomeBusy(RuntimeError):
+    """Another openrouter-spend command holds the home's lock; the message says which and since when."""
+
+
+def _holder(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _describe_holder(holder: dict) -> str:
+    if not holder.get("pid"):
+        return "another openrouter-spend command"
+    return (f"openrouter-spend {holder.get('command', 'run')} (pid {holder['pid']} on {holder.get('host', '?')}, "
+            f"started {holder.get('started_at', '?')})")
+
+
+@contextmanager
+def home_lock(home: Path, command: str, *, wait: bool = False) -> Iterator[dict]:
+    """Hold the home's exclusive lock for one command; raises HomeBusy (or waits, with `wait`) while it is taken.
+
+    The lock is an flock on `<home>/.lock`, which records the holder's pid, host, command and start time. The
+    kernel drops an flock when its process dies, so a lock left by a crashed or killed run is taken over; the
+    takeover is logged with the pid of the run that did not finish.
+    """
+    import socket
+
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / LOCK_FILE
+    handle = open(path, "a+")  # never truncated before the lock is ours: it names the current holder
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(path)
+            if not wait:
+                raise HomeBusy(f"{home} is in use by {_describe_holder(holder)}; wait for it to finish, run with "
+                               f"--wait to queue behind it, or use another OPENROUTER_SPEND_HOME") from None
+            log.warning("waiting for %s to release %s", _describe_holder(holder), home)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        previous = _holder(path)
+        if previous.get("pid"):
+            log.warning("took over the lock of %s, which ended without releasing it", _describe_holder(previous))
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+              "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(me))
+        handle.flush()
+        os.fsync(handle.fileno())
+        try:
+            yield me
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+    finally:
+        handle.close()  # releases the flock
 
 
 def days_between(start: date, end: date) -> list[date]:

@@ -8,8 +8,11 @@ invalid day or configuration, landed data that cannot be loaded, a failed qualit
 from __future__ import annotations
 
 import logging
+import os
+import time
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from openrouter_spend import settings
@@ -29,6 +32,19 @@ from openrouter_spend.preflight import check_day
 from openrouter_spend.warehouse import build_staging, connect, migrate, table_counts
 
 log = logging.getLogger(__name__)
+
+# Test hook, "<stage>:<path>": at that stage the task creates <path> and waits, so a test can kill the run
+# (kill -9) at a known point and prove that a rerun repairs everything. Stages: "extract" (snapshots landed,
+# the batch not committed) and "gate" (the gate's results recorded, the task not finished). The load has
+# its own hook inside its transaction (load.py).
+_PAUSE_ENV = "OPENROUTER_SPEND_TEST_PAUSE_AT"
+
+
+def _pause_for_test(stage: str) -> None:
+    name, _, marker = os.environ.get(_PAUSE_ENV, "").partition(":")
+    if name == stage and marker:
+        Path(marker).touch()
+        time.sleep(300)
 
 
 @contextmanager
@@ -61,6 +77,7 @@ def extract_snapshots(day: date, run_id: str) -> dict[str, Any]:
     extraction = settings.ExtractionSettings.from_env()
     with client_from_environment() as client, _landing_batch(day, run_id, "snapshots") as batch:
         keys = fetch_snapshots(client, batch)
+        _pause_for_test("extract")
         fetch, skipped = plan_key_activity(keys, day)
         batch.notes["key_plan"] = {"fetch": len(fetch), "skipped": len(skipped),
                                    "skip_reasons": _count_reasons(skipped)}
@@ -160,7 +177,10 @@ def validate_warehouse(day: date, run_id: str) -> dict[str, Any]:
     """Audit the day before anything is published: the data-quality gate (results, Data Docs, summary)."""
     from openrouter_spend.quality import validate_day
 
-    return validate_day(day, run_id)
+    try:
+        return validate_day(day, run_id)
+    finally:
+        _pause_for_test("gate")
 
 
 def evaluate_alerts(day: date, run_id: str) -> dict[str, Any]:

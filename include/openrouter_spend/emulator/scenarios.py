@@ -192,6 +192,46 @@ def realapi_events(anchor: date) -> dict:
     return {"topups": [(anchor - timedelta(days=6), time(9, 12, 31, 118004))]}
 
 
+# Names an attacker or a careless colleague can give keys and workspaces: spreadsheet formulas (OWASP CSV
+# injection), Slack broadcasts and mentions, HTML and script, a SQL string breakout, Markdown links and
+# table breaks, matplotlib math. Every output channel must show them as the text they are.
+HOSTILE_NAMES = MappingProxyType({
+    "formula_link": '=HYPERLINK("http://evil.example/k2","k2")',
+    "formula_dde": "@SUM(2+2)*cmd|' /C calc'!A0",
+    "formula_plus": "+cmd|' /C notepad'!A0",
+    "formula_minus": "-2+3+cmd|' /C calc'!A0",
+    "formula_tab": "\t=1+1",
+    "slack_broadcast": "<!channel>",
+    "slack_mentions": "<!here> & <@U024BE7LH> <https://evil.example|click>",
+    "html_script": "<script>alert('k3')</script>",
+    "sql_breakout": "'; DROP TABLE marts.fct_daily_spend; --",
+    "markdown": "$\\boom$ [click](http://evil.example) | `cell` **bold**",
+})
+_HOSTILE_MIX = (("openai/gpt-4.1-mini", 0.7), ("anthropic/claude-3.5-haiku", 0.3))
+HOSTILE_WORKSPACES: tuple[WorkspaceSpec, ...] = (
+    WorkspaceSpec("default", "Default", "Account default workspace", 400, "alice",
+                  "https://notebooks.northwind-labs.example/", 31337, None, is_default=True),
+    # Request logs go to landing/requests/<workspace name>/: these names hold no "/".
+    WorkspaceSpec("apps", HOSTILE_NAMES["slack_broadcast"], "Apps whose keys carry formulas and script", 300,
+                  "dan", "https://apps.northwind-labs.example/", 61001, "openai/gpt-4.1-mini"),
+    WorkspaceSpec("tools", HOSTILE_NAMES["sql_breakout"], "Internal tools named by a SQL breakout", 300, "erin",
+                  "https://tools.northwind-labs.example/", 61002, "openai/gpt-4.1-mini"),
+)
+HOSTILE_KEYS: tuple[KeySpec, ...] = (
+    KeySpec(HOSTILE_NAMES["formula_link"], "apps", "dan", 200, "service", 400, _HOSTILE_MIX, 1200, 200),
+    KeySpec(HOSTILE_NAMES["formula_dde"], "apps", "dan", 180, "service", 300, _HOSTILE_MIX, 1500, 250),
+    KeySpec(HOSTILE_NAMES["html_script"], "apps", "dan", 150, "service", 250, _HOSTILE_MIX, 900, 150),
+    KeySpec(HOSTILE_NAMES["formula_tab"], "apps", "dan", 120, "service", 120, _HOSTILE_MIX, 900, 150),
+    KeySpec(HOSTILE_NAMES["sql_breakout"], "tools", "erin", 200, "service", 350, _HOSTILE_MIX, 1100, 300),
+    KeySpec(HOSTILE_NAMES["formula_plus"], "tools", "erin", 160, "service", 200, _HOSTILE_MIX, 1000, 200),
+    KeySpec(HOSTILE_NAMES["formula_minus"], "tools", "erin", 140, "service", 150, _HOSTILE_MIX, 800, 100),
+    KeySpec(HOSTILE_NAMES["markdown"], "tools", "erin", 100, "service", 100, _HOSTILE_MIX, 800, 100),
+    # Owned by nobody: unowned spend names it.
+    KeySpec(HOSTILE_NAMES["slack_mentions"], "default", "alice", 90, "service", 150, _HOSTILE_MIX, 700, 120),
+    # Enabled, never used: the unused-key rule names it.
+    KeySpec(HOSTILE_NAMES["slack_broadcast"], "default", "alice", 75, "sporadic", 0, (), 0, 0, never_used=True),
+)
+
 SCENARIOS: dict[str, Scenario] = {
     "default": Scenario(
         "default",
@@ -244,6 +284,15 @@ SCENARIOS: dict[str, Scenario] = {
         workspaces=LARGE_WORKSPACES,
         keys=LARGE_KEYS,
         request_logging=MappingProxyType(LARGE_REQUEST_LOGGING),
+    ),
+    "hostile": Scenario(
+        "hostile",
+        "A small organisation whose key and workspace names are injection strings (spreadsheet formulas, Slack "
+        "broadcasts, script, a SQL breakout, Markdown and math): every output must show them as plain text.",
+        workspaces=HOSTILE_WORKSPACES,
+        keys=HOSTILE_KEYS,
+        request_logging=MappingProxyType({HOSTILE_NAMES["slack_broadcast"]: "metadata",
+                                          HOSTILE_NAMES["sql_breakout"]: "plain"}),
     ),
 }
 

@@ -28,8 +28,10 @@ CSV_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # CommonMark and GFM syntax that acts inside a line: code spans, emphasis, links and images, raw HTML and
 # autolinks (an escaped "<" leaves ">" nothing to close), tables and strikethrough. "_" only when it can open
 # or close emphasis (not inside a word, so snake_case names stay readable), "&" only when it starts an entity.
-# Block markers (#, -, +, 1., >) act only at the start of a line, and a name is never put there.
 _MARKDOWN_SPECIAL = re.compile(r"[\\`*\[\]<|~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])|&(?=#?[0-9A-Za-z]+;)")
+# Block markers act at the start of a line or list item (a heading, a quote, a rule, a list, a setext
+# underline): escaped there, since a name may open a list item.
+_MARKDOWN_BLOCK_START = re.compile(r"^([#>+=-])|^(\d+)([.)])")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
 
 
@@ -56,10 +58,12 @@ def markdown(value: Any) -> str:
     """Text for inline Markdown (a table cell, a list item): markup characters backslash-escaped, one line.
 
     A backslash before ASCII punctuation is a literal in CommonMark, so `<script>` shows as text instead of
-    raw HTML, `|` cannot end a table cell, and `[x](http://...)` cannot become a link; line breaks become
-    spaces so a name cannot start a new block.
+    raw HTML, `|` cannot end a table cell, `[x](http://...)` cannot become a link and a leading `-` or `#`
+    cannot make a list or a heading; line breaks become spaces so a name cannot start a new block.
     """
-    return _MARKDOWN_SPECIAL.sub(lambda match: "\\" + match.group(0), _LINE_BREAKS.sub(" ", _text(value)))
+    text = _MARKDOWN_SPECIAL.sub(lambda match: "\\" + match.group(0), _LINE_BREAKS.sub(" ", _text(value)))
+    return _MARKDOWN_BLOCK_START.sub(
+        lambda match: "\\" + match.group(1) if match.group(1) else match.group(2) + "\\" + match.group(3), text)
 
 
 def csv_cell(value: Any) -> str:

@@ -4,9 +4,10 @@ Applications drop files into `$OPENROUTER_SPEND_HOME/landing/requests/` (any sub
 with '.' are ignored, so write to a dot-file and rename). `ingest(con)` loads each new or changed file in
 one transaction, streaming, with no Python loop over lines:
 
-1. DuckDB's parallel `read_json` types the known fields as JSON values; SQL checks them against the rules of
-   schemas/request-log.schema.json (tests check they agree line for line) and the valid lines go to
-   `raw.request_log`.
+1. DuckDB's parallel `read_json` types the known fields as JSON values; SQL compiled from
+   schemas/request-log.schema.json checks every field (types, bounded strings and lists, the members of
+   `usage` with their ranges, a plausible `created_at`) and the valid lines go to `raw.request_log`. Tests
+   check the SQL and the schema agree line for line; no value a line can carry fails a later build.
 2. One `read_json_objects` pass counts the lines and finds lines with fields the schema does not name; those
    lines are kept whole in `raw.request_log.extra_fields`.
 3. Only when some line was not loaded, an ordered, numbered line-by-line pass (`read_csv` with one VARCHAR
@@ -25,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from openrouter_spend import settings
+from openrouter_spend.escaping import sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +74,6 @@ def _sql_list(values: Iterable[str]) -> str:
     return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 _FIELDS_AS_JSON = "{" + ", ".join(f"'{name}': 'JSON'" for name in KNOWN_FIELDS) + "}"
 
 
@@ -95,39 +94,122 @@ def _types(spec: dict) -> list[str]:
 
 
 def _is(value: str, *kinds: str) -> str:
-    """SQL: the JSON value is of one of these schema types (by its first character)."""
-    return f"left({value}, 1) in {_sql_list(c for kind in kinds for c in _FIRST_CHARACTERS[kind])}"
+    """SQL: the JSON value is of one of these schema types, by the code of its first character.
+
+    Integer comparisons rather than IN: DuckDB plans an IN list of many constants as a join.
+    """
+    codes = sorted({ord(c) for kind in kinds for c in _FIRST_CHARACTERS[kind]})
+    runs: list[list[int]] = []
+    for code in codes:
+        if runs and code == runs[-1][-1] + 1:
+            runs[-1].append(code)
+        else:
+            runs.append([code])
+    first = f"ascii({value})"
+    tests = [f"{first} = {run[0]}" if len(run) == 1 else f"{first} between {run[0]} and {run[-1]}" for run in runs]
+    return "(" + " or ".join(tests) + ")"
 
 
 def _number(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) else f"{value:,}".replace(",", "")
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _nested_paths(spec: dict, prefix: str = "$") -> list[str]:
-    """JSON paths of every member an object's schema names, nested objects first-then-members, in schema order."""
-    paths = []
+def _objects_with_members() -> list[tuple[str, dict]]:
+    return [(name, spec) for name, spec in SCHEMA["properties"].items() if spec.get("properties")]
+
+
+def _typed_fields() -> tuple[list[str], list[str]]:
+    """SQL columns, each computed once a line: the text of every top-level field with an `x-sql-type`
+    (created_at), then its typed value (a step later, as it reads the text)."""
+    converted = [(name, spec["x-sql-type"]) for name, spec in SCHEMA["properties"].items() if spec.get("x-sql-type")]
+    return ([f"{_string(f'f.{name}')} as {name}__text" for name, _ in converted],
+            [f"try_cast({name}__text as {sql_type}) as {name}__value" for name, sql_type in converted])
+
+
+_DUCKDB_TYPES = {"number": "DOUBLE", "integer": "DOUBLE", "boolean": "BOOLEAN", "string": "VARCHAR"}
+
+
+def _typed_structure(spec: dict) -> dict:
+    """The from_json structure that reads an object's checked members as DuckDB values (as the marts read them)."""
+    structure: dict[str, Any] = {}
     for name, member in spec.get("properties", {}).items():
-        path = f"{prefix}.{name}"
-        paths.append(path)
-        paths += _nested_paths(member, path)
-    return paths
+        kinds = [kind for kind in _types(member) if kind != "null"]
+        if member.get("properties"):
+            structure[name] = _typed_structure(member)
+        elif len(kinds) == 1 and kinds[0] in _DUCKDB_TYPES:
+            structure[name] = _DUCKDB_TYPES[kinds[0]]
+    return structure
 
 
-def _members_column(name: str) -> str:
-    return f"{name}__members"
+def _typed_columns() -> list[str]:
+    """SQL columns: each object field whose members the schema checks, read once as typed values."""
+    return [f"case when left(f.{name}, 1) = '{{' then from_json(f.{name}, {sql_literal(json.dumps(_typed_structure(spec)))}) "
+            f"end as {name}__typed" for name, spec in _objects_with_members()]
 
 
-def _member_columns() -> list[str]:
-    """SQL columns holding, for each object field whose members the schema checks, those members parsed once."""
-    return [f"case when left(f.{name}, 1) = '{{' then json_extract(f.{name}, {_sql_list(_nested_paths(spec))}) end "
-            f"as {_members_column(name)}"
-            for name, spec in SCHEMA["properties"].items() if spec.get("properties")]
+def _surely_valid(name: str, spec: dict) -> str:
+    """SQL: cheap proof that every checked member of the object is valid; the common case skips the exact checks.
+
+    No member name is followed by the first character of a type the member may not have (a pattern over the
+    object's text; a name met elsewhere in the object only sends the line to the exact checks), the text has
+    no escapes (an escaped name would dodge the pattern), and the typed values are within their bounds.
+    """
+    text = f"f.{name}::varchar"
+    allowed_by_name: dict[str, list[str]] = {}
+    bounds = []
+    for path, member in _member_specs(spec):
+        kinds = _types(member)
+        allowed = "".join(sorted({c for kind in kinds for c in _FIRST_CHARACTERS[kind]}))
+        allowed_by_name.setdefault(allowed, []).append(path.rsplit(".", 1)[1])
+        value = f"{name}__typed" + "".join(f"['{part}']" for part in path.removeprefix("$.").split("."))
+        tests = [f"{value} >= {member['minimum']}" if "minimum" in member else "",
+                 f"{value} <= {member['maximum']}" if "maximum" in member else "",
+                 f"{value} = trunc({value})" if "integer" in kinds and "number" not in kinds else ""]
+        if any(tests):
+            bounds.append(f"coalesce({value} is null or ({' and '.join(t for t in tests if t)}), false)")
+    wrong_type = "|".join(
+        '"(' + "|".join(names) + r')"\s*:\s*[^' + "".join(re.escape(c) for c in allowed) + r"\s]"
+        for allowed, names in allowed_by_name.items())
+    return " and ".join([f"not contains({text}, '\\')", f"not regexp_matches({text}, {sql_literal(wrong_type)})",
+                         *bounds])
 
 
-def _field_checks(name: str, value: str, spec: dict, *, required: bool = False,
-                  members: tuple[str, list[str]] | None = None,
+def _member_lists() -> list[str]:
+    """SQL columns: for an object that is not surely valid, its checked members extracted in one parse."""
+    return [f"case when left(f.{name}, 1) = '{{' and not ({_surely_valid(name, spec)}) then "
+            f"json_extract(f.{name}, {_sql_list(path for path, _ in _member_specs(spec))})::varchar[] end "
+            f"as {name}__members" for name, spec in _objects_with_members()]
+
+
+def _member_specs(spec: dict, prefix: str = "$") -> list[tuple[str, dict]]:
+    """(JSON path, schema) of every member an object's schema names, nested ones included, in schema order."""
+    found = []
+    for name, member in spec.get("properties", {}).items():
+        found.append((f"{prefix}.{name}", member))
+        found += _member_specs(member, f"{prefix}.{name}")
+    return found
+
+
+def _member_checks(name: str, spec: dict) -> list[tuple[str, str]]:
+    """(bad-condition, reason SQL) pairs for the members of an object field, exact, for objects not surely valid.
+
+    Each condition first tests that the object was extracted (`_member_lists`): a valid line stops there.
+    """
+    checks = []
+    for index, (path, member) in enumerate(_member_specs(spec), start=1):
+        value = f"{name}__members[{index}]"
+        for condition, message in _field_checks(name + path.removeprefix("$"), value, member):
+            checks.append((f"{name}__members is not null and ({condition})", message))
+    return checks
+
+
+def _field_checks(name: str, value: str, spec: dict, *, required: bool = False, top_level: bool = False,
                   file_modified_at: datetime | None = None) -> list[tuple[str, str]]:
-    """(bad-condition, reason SQL) pairs for one field of the schema; `value` is its minified JSON text or NULL."""
+    """(bad-condition, reason SQL) pairs for one field's own rules; `value` is its minified JSON text or NULL.
+
+    A top-level field with an `x-sql-type` reads its text and typed value from the columns `_typed_fields` adds.
+    The members of an object are checked by `_member_checks`.
+    """
     kinds = _types(spec)
     checks = []
     if required:
@@ -135,7 +217,8 @@ def _field_checks(name: str, value: str, spec: dict, *, required: bool = False,
     expected = " or ".join(dict.fromkeys(_TYPE_WORDS[kind] for kind in kinds))
     checks.append((f"{value} is not null and not ({_is(value, *kinds)})",
                    f"'{name} must be {expected}, got ' || {_type_name(f'json_type({value})')}"))
-    text = _string(value)
+    converted = top_level and spec.get("x-sql-type")
+    text = f"{name}__text" if converted else _string(value)
     if "string" in kinds:
         if spec.get("minLength") == 1:
             checks.append((f"{value} = '\"\"'", f"'{name} must not be empty'"))
@@ -143,32 +226,32 @@ def _field_checks(name: str, value: str, spec: dict, *, required: bool = False,
             checks.append((f"{_is(value, 'string')} and length({text}) < {spec['minLength']}",
                            f"'{name} must have at least {spec['minLength']} characters'"))
         if "maxLength" in spec:
-            # A JSON literal is at least two characters longer than its text: decode only the long ones.
-            checks.append((f"{_is(value, 'string')} and length({value}) > {spec['maxLength'] + 2} "
+            # A JSON literal has at least two bytes more than its text has characters: decode only long ones.
+            checks.append((f"{_is(value, 'string')} and strlen({value}) > {spec['maxLength'] + 2} "
                            f"and length({text}) > {spec['maxLength']}",
                            f"'{name} is longer than {spec['maxLength']} characters'"))
         if "pattern" in spec:
             pattern = spec["pattern"].removeprefix("^").removesuffix("$")
             meaning = spec.get("x-pattern-meaning", f"matching {pattern}")
-            bad = f"not regexp_full_match({text}, {_sql_text(pattern)})"
+            bad = f"not regexp_full_match({text}, {sql_literal(pattern)})"
             if spec.get("x-sql-type"):  # e.g. a timestamp that matches the pattern but is not a real time
-                bad += f" or try_cast({text} as {spec['x-sql-type']}) is null"
+                typed = f"{name}__value" if converted else f"try_cast({text} as {spec['x-sql-type']})"
+                bad += f" or {typed} is null"
             checks.append((f"{_is(value, 'string')} and ({bad})", f"'{name} is not {meaning}: ' || {text}"))
-        moment = f"try_cast({text} as timestamptz)"
+        moment = f"{name}__value" if converted else f"try_cast({text} as timestamptz)"
         if "x-not-before" in spec:
-            checks.append((f"{_is(value, 'string')} and {moment} < timestamptz {_sql_text(spec['x-not-before'])}",
+            checks.append((f"{_is(value, 'string')} and {moment} < timestamptz {sql_literal(spec['x-not-before'])}",
                            f"'{name} ' || {text} || ' is before {spec['x-not-before']}'"))
         if "x-not-after-file-modified-hours" in spec and file_modified_at is not None:
             hours = spec["x-not-after-file-modified-hours"]
             latest = (file_modified_at + timedelta(hours=hours)).astimezone(UTC).isoformat()
-            checks.append((f"{_is(value, 'string')} and {moment} > timestamptz {_sql_text(latest)}",
+            checks.append((f"{_is(value, 'string')} and {moment} > timestamptz {sql_literal(latest)}",
                            f"'{name} ' || {text} || ' is more than {hours} hours after the file was last modified "
                            f"({file_modified_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ})'"))
     if "integer" in kinds or "number" in kinds:
         number = f"try_cast({value} as double)"
         if "integer" in kinds and "number" not in kinds:
-            checks.append((f"{_is(value, 'number')} and regexp_matches({value}, '[.eE]') "
-                           f"and not coalesce({number} = trunc({number}), false)",
+            checks.append((f"{_is(value, 'number')} and not coalesce({number} = trunc({number}), false)",
                            f"'{name} must be an integer, got ' || {value}"))
         if "minimum" in spec:
             checks.append((f"{_is(value, 'number')} and not coalesce({number} >= {spec['minimum']}, false)",
@@ -192,18 +275,7 @@ def _field_checks(name: str, value: str, spec: dict, *, required: bool = False,
                                f"lambda e: length(e) > {items['maxLength'] + 2} "
                                f"and length({_string('e')}) > {items['maxLength']})), false)",
                                f"'{name} has an item longer than {items['maxLength']} characters'"))
-    if "object" in kinds and spec.get("properties") and members is not None:
-        column, paths = members
-        prefix = "$" + _value_path(name)
-        for member, member_spec in spec["properties"].items():
-            index = paths.index(f"{prefix}.{member}") + 1
-            checks += _field_checks(f"{name}.{member}", f"{column}[{index}]", member_spec, members=members)
     return checks
-
-
-def _value_path(name: str) -> str:
-    """The JSON path of a nested field below its top-level field ('usage.cost_details' -> '.cost_details')."""
-    return "".join(f".{part}" for part in name.split(".")[1:])
 
 
 def _checks(file_modified_at: datetime | None = None) -> list[tuple[str, str]]:
@@ -213,9 +285,10 @@ def _checks(file_modified_at: datetime | None = None) -> list[tuple[str, str]]:
         ("line_type <> 'OBJECT'", "'not a JSON object (got ' || " + _type_name("line_type") + " || ')'"),
     ]
     for name, spec in SCHEMA["properties"].items():
-        members = (_members_column(name), _nested_paths(spec)) if spec.get("properties") else None
-        checks += _field_checks(name, f"f.{name}", spec, required=name in REQUIRED_FIELDS, members=members,
+        checks += _field_checks(name, f"f.{name}", spec, required=name in REQUIRED_FIELDS, top_level=True,
                                 file_modified_at=file_modified_at)
+        if spec.get("properties"):
+            checks += _member_checks(name, spec)
     return checks
 
 
@@ -283,7 +356,7 @@ objects as (
 ),"""
     typed = [
         f"{_string('f.generation_id')} as generation_id",
-        "cast(f.created_at[2:-2] as timestamptz) as created_at",
+        "created_at__value as created_at",
         *(f"{_string('f.' + name)} as {name}" for name in ("api_key_hash", "project", "workflow", "requested_model")),
         "case when left(f.requested_models, 1) = '[' then from_json(f.requested_models, '[\"VARCHAR\"]') end"
         " as requested_models",
@@ -304,21 +377,21 @@ objects as (
         valid_only = "\nwhere reason is null"
     outputs = ",\n    ".join(outputs)
     reason_column = f"case\n{reason}\n        end as reason"
-    members = "".join(f",\n        {column}" for column in _member_columns())
+    # Values the checks share, each computed once a line; a step may read the columns of the step before.
+    texts, values = _typed_fields()
+    steps = [texts, values + _typed_columns(), _member_lists()]
+    prepared = "".join(
+        f"\n\nprepared_{index} as (\n    select\n        *" + "".join(f",\n        {column}" for column in columns)
+        + f"\n    from {'objects' if index == 1 else f'prepared_{index - 1}'}\n),"
+        for index, columns in enumerate(steps, start=1))
     return f"""
-with{source}
-
-with_members as (
-    select
-        *{members}
-    from objects
-),
+with{source}{prepared}
 
 checked as (
     select
         *,
         {reason_column}
-    from with_members
+    from prepared_{len(steps)}
 )
 
 select

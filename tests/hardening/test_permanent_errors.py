@@ -81,6 +81,20 @@ def test_today_is_refused_by_the_cli_before_anything_is_written(tmp_path):
     assert not home.exists()
 
 
+def test_invalid_configuration_is_refused_by_the_cli_in_one_line(hostile_config, tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(hostile_config, config)
+    owners = config / "owners.yaml"
+    owners.write_text(owners.read_text().replace("daily: 0.1", "daily: lots", 1))
+    home = tmp_path / "home"
+    result = run_cli(["run", "--start", DAY.isoformat()], base_env(home, OPENROUTER_SPEND_CONFIG_DIR=str(config)),
+                     timeout=120)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "owners.yaml" in result.stderr and "daily" in result.stderr
+    assert not home.exists()
+
+
 RUN_TODAY = """
 import json, sys
 from datetime import date

@@ -45,15 +45,25 @@ def _resolve_days(args: argparse.Namespace) -> list[date]:
         raise SystemExit(f"openrouter-spend run: {exc}") from None
 
 
-def _preflight(days: list[date]) -> str | None:
-    """Why the run cannot succeed, in one line, before any API call; None when the days and configuration are valid."""
-    from openrouter_spend.config import ConfigError
-    from openrouter_spend.preflight import InvalidDayError, check_configuration, check_days
+def _check_days(days: list[date]) -> str | None:
+    """Why the days cannot be run (one line), before anything is written; None when every day has ended."""
+    from openrouter_spend.preflight import InvalidDayError, check_days
 
     try:
         check_days(days)
+    except InvalidDayError as exc:
+        return str(exc)
+    return None
+
+
+def _check_configuration() -> str | None:
+    """What is wrong with the configuration the run will use (one line), before the first API call."""
+    from openrouter_spend.config import ConfigError
+    from openrouter_spend.preflight import check_configuration
+
+    try:
         check_configuration()
-    except (InvalidDayError, ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError) as exc:
         return " ".join(str(exc).split())
     return None
 
@@ -134,7 +144,7 @@ def command_run(args: argparse.Namespace) -> int:
     from openrouter_spend.runner import DAG_ID, HomeBusy, home_lock, run_days
 
     days = _resolve_days(args)
-    problem = _preflight(days)
+    problem = _check_days(days)
     if problem:
         print(f"openrouter-spend run: {problem}", file=sys.stderr)
         return 2
@@ -154,6 +164,11 @@ def command_run(args: argparse.Namespace) -> int:
                       "configured", file=sys.stderr)
                 return 2
             emulator = _start_embedded_emulator(stack, args.scenario, args.clock)
+        # The configuration is known now (an emulated world may bring its own): check it before any API call.
+        problem = _check_configuration()
+        if problem:
+            print(f"openrouter-spend run: {problem}", file=sys.stderr)
+            return 2
         before_day = emulated_app_logs(emulator, days) if emulator is not None else None
 
         total = len(days)

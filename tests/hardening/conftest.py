@@ -1,4 +1,4 @@
-"""Fault-injection fixtures: the hostile configuration and one hostile run, shared by the suite (harness.py)."""
+"""Fault-injection fixtures: one run of the hostile world, shared by the suite (helpers in harness.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ HERE = Path(__file__).resolve().parent
 # The hardening helpers (harness, hostile, inert) and the mart fixtures of the unit tests.
 sys.path[:0] = [str(HERE), str(HERE.parent / "unit")]
 
-import hostile  # noqa: E402
 from harness import (  # noqa: E402
     CLI,
     ROOT,
@@ -31,12 +30,7 @@ from harness import (  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def hostile_config(tmp_path_factory) -> Path:
-    return hostile.write_config(tmp_path_factory.mktemp("hostile") / "config")
-
-
-@pytest.fixture(scope="session")
-def hostile_run(tmp_path_factory, hostile_config) -> HostileRun:
+def hostile_run(tmp_path_factory) -> HostileRun:
     """The hostile world for one day, with a second run started on the same home while the first holds it."""
     from aiosmtpd.controller import Controller
 
@@ -46,7 +40,7 @@ def hostile_run(tmp_path_factory, hostile_config) -> HostileRun:
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        env = hostile_env(home, hostile_config, OPENROUTER_SPEND_SMTP_HOST="127.0.0.1",
+        env = hostile_env(home, OPENROUTER_SPEND_SMTP_HOST="127.0.0.1",
                           OPENROUTER_SPEND_SMTP_PORT=str(port), OPENROUTER_SPEND_SMTP_STARTTLS="false",
                           OPENROUTER_SPEND_DIGEST_EMAIL_TO="finance@hostile.example",
                           **{variable: slack.webhook(route) for route, variable in SLACK_ROUTES.items()})
@@ -62,7 +56,7 @@ def hostile_run(tmp_path_factory, hostile_config) -> HostileRun:
         concurrent = run_cli(hostile_run_args(), env, timeout=120)
         stdout, stderr = first.communicate(timeout=900)
         result = subprocess.CompletedProcess(first.args, first.returncode, stdout, stderr)
-        yield HostileRun(home, hostile_config, result, concurrent, holder["pid"], slack, inbox)
+        yield HostileRun(home, result, concurrent, holder["pid"], slack, inbox)
     finally:
         controller.stop()
         slack.close()

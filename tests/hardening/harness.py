@@ -121,9 +121,14 @@ def base_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def hostile_env(home: Path, config_dir: Path, **extra: str) -> dict[str, str]:
-    return base_env(home, OPENROUTER_SPEND_CONFIG_DIR=str(config_dir),
-                    OPENROUTER_SPEND_FOCUS_ACCOUNT_NAME=hostile.BILLING_ACCOUNT_NAME, **extra)
+def hostile_env(home: Path, **extra: str) -> dict[str, str]:
+    """The hostile world's run: its own configuration (the scenario's), a hostile FOCUS billing account name."""
+    return base_env(home, OPENROUTER_SPEND_FOCUS_ACCOUNT_NAME=hostile.BILLING_ACCOUNT_NAME, **extra)
+
+
+def world_config(home: Path) -> Path:
+    """Where `openrouter-spend run --scenario hostile` wrote the world's configuration."""
+    return home / "config" / "hostile"
 
 
 def prepare_home(home: Path) -> Path:
@@ -141,7 +146,8 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 600) -> subpr
 
 
 def hostile_run_args(day: date = DAY) -> list[str]:
-    return ["run", "--scenario", "hostile", "--start", day.isoformat()]
+    """One day of the hostile world, replayed (the same snapshots in every run, so runs can be compared)."""
+    return ["run", "--scenario", "hostile", "--clock", "replay", "--start", day.isoformat()]
 
 
 @dataclass
@@ -149,7 +155,6 @@ class HostileRun:
     """One CLI run of the hostile world for DAY, with every channel wired to a local stand-in."""
 
     home: Path
-    config_dir: Path
     result: subprocess.CompletedProcess
     concurrent: subprocess.CompletedProcess
     holder_pid: int
@@ -163,8 +168,9 @@ class HostileRun:
 
 # Logs with one row per run (a rerun adds a row by design) and the delivery ledger (attempt times), not data.
 RUN_LOGS = ("build_log", "fct_quality_runs", "fct_quality_results", "fct_alert_runs", "fct_alert_deliveries")
-# Columns that name the run or the moment, not the data; `message` cites the quality run it relied on.
-RUN_COLUMNS = ("run_id", "landing_file", "message", "quality_summary", "summary", "results_path", "data_docs_path")
+# Columns that name the run, the moment or the home, not the data; `message` cites the quality run it relied on.
+RUN_COLUMNS = ("run_id", "landing_file", "message", "quality_summary", "summary", "results_path", "data_docs_path",
+               "config_dir")
 
 
 def data_fingerprint(warehouse: Path) -> dict[str, tuple]:

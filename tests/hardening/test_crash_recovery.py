@@ -29,11 +29,11 @@ def clean(hostile_run):
 
 
 @pytest.mark.parametrize("stage", list(PAUSES))
-def test_kill_9_then_rerun_gives_the_clean_runs_warehouse(stage, clean, hostile_config, tmp_path):
+def test_kill_9_then_rerun_gives_the_clean_runs_warehouse(stage, clean, tmp_path):
     home = prepare_home(tmp_path / "home")
     marker = tmp_path / "paused"
     variable, value = PAUSES[stage]
-    env = hostile_env(home, hostile_config)
+    env = hostile_env(home)
     process = subprocess.Popen(CLI + hostile_run_args(), cwd=ROOT, start_new_session=True,
                                env=env | {variable: value.format(marker=marker)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -65,7 +65,7 @@ def test_no_csv_holds_a_live_formula_and_the_names_read_back(hostile_run):
         text = path.read_text()
         assert live_formulas(text) == [], path.name
         every_cell |= cells(text)
-    for name in (hostile.PROJECT_FORMULA, hostile.TEAM_FORMULA, hostile.OWNER_MINUS, hostile.BILLING_ACCOUNT_NAME,
+    for name in (hostile.PROJECT_FORMULA, hostile.TEAM_FORMULA, hostile.OWNER_MARKUP, hostile.BILLING_ACCOUNT_NAME,
                  HOSTILE_NAMES["formula_link"], HOSTILE_NAMES["formula_dde"], HOSTILE_NAMES["formula_tab"]):
         assert "'" + name in every_cell, name  # shown as text: the quote is the spreadsheet's text marker
     owners = list(csv.DictReader(io.StringIO((hostile_run.home / "digests" / DAY.isoformat()
@@ -116,14 +116,14 @@ def test_every_email_part_shows_the_names_as_text(hostile_run):
         if kind == "text/html":
             page = Page.of(part.get_content())
             assert page.problems() == []
-            assert hostile.OWNER_MINUS in page.visible_text and HOSTILE_NAMES["slack_broadcast"] in page.visible_text
+            assert hostile.OWNER_MARKUP in page.visible_text and HOSTILE_NAMES["slack_broadcast"] in page.visible_text
         elif kind == "text/plain":  # digest.md: rendered as Markdown (raw HTML allowed), nothing becomes markup
             page = Page.of(render_markdown(part.get_content()))
             assert page.problems() == []
             assert {tag for tag, _ in page.tags} <= {"h1", "h2", "h3", "p", "ul", "li", "strong", "em", "code",
                                                      "table", "thead", "tbody", "tr", "th", "td", "img"}
             assert all(attrs.get("src", "").startswith("charts/") for tag, attrs in page.tags if tag == "img")
-            assert hostile.OWNER_MINUS in page.visible_text and hostile.PROJECT_FORMULA in page.visible_text
+            assert hostile.OWNER_MARKUP in page.visible_text and hostile.PROJECT_FORMULA in page.visible_text
         elif kind == "text/csv":
             assert live_formulas(part.get_content()) == [], part.get_filename()
 
@@ -163,7 +163,7 @@ def test_the_spend_view_serves_the_names_as_text(spend_view, hostile_run):
         assert response.status_code == 200
         page = Page.of(response.text)
         assert page.problems() == []
-        assert hostile.PROJECT_FORMULA in page.visible_text and hostile.OWNER_MINUS in page.visible_text
+        assert hostile.PROJECT_FORMULA in page.visible_text and hostile.OWNER_MARKUP in page.visible_text
         assert HOSTILE_NAMES["slack_broadcast"] in page.visible_text
     listing = spend_view.get("/api/digests").json()
     assert any(hostile.PROJECT_FORMULA in finding["text"] for finding in listing[0]["findings"])

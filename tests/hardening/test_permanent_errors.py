@@ -22,6 +22,7 @@ from harness import (
     base_env,
     hostile_env,
     run_cli,
+    world_config,
 )
 
 pytestmark = pytest.mark.slow
@@ -81,18 +82,24 @@ def test_today_is_refused_by_the_cli_before_anything_is_written(tmp_path):
     assert not home.exists()
 
 
-def test_invalid_configuration_is_refused_by_the_cli_in_one_line(hostile_config, tmp_path):
+def test_invalid_configuration_is_refused_by_the_cli_before_the_first_api_call(tmp_path):
     config = tmp_path / "config"
-    shutil.copytree(hostile_config, config)
+    shutil.copytree(ROOT / "include" / "config", config)
     owners = config / "owners.yaml"
-    owners.write_text(owners.read_text().replace("daily: 0.1", "daily: lots", 1))
+    owners.write_text(owners.read_text().replace("daily: 15", "daily: lots", 1))
+    api = RecordingHttpServer(lambda method, path, body: (200, {"data": []}))
     home = tmp_path / "home"
-    result = run_cli(["run", "--start", DAY.isoformat()], base_env(home, OPENROUTER_SPEND_CONFIG_DIR=str(config)),
-                     timeout=120)
+    try:
+        result = run_cli(["run", "--start", DAY.isoformat()],
+                         base_env(home, OPENROUTER_SPEND_CONFIG_DIR=str(config), OPENROUTER_BASE_URL=api.url,
+                                  OPENROUTER_MANAGEMENT_KEY="sk-or-v1-unused"), timeout=120)
+    finally:
+        api.close()
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "owners.yaml" in result.stderr and "daily" in result.stderr
-    assert not home.exists()
+    assert api.requests == []
+    assert sorted(path.name for path in home.iterdir()) == [".lock"]  # no warehouse, no Airflow home
 
 
 RUN_TODAY = """
@@ -104,8 +111,7 @@ print(json.dumps({"state": outcome.state, "failed": outcome.failed_tasks}))
 """
 
 
-def test_today_through_the_dag_fails_its_first_tasks_once_and_writes_no_alert_run(hostile_run, hostile_config,
-                                                                                   tmp_path):
+def test_today_through_the_dag_fails_its_first_tasks_once_and_writes_no_alert_run(hostile_run, tmp_path):
     """A run for today triggered past the CLI (the Airflow UI, a backfill command) on a home with data."""
     home = tmp_path / "home"
     shutil.copytree(hostile_run.home, home)
@@ -114,7 +120,8 @@ def test_today_through_the_dag_fails_its_first_tasks_once_and_writes_no_alert_ru
         alert_runs = con.execute("select usage_date, run_id from marts.fct_alert_runs order by all").fetchall()
     slack = SlackStandIn()
     try:
-        env = hostile_env(home, hostile_config, OPENROUTER_BASE_URL="http://127.0.0.1:9/api/v1",
+        env = hostile_env(home, OPENROUTER_SPEND_CONFIG_DIR=str(world_config(home)),
+                          OPENROUTER_BASE_URL="http://127.0.0.1:9/api/v1",
                           OPENROUTER_MANAGEMENT_KEY="sk-or-v1-unused", OPENROUTER_SPEND_TASK_RETRIES="3",
                           OPENROUTER_SPEND_TASK_RETRY_DELAY="30", **{SLACK_ROUTES["data-eng"]: slack.webhook("data-eng")})
         done = subprocess.run([sys.executable, "-c", RUN_TODAY, TODAY.isoformat()], env=env, cwd=ROOT,

@@ -206,6 +206,12 @@ HOSTILE_NAMES = MappingProxyType({
     "html_script": "<script>alert('k3')</script>",
     "sql_breakout": "'; DROP TABLE marts.fct_daily_spend; --",
     "markdown": "$\\boom$ [click](http://evil.example) | `cell` **bold**",
+    # What the configuration names: projects, teams, owners, annotations.
+    "project_formula": '=HYPERLINK("http://evil.example/p","p")',
+    "team_formula": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "owner_broadcast": "<!channel> Owner",
+    "owner_markup": "-Minus <b>Owner</b>",
+    "annotation": "<script>alert('note')</script> [release](http://evil.example) =1+1",
 })
 _HOSTILE_MIX = (("openai/gpt-4.1-mini", 0.7), ("anthropic/claude-3.5-haiku", 0.3))
 HOSTILE_WORKSPACES: tuple[WorkspaceSpec, ...] = (
@@ -217,17 +223,68 @@ HOSTILE_WORKSPACES: tuple[WorkspaceSpec, ...] = (
     WorkspaceSpec("tools", HOSTILE_NAMES["sql_breakout"], "Internal tools named by a SQL breakout", 300, "erin",
                   "https://tools.northwind-labs.example/", 61002, "openai/gpt-4.1-mini"),
 )
+
+def _hostile_config() -> dict[str, str | Mapping]:
+    """The hostile world's configuration: its projects, owners and annotation carry injection strings too, with
+    budgets its spend exceeds (so budget alerts name them in every channel) and one Slack webhook per route."""
+    import json
+
+    def quoted(text: str) -> str:  # a YAML double-quoted scalar is a JSON string
+        return json.dumps(text)
+
+    names = HOSTILE_NAMES
+    owners = f"""\
+unused_key_days: 30
+projects:
+  {quoted(names["project_formula"])}:
+    team: {quoted(names["team_formula"])}
+    budget_owner: {quoted(names["owner_broadcast"])}
+    contact: owner@hostile.example
+    description: "<script>alert('p')</script>"
+    budgets_usd: {{daily: 1, weekly: 5}}
+    match:
+      workspaces: [{quoted(names["slack_broadcast"])}]
+  {quoted(names["sql_breakout"])}:
+    team: "+Team"
+    budget_owner: {quoted(names["owner_markup"])}
+    contact: markup@hostile.example
+    budgets_usd: {{daily: 1}}
+    match:
+      workspaces: [{quoted(names["sql_breakout"])}]
+"""
+    annotations = f"""\
+anchor: emulator
+annotations:
+  - id: hostile-note
+    kind: release
+    start: "@anchor-20"
+    end: "@anchor+5"
+    project: {quoted(names["sql_breakout"])}
+    signals: [provider_mix]
+    description: {quoted(names["annotation"])}
+"""
+    routes = {"routes": {
+        "default": {"min_severity": "info", "email": {"to": ["budget_owner", "finops@hostile.example"]},
+                    "slack": {"env_var": "OPENROUTER_SPEND_SLACK_WEBHOOK_FINOPS"}},
+        "owners": {"budget_owners": [names["owner_broadcast"]], "min_severity": "info",
+                   "email": {"to": ["budget_owner"]}, "slack": {"env_var": "OPENROUTER_SPEND_SLACK_WEBHOOK_OWNERS"}},
+        "data-engineering": {"min_severity": "warning", "email": {"to": ["data-engineering@hostile.example"]},
+                             "slack": {"env_var": "OPENROUTER_SPEND_SLACK_WEBHOOK_DATA_ENG"}},
+    }}
+    return {"owners.yaml": owners, "annotations.yaml": annotations, "rules.yaml": routes}
+
+
 HOSTILE_KEYS: tuple[KeySpec, ...] = (
-    KeySpec(HOSTILE_NAMES["formula_link"], "apps", "dan", 200, "service", 400, _HOSTILE_MIX, 1200, 200),
-    KeySpec(HOSTILE_NAMES["formula_dde"], "apps", "dan", 180, "service", 300, _HOSTILE_MIX, 1500, 250),
-    KeySpec(HOSTILE_NAMES["html_script"], "apps", "dan", 150, "service", 250, _HOSTILE_MIX, 900, 150),
-    KeySpec(HOSTILE_NAMES["formula_tab"], "apps", "dan", 120, "service", 120, _HOSTILE_MIX, 900, 150),
-    KeySpec(HOSTILE_NAMES["sql_breakout"], "tools", "erin", 200, "service", 350, _HOSTILE_MIX, 1100, 300),
-    KeySpec(HOSTILE_NAMES["formula_plus"], "tools", "erin", 160, "service", 200, _HOSTILE_MIX, 1000, 200),
-    KeySpec(HOSTILE_NAMES["formula_minus"], "tools", "erin", 140, "service", 150, _HOSTILE_MIX, 800, 100),
-    KeySpec(HOSTILE_NAMES["markdown"], "tools", "erin", 100, "service", 100, _HOSTILE_MIX, 800, 100),
+    KeySpec(HOSTILE_NAMES["formula_link"], "apps", "dan", 200, "service", 1200, _HOSTILE_MIX, 1200, 200),
+    KeySpec(HOSTILE_NAMES["formula_dde"], "apps", "dan", 180, "service", 900, _HOSTILE_MIX, 1500, 250),
+    KeySpec(HOSTILE_NAMES["html_script"], "apps", "dan", 150, "service", 750, _HOSTILE_MIX, 900, 150),
+    KeySpec(HOSTILE_NAMES["formula_tab"], "apps", "dan", 120, "service", 360, _HOSTILE_MIX, 900, 150),
+    KeySpec(HOSTILE_NAMES["sql_breakout"], "tools", "erin", 200, "service", 1050, _HOSTILE_MIX, 1100, 300),
+    KeySpec(HOSTILE_NAMES["formula_plus"], "tools", "erin", 160, "service", 600, _HOSTILE_MIX, 1000, 200),
+    KeySpec(HOSTILE_NAMES["formula_minus"], "tools", "erin", 140, "service", 450, _HOSTILE_MIX, 800, 100),
+    KeySpec(HOSTILE_NAMES["markdown"], "tools", "erin", 100, "service", 300, _HOSTILE_MIX, 800, 100),
     # Owned by nobody: unowned spend names it.
-    KeySpec(HOSTILE_NAMES["slack_mentions"], "default", "alice", 90, "service", 150, _HOSTILE_MIX, 700, 120),
+    KeySpec(HOSTILE_NAMES["slack_mentions"], "default", "alice", 90, "service", 450, _HOSTILE_MIX, 700, 120),
     # Enabled, never used: the unused-key rule names it.
     KeySpec(HOSTILE_NAMES["slack_broadcast"], "default", "alice", 75, "sporadic", 0, (), 0, 0, never_used=True),
 )
@@ -287,12 +344,14 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "hostile": Scenario(
         "hostile",
-        "A small organisation whose key and workspace names are injection strings (spreadsheet formulas, Slack "
-        "broadcasts, script, a SQL breakout, Markdown and math): every output must show them as plain text.",
+        "A small organisation whose key, workspace, project, owner and annotation names are injection strings "
+        "(spreadsheet formulas, Slack broadcasts, script, a SQL breakout, Markdown and math): every output must "
+        "show them as plain text.",
         workspaces=HOSTILE_WORKSPACES,
         keys=HOSTILE_KEYS,
         request_logging=MappingProxyType({HOSTILE_NAMES["slack_broadcast"]: "metadata",
                                           HOSTILE_NAMES["sql_breakout"]: "plain"}),
+        config_files=MappingProxyType(_hostile_config()),
     ),
 }
 

@@ -218,9 +218,9 @@ def section_run(args, scratch: Path) -> dict:
 
 def child_key_calls() -> dict:
     """The per-key /activity calls of one default-organisation day from one process (no Airflow)."""
+    from openrouter_emulator import EmulatorServer
     from openrouter_spend import settings
     from openrouter_spend.client import client_from_environment
-    from openrouter_spend.emulator import EmulatorServer
     from openrouter_spend.extract import fetch_key_activity, fetch_snapshots, plan_key_activity
     from openrouter_spend.landing import LandingBatch
 
@@ -281,9 +281,9 @@ class Server:
 
 def write_logs(scenario: str, day: date, home: Path, lines: int, anchor: date) -> dict:
     """The day's app request logs under the home's landing/requests (the generator is not what is measured)."""
-    from openrouter_spend.emulator import build_org
-    from openrouter_spend.emulator.large import write_request_log
-    from openrouter_spend.requests_log import write_emulated_logs
+    from openrouter_emulator import build_org
+    from openrouter_emulator.large import write_request_log
+    from openrouter_emulator.request_logs import write_emulated_logs
 
     started = time.perf_counter()
     org = build_org(scenario, None, anchor)

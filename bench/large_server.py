@@ -1,5 +1,5 @@
 """Serve an emulated organisation over HTTP for the benchmark, answering /generation for request-log ids written
-by `openrouter_spend.emulator.large.write_request_log` (rebuilt from the id) as well as its own.
+by `openrouter_emulator.large.write_request_log` (rebuilt from the id) as well as its own.
 
     .venv/bin/python bench/large_server.py --scenario large --anchor-date 2026-11-25
 
@@ -14,9 +14,9 @@ import sys
 import time
 from datetime import date, datetime, timedelta
 
-from openrouter_spend.emulator import EmulatorServer
-from openrouter_spend.emulator.large import generation_for_id
-from openrouter_spend.emulator.server import NOT_FOUND, ApiError
+from openrouter_emulator import EmulatorServer
+from openrouter_emulator.large import generation_for_id
+from openrouter_emulator.server import NOT_FOUND, ApiError
 
 
 class RequestLogServer(EmulatorServer):

@@ -22,6 +22,12 @@ if [[ -z "${OPENROUTER_MANAGEMENT_KEY:-}" && -z "${AIRFLOW_CONN_OPENROUTER_DEFAU
     export OPENROUTER_BASE_URL="http://127.0.0.1:$EMULATOR_PORT/api/v1"
     export OPENROUTER_MANAGEMENT_KEY="sk-or-v1-emulator-management-0000000000000000"
     echo "No OPENROUTER_MANAGEMENT_KEY set: the DAG will read the bundled emulator at $OPENROUTER_BASE_URL"
+    # The emulator's organisation, dated around its anchor; an explicit configuration folder wins.
+    if [[ -z "${OPENROUTER_SPEND_CONFIG_DIR:-}" ]]; then
+        export OPENROUTER_SPEND_CONFIG_DIR="$OPENROUTER_SPEND_HOME/config/default"
+        "$ROOT/.venv/bin/python" -m openrouter_emulator.demo default "$OPENROUTER_SPEND_CONFIG_DIR" >/dev/null
+        echo "Configuration: the emulator's organisation in $OPENROUTER_SPEND_CONFIG_DIR"
+    fi
 fi
 
 "$ROOT/.venv/bin/airflow" db migrate >/dev/null

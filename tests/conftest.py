@@ -23,11 +23,14 @@ def spend_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch):
-    """A running default-scenario emulator; OPENROUTER_* point at it for the duration of the test."""
-    from openrouter_spend.emulator import EmulatorServer
+def emulator(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """A running default-scenario emulator; OPENROUTER_* point at it (and at its organisation's configuration)."""
+    from openrouter_emulator import EmulatorServer
+    from openrouter_emulator.demo import write_demo_config
 
     with EmulatorServer(scenario="default") as server:
+        config_dir = write_demo_config("default", tmp_path_factory.mktemp("demo-config"), server.anchor_date)
+        monkeypatch.setenv("OPENROUTER_SPEND_CONFIG_DIR", str(config_dir))
         monkeypatch.setenv("OPENROUTER_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENROUTER_MANAGEMENT_KEY", server.management_key)
         monkeypatch.delenv("AIRFLOW_CONN_OPENROUTER_DEFAULT", raising=False)

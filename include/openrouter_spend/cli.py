@@ -8,7 +8,6 @@ import os
 import sys
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 from openrouter_spend import settings
 
@@ -69,8 +68,9 @@ def _check_configuration() -> str | None:
 
 
 def _start_embedded_emulator(stack: ExitStack, scenario: str, clock: str | None = None):
-    from openrouter_spend.emulator import EmulatorServer
-    from openrouter_spend.emulator.scenarios import get_scenario
+    from openrouter_emulator import EmulatorServer
+    from openrouter_emulator.demo import write_demo_config
+    from openrouter_emulator.scenarios import get_scenario
 
     world = get_scenario(scenario)
     server = stack.enter_context(EmulatorServer(scenario=scenario, clock=clock))
@@ -80,32 +80,14 @@ def _start_embedded_emulator(stack: ExitStack, scenario: str, clock: str | None 
     # outage's fallbacks, fast to fetch); worlds without one use the product default.
     if world.generation_call_budget is not None:
         os.environ.setdefault("OPENROUTER_SPEND_GENERATION_CALL_BUDGET", str(world.generation_call_budget))
-    if world.config_files and not os.environ.get("OPENROUTER_SPEND_CONFIG_DIR"):
-        os.environ["OPENROUTER_SPEND_CONFIG_DIR"] = str(_world_config(world))
+    # The emulated organisation's configuration, dated around the emulator's anchor; an explicit one wins.
+    if not os.environ.get("OPENROUTER_SPEND_CONFIG_DIR"):
+        target = settings.spend_home() / "config" / world.name
+        os.environ["OPENROUTER_SPEND_CONFIG_DIR"] = str(write_demo_config(world.name, target, server.anchor_date))
     os.environ.setdefault("OPENROUTER_SPEND_GENERATION_RPS", "50")
     print(f"No OPENROUTER_MANAGEMENT_KEY set: using the bundled emulator (scenario '{scenario}', "
           f"{server.clock_mode} clock) at {server.base_url}", flush=True)
     return server
-
-
-def _world_config(world) -> Path:
-    """include/config with the world's own files (its ownership registry, say), under the home's config/."""
-    import shutil
-
-    target = settings.spend_home() / "config" / world.name
-    target.mkdir(parents=True, exist_ok=True)
-    for source in settings.config_dir().glob("*.yaml"):
-        shutil.copyfile(source, target / source.name)
-    for name, content in world.config_files.items():
-        if isinstance(content, str):
-            (target / name).write_text(content)
-        else:
-            import yaml
-
-            document = yaml.safe_load((target / name).read_text()) or {}
-            document.update(content)
-            (target / name).write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
-    return target
 
 
 def emulated_app_logs(emulator, days: list[date]):
@@ -115,7 +97,7 @@ def emulated_app_logs(emulator, days: list[date]):
     all of them are written before the first run; on the replay clock each day's log appears just before
     the day is replayed, as if the run followed the day.
     """
-    from openrouter_spend.requests_log import write_emulated_logs
+    from openrouter_emulator.request_logs import write_emulated_logs
 
     written: set[date] = set()
 
@@ -201,7 +183,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_emulator(args: argparse.Namespace) -> int:
     """Serve the emulator until interrupted."""
-    from openrouter_spend.emulator import serve_forever
+    from openrouter_emulator import serve_forever
 
     serve_forever(scenario=args.scenario, host=args.host, port=args.port, seed=args.seed,
                   anchor_date=args.anchor_date, clock=args.clock)

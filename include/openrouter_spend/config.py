@@ -268,22 +268,12 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(str(path), where, "(yaml)", f"not valid YAML: {problem}") from None
 
 
-def _emulator_anchor() -> date:
-    """The date the bundled emulator plants its events around (OPENROUTER_EMULATOR_ANCHOR_DATE, else today)."""
-    from openrouter_spend.emulator.org import resolve_anchor_date
-
-    return resolve_anchor_date(None)
-
-
 def _root(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> _Node:
     root = _Node(str(path), "", _read_yaml(path))
     if not isinstance(root.value, dict):
         raise ConfigError(str(path), "", "(document)", f"expected a mapping at the top, got {_describe(root.value)}")
     root.mapping("(document)", required, optional + ("anchor",))
-    anchor = root.value.get("anchor")
-    if anchor == "emulator":
-        root.anchor = _emulator_anchor()
-    elif anchor is not None:
+    if root.value.get("anchor") is not None:
         root.anchor = root.day("anchor")
     return root
 

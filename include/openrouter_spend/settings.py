@@ -9,6 +9,8 @@ from pathlib import Path
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 CONNECTION_ID = "openrouter_default"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The shipped example configuration a company edits (or replaces through OPENROUTER_SPEND_CONFIG_DIR).
+DEFAULT_CONFIG_DIR = PROJECT_ROOT / "include" / "config"
 
 
 def _env_float(name: str, default: float) -> float:
@@ -100,7 +102,7 @@ def api_landing_root():
 def config_dir() -> Path:
     """OPENROUTER_SPEND_CONFIG_DIR, default include/config of this checkout."""
     raw = os.environ.get("OPENROUTER_SPEND_CONFIG_DIR")
-    return Path(raw).resolve() if raw else PROJECT_ROOT / "include" / "config"
+    return Path(raw).resolve() if raw else DEFAULT_CONFIG_DIR
 
 
 def sql_dir() -> Path:

@@ -235,7 +235,7 @@ def test_init_script_is_valid_bash(services, tmp_path):
 
 
 def test_demo_emulator_is_reachable_by_the_workers(services):
-    from openrouter_spend.emulator.server import DEFAULT_MANAGEMENT_KEY
+    from openrouter_emulator.server import DEFAULT_MANAGEMENT_KEY
 
     emulator = services["openrouter-emulator"]
     words = command_words(emulator)

@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 import requests
 
-from openrouter_spend.emulator import EmulatorServer
+from openrouter_emulator import EmulatorServer
 
 ANCHOR = date(2026, 11, 20)
 

@@ -13,8 +13,8 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
-from openrouter_spend.emulator import EmulatorServer, FaultRule, build_org
-from openrouter_spend.emulator.org import NANO, ActivityRow, exact_requests, split_exactly
+from openrouter_emulator import EmulatorServer, FaultRule, build_org
+from openrouter_emulator.org import NANO, ActivityRow, exact_requests, split_exactly
 
 ANCHOR = date(2026, 11, 20)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from openrouter_spend.emulator import EmulatorServer
+from openrouter_emulator import EmulatorServer
 
 TOLERANCE = 1e-9
 

@@ -9,7 +9,7 @@ from openrouter import OpenRouter
 from openrouter import components as sdk_components
 from openrouter import operations as sdk_operations
 
-from openrouter_spend.emulator import FaultRule
+from openrouter_emulator import FaultRule
 
 # The SDK flags the deprecated-but-required /key fields (rate_limit, is_provisioning_key) when they validate.
 pytestmark = pytest.mark.filterwarnings(r"ignore:.*\*\* DEPRECATED \*\*:DeprecationWarning")

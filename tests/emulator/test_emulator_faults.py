@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from openrouter_spend.emulator import EmulatorServer, FaultRule
+from openrouter_emulator import EmulatorServer, FaultRule
 
 
 def test_rate_limit_fault_sends_429_with_retry_headers(api, server):
@@ -245,7 +245,7 @@ def test_analytics_query_is_rate_limited_at_64_per_minute(api, server):
 
 def test_serve_forever_prints_its_address_and_stops_on_ctrl_c():
     process = subprocess.Popen(
-        [sys.executable, "-m", "openrouter_spend.emulator", "--port", "0", "--scenario", "quiet",
+        [sys.executable, "-m", "openrouter_emulator", "--port", "0", "--scenario", "quiet",
          "--anchor-date", "2026-11-20"],
         stdout=subprocess.PIPE, text=True)
     try:

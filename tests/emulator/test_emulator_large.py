@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from openrouter_spend.emulator import SyntheticOrg, build_org
-from openrouter_spend.emulator.large import SERVABLE_MODELS, generation_for_id, write_request_log
+from openrouter_emulator import SyntheticOrg, build_org
+from openrouter_emulator.large import SERVABLE_MODELS, generation_for_id, write_request_log
 
 ANCHOR = date(2026, 11, 20)
 DAY = ANCHOR - timedelta(days=1)

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from openrouter_spend.emulator.org import SyntheticOrg
+from openrouter_emulator.org import SyntheticOrg
 
 ANCHOR = date(2026, 11, 26)
 DAYS = [ANCHOR - timedelta(days=offset) for offset in range(7, 0, -1)]

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from openrouter_spend.emulator import SyntheticOrg, build_org
+from openrouter_emulator import SyntheticOrg, build_org
 
 ANCHOR = date(2026, 11, 20)
 
@@ -98,8 +98,8 @@ def test_unknown_scenario_is_rejected():
 
 
 def test_a_scenario_is_a_world_of_its_own():
-    from openrouter_spend.emulator.catalog import KEY_SPECS, WORKSPACES
-    from openrouter_spend.emulator.scenarios import Scenario
+    from openrouter_emulator.catalog import KEY_SPECS, WORKSPACES
+    from openrouter_emulator.scenarios import Scenario
 
     small = Scenario("two-keys", "one project, two keys", workspaces=WORKSPACES[:2],
                      keys=tuple(s for s in KEY_SPECS if s.workspace == "support-bot")[:2],
@@ -115,7 +115,7 @@ def test_a_scenario_is_a_world_of_its_own():
 
 
 def test_a_scenario_must_name_what_exists():
-    from openrouter_spend.emulator.scenarios import Scenario
+    from openrouter_emulator.scenarios import Scenario
 
     with pytest.raises(ValueError, match="unknown workspaces"):
         Scenario("bad", "", request_logging={"nowhere": "plain"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openrouter_spend.emulator.scenarios import HOSTILE_NAMES
+from openrouter_emulator.scenarios import HOSTILE_NAMES
 
 PROJECT_FORMULA = HOSTILE_NAMES["project_formula"]
 PROJECT_SQL = HOSTILE_NAMES["sql_breakout"]

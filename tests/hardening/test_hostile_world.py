@@ -15,7 +15,7 @@ import pytest
 from harness import DAY, POISONED_FILE, ROOT
 from inert import Page, cells, live_formulas, render_markdown, slack_texts
 
-from openrouter_spend.emulator.scenarios import HOSTILE_NAMES
+from openrouter_emulator.scenarios import HOSTILE_NAMES
 
 pytestmark = pytest.mark.slow
 

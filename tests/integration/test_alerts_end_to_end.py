@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from openrouter_emulator.demo import write_demo_config
 from openrouter_spend import alerts, settings
 from openrouter_spend.warehouse import connect
 
@@ -113,13 +114,14 @@ def ledgers(emulated_homes, tmp_path_factory) -> dict[str, tuple[Path, list[dict
     result = {}
     for scenario, home in emulated_homes.items():
         copy = _fresh_copy(home, tmp_path_factory.mktemp(f"ledger-{scenario}"))
-        result[scenario] = (copy, _evaluate(copy, SCENARIO_DAYS[scenario]))
+        # The configuration the run used: the emulated organisation's, written by the CLI into the home.
+        result[scenario] = (copy, _evaluate(copy, SCENARIO_DAYS[scenario], home / "config" / scenario))
     return result
 
 
 @pytest.fixture(scope="session")
 def events():
-    from openrouter_spend.emulator.org import build_org
+    from openrouter_emulator.org import build_org
 
     return {event["event"]: event for event in build_org("default", anchor_date=ANCHOR).events
             if event["event"] != "topups"}
@@ -319,7 +321,7 @@ def test_the_quiet_scenario_pages_only_its_standing_ownership_gap(ledgers):
 
 @pytest.fixture(scope="session")
 def limits_events():
-    from openrouter_spend.emulator.org import build_org
+    from openrouter_emulator.org import build_org
 
     return {event["event"]: event for event in build_org("limits", anchor_date=ANCHOR).events}
 
@@ -480,8 +482,7 @@ def servers(monkeypatch):
 
 def _routed_config(tmp_path: Path) -> Path:
     """The default configuration plus a route of Frank Lindqvist's own (data-platform)."""
-    folder = tmp_path / "config"
-    shutil.copytree(settings.PROJECT_ROOT / "include" / "config", folder)
+    folder = write_demo_config("default", tmp_path / "config", ANCHOR)
     document = yaml.safe_load((folder / "rules.yaml").read_text())
     document["routes"]["data-platform"] = {
         "budget_owners": ["Frank Lindqvist"], "min_severity": "warning",

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from openrouter_spend.emulator.server import DEFAULT_MANAGEMENT_KEY
+from openrouter_emulator.server import DEFAULT_MANAGEMENT_KEY
 
 pytestmark = pytest.mark.slow
 

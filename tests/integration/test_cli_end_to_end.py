@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from openrouter_spend.emulator import EmulatorServer, FaultRule, build_org
+from openrouter_emulator import EmulatorServer, FaultRule, build_org
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +116,7 @@ def test_analysts_get_a_published_copy_that_meets_the_contract(three_days):
 
 def test_management_key_is_nowhere_in_outputs(three_days):
     home, result, _ = three_days
-    from openrouter_spend.emulator import EmulatorServer as Server
+    from openrouter_emulator import EmulatorServer as Server
 
     secret = Server.DEFAULT_MANAGEMENT_KEY if hasattr(Server, "DEFAULT_MANAGEMENT_KEY") else \
         "sk-or-v1-emulator-management-0000000000000000"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from openrouter_emulator import FaultRule
 from openrouter_spend.client import (
     AuthenticationError,
     MalformedResponseError,
@@ -14,7 +15,6 @@ from openrouter_spend.client import (
     RequestTimeoutError,
     ServerError,
 )
-from openrouter_spend.emulator import FaultRule
 from openrouter_spend.settings import ExtractionSettings
 
 

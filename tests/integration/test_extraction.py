@@ -7,8 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from openrouter_emulator import EmulatorServer, build_org
 from openrouter_spend.client import OpenRouterClient
-from openrouter_spend.emulator import EmulatorServer, build_org
 from openrouter_spend.extract import (
     KeyInfo,
     fetch_account_activity,

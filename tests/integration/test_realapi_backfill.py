@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from openrouter_spend.emulator import build_org
+from openrouter_emulator import build_org
 from openrouter_spend.fallbacks import classify
 
 pytestmark = pytest.mark.slow

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, time, timedelta
 
+from openrouter_emulator.request_logs import write_emulated_logs
 from openrouter_spend import enrich, requests_log
 from openrouter_spend.fallbacks import classify
 from openrouter_spend.marts import build_marts
@@ -24,7 +25,7 @@ def test_outage_surge_coverage_and_consistent_classification(spend_home, emulato
     settings = enrich.EnrichmentSettings(daily_call_budget=30, requests_per_second=1000)
     for day in (quiet_day, outage_day):
         emulator.set_now(datetime.combine(day + timedelta(days=1), time(0, 10), tzinfo=UTC))
-        written = requests_log.write_emulated_logs(org, day)
+        written = write_emulated_logs(org, day)
         assert sorted(path.parent.name for path in written) == sorted(org.world.request_logging)
         with connect() as con:
             migrate(con)

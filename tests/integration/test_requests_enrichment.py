@@ -8,9 +8,9 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from openrouter_emulator import EmulatorServer, FaultRule
 from openrouter_spend import enrich, requests_log
 from openrouter_spend.client import OpenRouterClient
-from openrouter_spend.emulator import EmulatorServer, FaultRule
 from openrouter_spend.settings import ExtractionSettings
 from openrouter_spend.warehouse import connect, migrate
 

@@ -7,16 +7,21 @@ from datetime import date
 import pytest
 from marts_fixtures import ANNOTATIONS, OWNERS, PREMIUM, write_config
 
+from openrouter_emulator.demo import write_demo_config
 from openrouter_spend import settings
 from openrouter_spend.config import BEGINNING_OF_HISTORY, ConfigError, KeyMatcher, load_config, store_config
+from openrouter_spend.preflight import check_configuration
+from openrouter_spend.rules import load_rules
 from openrouter_spend.warehouse import connect, migrate
 
 
-def test_the_default_configuration_matches_the_emulator_organisation(monkeypatch):
+def test_the_demo_configuration_matches_the_emulator_organisation(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENROUTER_EMULATOR_ANCHOR_DATE", "2026-11-26")
     monkeypatch.delenv("OPENROUTER_SPEND_CONFIG_DIR", raising=False)
-    config = load_config()
-    assert config.config_dir == settings.PROJECT_ROOT / "include" / "config"
+    demo = write_demo_config("default", tmp_path / "demo")
+    assert "@anchor" not in (demo / "owners.yaml").read_text()
+    config = load_config(demo)
+    assert config.config_dir == tmp_path / "demo"
     projects = {p.name: p for p in config.projects}
     assert {"support-bot", "support-bot-tenants", "search", "data-platform", "growth-experiments",
             "ml-evaluation", "internal-tools"} == set(projects)
@@ -32,6 +37,19 @@ def test_the_default_configuration_matches_the_emulator_organisation(monkeypatch
 
     assert not [m for m in config.matchers for key in personal
                 if m.kind == "key_name" and fnmatchcase(key, m.pattern)]
+    rules = load_rules(demo, budget_owners={p.budget_owner for p in config.projects})
+    assert rules.routes["customer-experience"].budget_owners == ("Dan Whitfield",)
+
+
+def test_the_shipped_example_is_valid_with_plain_dates_and_routes_that_follow_its_owners(monkeypatch):
+    monkeypatch.delenv("OPENROUTER_SPEND_CONFIG_DIR", raising=False)
+    check_configuration()
+    config = load_config()
+    assert config.config_dir == settings.PROJECT_ROOT / "include" / "config"
+    for name in ("owners.yaml", "annotations.yaml", "rules.yaml"):
+        assert "@anchor" not in (config.config_dir / name).read_text()
+    # Routes name no budget owner, so editing owners.yaml never breaks rules.yaml.
+    assert all(not route.budget_owners for route in load_rules().routes.values())
 
 
 def test_the_config_dir_follows_the_environment(tmp_path, monkeypatch):
@@ -119,10 +137,10 @@ def test_relative_dates_follow_the_file_anchor(tmp_path, monkeypatch):
         .replace("end: 2026-03-04", "end: '@anchor'")
     annotation = load_config(write_config(tmp_path / "fixed", annotations=annotations)).annotations[0]
     assert (annotation.start_date, annotation.end_date) == (date(2026, 3, 2), date(2026, 3, 10))
-    monkeypatch.setenv("OPENROUTER_EMULATOR_ANCHOR_DATE", "2026-04-01")
+    # The emulator's anchor is the demo's business (openrouter_emulator.demo writes concrete dates).
     emulated = annotations.replace("anchor: 2026-03-10", "anchor: emulator")
-    annotation = load_config(write_config(tmp_path / "emulated", annotations=emulated)).annotations[0]
-    assert (annotation.start_date, annotation.end_date) == (date(2026, 3, 24), date(2026, 4, 1))
+    with pytest.raises(ConfigError, match=r"field 'anchor': expected a date"):
+        load_config(write_config(tmp_path / "emulated", annotations=emulated))
 
 
 def test_matcher_precedence_ranks_hash_then_the_most_literal_glob_then_workspace():

@@ -7,11 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from openrouter_emulator.demo import write_demo_config
 from openrouter_spend import settings
 from openrouter_spend.config import ConfigError, load_config
 from openrouter_spend.rules import RULE_IDS, load_rules
 
-DEFAULT_RULES = settings.PROJECT_ROOT / "include" / "config" / "rules.yaml"
+
+@pytest.fixture(autouse=True)
+def demo_config(tmp_path_factory, monkeypatch) -> Path:
+    """The emulated organisation's configuration, whose routes name its budget owners."""
+    folder = write_demo_config("default", tmp_path_factory.mktemp("demo-config"), "2026-11-26")
+    monkeypatch.setenv("OPENROUTER_SPEND_CONFIG_DIR", str(folder))
+    return folder
 
 
 def _write(folder: Path, document: dict) -> Path:
@@ -21,7 +28,7 @@ def _write(folder: Path, document: dict) -> Path:
 
 
 def _default() -> dict:
-    return yaml.safe_load(DEFAULT_RULES.read_text())
+    return yaml.safe_load((settings.config_dir() / "rules.yaml").read_text())
 
 
 def test_default_rules_cover_every_contract_rule_id_and_match_the_owners_registry():

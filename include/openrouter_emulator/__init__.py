@@ -8,13 +8,13 @@
         server.set_faults([FaultRule("rate_limit", path_prefix="/activity", times=2)])
         server.org.events        # planted events the pipeline should find
 
-`python -m openrouter_spend.emulator --scenario quiet --port 8090` serves one in the foreground.
+`python -m openrouter_emulator --scenario quiet --port 8090` serves one in the foreground.
 Control endpoints under /_emulator (faults, clock, requests, reset, generations, info) let another process
 drive a running emulator.
 """
 
-from openrouter_spend.emulator.faults import FaultRule
-from openrouter_spend.emulator.org import SyntheticOrg, build_org
-from openrouter_spend.emulator.server import EmulatorServer, serve_forever
+from openrouter_emulator.faults import FaultRule
+from openrouter_emulator.org import SyntheticOrg, build_org
+from openrouter_emulator.server import EmulatorServer, serve_forever
 
 __all__ = ["EmulatorServer", "FaultRule", "SyntheticOrg", "build_org", "serve_forever"]

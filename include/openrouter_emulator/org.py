@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
-from openrouter_spend.emulator.catalog import (
+from openrouter_emulator.catalog import (
     MODEL_BY_ID,
     MODEL_FALLBACK_SOURCES,
     MODELS,
@@ -34,7 +34,7 @@ from openrouter_spend.emulator.catalog import (
     Record,
     endpoint_id,
 )
-from openrouter_spend.emulator.scenarios import SCENARIOS, Scenario, get_scenario
+from openrouter_emulator.scenarios import SCENARIOS, Scenario, get_scenario
 
 NANO = 1_000_000_000
 SPAN_DAYS = 90

@@ -20,9 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from openrouter_spend.emulator import analytics
-from openrouter_spend.emulator.catalog import MODEL_BY_ID, MODELS, PROVIDER_BY_NAME, Model, endpoint_id
-from openrouter_spend.emulator.faults import (
+from openrouter_emulator import analytics
+from openrouter_emulator.catalog import MODEL_BY_ID, MODELS, PROVIDER_BY_NAME, Model, endpoint_id
+from openrouter_emulator.faults import (
     HTML_ERROR_PAGE,
     SERVER_ERROR_MESSAGES,
     FaultBook,
@@ -32,7 +32,7 @@ from openrouter_spend.emulator.faults import (
     encode,
     truncate,
 )
-from openrouter_spend.emulator.org import (
+from openrouter_emulator.org import (
     ActivityRow,
     ApiKey,
     DayEffects,

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from types import MappingProxyType
 
-from openrouter_spend.emulator.catalog import KEY_SPECS, MEMBERS, WORKSPACES, KeySpec, Member, WorkspaceSpec
-from openrouter_spend.emulator.large import LARGE_KEYS, LARGE_MEMBERS, LARGE_REQUEST_LOGGING, LARGE_WORKSPACES
+from openrouter_emulator.catalog import KEY_SPECS, MEMBERS, WORKSPACES, KeySpec, Member, WorkspaceSpec
+from openrouter_emulator.large import LARGE_KEYS, LARGE_MEMBERS, LARGE_REQUEST_LOGGING, LARGE_WORKSPACES
 
 # How the default organisation's apps log: search and data-platform log the response's openrouter_metadata and
 # usage (classified with zero API calls), support-bot logs only ids and what it asked for (classified through

@@ -1,4 +1,4 @@
-"""`python -m openrouter_spend.emulator [--scenario NAME] [--port N] [--seed N] [--anchor-date YYYY-MM-DD]
+"""`python -m openrouter_emulator [--scenario NAME] [--port N] [--seed N] [--anchor-date YYYY-MM-DD]
 [--clock wall|replay]`."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 from datetime import date
 
-from openrouter_spend.emulator.org import SCENARIOS
-from openrouter_spend.emulator.server import CLOCK_MODES, serve_forever
+from openrouter_emulator.org import SCENARIOS
+from openrouter_emulator.server import CLOCK_MODES, serve_forever
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and serve until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m openrouter_spend.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m openrouter_emulator", description=__doc__)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--seed", type=int, default=None)

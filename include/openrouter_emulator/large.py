@@ -16,7 +16,7 @@ import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from openrouter_spend.emulator.catalog import (
+from openrouter_emulator.catalog import (
     MODEL_BY_ID,
     MODELS,
     KeySpec,
@@ -113,7 +113,7 @@ def _token(key_slot: int, model_slot: int, provider_slot: int, line: int, micros
 
 def generation_for_id(org, generation_id: str) -> dict | None:
     """The /generation record of an id written by `write_request_log`, rebuilt from the id (None if not one)."""
-    from openrouter_spend.emulator.org import ActivityRow, DayEffects, build_generation
+    from openrouter_emulator.org import ActivityRow, DayEffects, build_generation
 
     parts = generation_id.split("-")
     if len(parts) != 3 or parts[0] != "gen" or not parts[1].isdigit() or len(parts[2]) != 20 \

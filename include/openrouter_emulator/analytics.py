@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from openrouter_spend.emulator.org import NANO, SyntheticOrg
+from openrouter_emulator.org import NANO, SyntheticOrg
 
 # name -> (display label, display format); cost metrics are numbers, count metrics come back as strings.
 COST_METRICS = {

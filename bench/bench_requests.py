@@ -103,8 +103,8 @@ def measure_raw(file: Path, work: Path) -> dict:
 
 
 def measure_ingest(file: Path, work: Path) -> dict:
-    """openrouter_spend.requests_log.ingest of the file into a fresh, migrated warehouse."""
-    from openrouter_spend import requests_log
+    """openrouter_spend.ingest.requests_log.ingest of the file into a fresh, migrated warehouse."""
+    from openrouter_spend.ingest import requests_log
     from openrouter_spend.warehouse import connect, migrate
 
     root = _landing(file, work)
@@ -160,7 +160,7 @@ def measure_build(file: Path, work: Path) -> dict:
     warehouse.connect; without a limit DuckDB keeps up to 80% of RAM as cache and the peak means little).
     """
     os.environ["OPENROUTER_SPEND_HOME"] = str(work / "home")
-    from openrouter_spend import enrich, requests_log
+    from openrouter_spend.ingest import enrich, requests_log
     from openrouter_spend.marts import build_marts
     from openrouter_spend.warehouse import build_staging, connect, migrate
 

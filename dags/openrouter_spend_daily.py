@@ -38,13 +38,13 @@ WAREHOUSE = {"pool": "duckdb", "queue": "warehouse"}
 # Errors no retry can fix: each needs a person (a key, a top-up, a fixed file, a later day, fixed data).
 PERMANENT_ERRORS = ExceptionRetryPolicy(rules=[RetryRule(
     exception=[
-        "openrouter_spend.client.AuthenticationError",  # 401
-        "openrouter_spend.client.PaymentRequiredError",  # 402
-        "openrouter_spend.client.PermissionDeniedError",  # 403
-        "openrouter_spend.client.ConfigurationError",  # no base URL or key
+        "openrouter_spend.ingest.client.AuthenticationError",  # 401
+        "openrouter_spend.ingest.client.PaymentRequiredError",  # 402
+        "openrouter_spend.ingest.client.PermissionDeniedError",  # 403
+        "openrouter_spend.ingest.client.ConfigurationError",  # no base URL or key
         "openrouter_spend.preflight.InvalidDayError",  # the day has not ended
         "openrouter_spend.config.ConfigError",  # owners, premium, annotations, rules
-        "openrouter_spend.load.LandingDataError",  # a retry would re-read the same landed files
+        "openrouter_spend.ingest.load.LandingDataError",  # a retry would re-read the same landed files
         "openrouter_spend.quality.QualityGateFailed",  # the data, not the attempt, is wrong
     ],
     action=RetryAction.FAIL,

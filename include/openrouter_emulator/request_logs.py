@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from openrouter_emulator.catalog import MODELS
-from openrouter_spend.requests_log import request_log_root
+from openrouter_spend.ingest.requests_log import request_log_root
 
 
 def write_emulated_logs(org, day: date, directory: Path | None = None,

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from openrouter_spend import settings
-from openrouter_spend.client import client_from_environment
-from openrouter_spend.extract import (
+from openrouter_spend.ingest.client import client_from_environment
+from openrouter_spend.ingest.extract import (
     ActivityTotals,
     chunked,
     fetch_account_activity,
@@ -26,8 +26,8 @@ from openrouter_spend.extract import (
     plan_key_activity,
     reconcile_key_activity,
 )
-from openrouter_spend.landing import LandingBatch
-from openrouter_spend.load import load_partition
+from openrouter_spend.ingest.landing import LandingBatch
+from openrouter_spend.ingest.load import load_partition
 from openrouter_spend.preflight import check_day
 from openrouter_spend.warehouse import build_staging, connect, migrate, table_counts
 
@@ -118,7 +118,7 @@ def reconcile_keys(day: date, run_id: str, account: dict, chunk_totals: list[dic
 
 def ingest_request_logs(day: date, run_id: str) -> dict[str, Any]:
     """Load new or changed app request logs and plan the /generation calls (metadata first, within the budget)."""
-    from openrouter_spend import enrich, requests_log
+    from openrouter_spend.ingest import enrich, requests_log
 
     with connect() as con:
         migrate(con)
@@ -129,14 +129,14 @@ def ingest_request_logs(day: date, run_id: str) -> dict[str, Any]:
 
 def enrich_generations(day: date, run_id: str) -> dict[str, Any]:
     """Call /generation for the planned ids and land every answer raw (HTTP only, no DuckDB)."""
-    from openrouter_spend import enrich
+    from openrouter_spend.ingest import enrich
 
     return enrich.enrich_pending(day, run_id)
 
 
 def load_generations(day: date, run_id: str) -> dict[str, Any]:
     """Load the run's landed /generation records and move the pending queue on (404s retried later)."""
-    from openrouter_spend import enrich
+    from openrouter_spend.ingest import enrich
 
     with connect() as con:
         return enrich.load_enrichment(con, day, run_id)
@@ -158,8 +158,8 @@ def refresh_staging() -> list[str]:
 
 def build_marts(day: date) -> dict[str, int]:
     """Validate the configuration and rebuild the mart partitions the day (and late re-pulls) touch."""
+    from openrouter_spend.ingest.requests_log import stale_days
     from openrouter_spend.marts import build_marts as build
-    from openrouter_spend.requests_log import stale_days
 
     with connect() as con:
         # Days whose per-request data changed (late logs, enrichment) are rebuilt with this one.

@@ -48,7 +48,7 @@ def check_configuration(config_dir: Path | None = None) -> None:
     a malformed OPENROUTER_SPEND_* number raises ValueError naming the variable.
     """
     from openrouter_spend.config import load_config
-    from openrouter_spend.enrich import EnrichmentSettings
+    from openrouter_spend.ingest.enrich import EnrichmentSettings
     from openrouter_spend.quality import load_quality_config
     from openrouter_spend.rules import load_rules
     from openrouter_spend.settings import ExtractionSettings

@@ -89,15 +89,15 @@ def test_dag_file_stays_thin_and_imports_nothing_heavy():
 def test_permanent_errors_fail_at_once_and_everything_else_is_retried(daily):
     from airflow.sdk import RetryAction
 
-    from openrouter_spend.client import (
+    from openrouter_spend.config import ConfigError
+    from openrouter_spend.ingest.client import (
         AuthenticationError,
         PaymentRequiredError,
         PermissionDeniedError,
         RateLimitedError,
         ServerError,
     )
-    from openrouter_spend.config import ConfigError
-    from openrouter_spend.load import LandingDataError
+    from openrouter_spend.ingest.load import LandingDataError
     from openrouter_spend.preflight import InvalidDayError
     from openrouter_spend.quality import QualityGateFailed
 

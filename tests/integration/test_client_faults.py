@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from openrouter_emulator import FaultRule
-from openrouter_spend.client import (
+from openrouter_spend.ingest.client import (
     AuthenticationError,
     MalformedResponseError,
     NotFoundError,

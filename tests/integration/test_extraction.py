@@ -8,8 +8,8 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from openrouter_emulator import EmulatorServer, build_org
-from openrouter_spend.client import OpenRouterClient
-from openrouter_spend.extract import (
+from openrouter_spend.ingest.client import OpenRouterClient
+from openrouter_spend.ingest.extract import (
     KeyInfo,
     fetch_account_activity,
     fetch_key_activity,
@@ -17,7 +17,7 @@ from openrouter_spend.extract import (
     plan_key_activity,
     reconcile_key_activity,
 )
-from openrouter_spend.landing import LandingBatch
+from openrouter_spend.ingest.landing import LandingBatch
 from openrouter_spend.settings import ExtractionSettings
 
 

@@ -21,7 +21,7 @@ import duckdb
 import pytest
 
 from openrouter_emulator import build_org
-from openrouter_spend.fallbacks import classify
+from openrouter_spend.ingest.fallbacks import classify
 
 pytestmark = pytest.mark.slow
 

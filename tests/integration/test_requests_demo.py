@@ -1,6 +1,6 @@
 """The emulated applications' request logs through ingestion, enrichment and the marts: the outage's fallback surge
 shows in fct_fallback_daily, projects that log nothing have no per-request rows, and the marts classify each
-fetched generation exactly as openrouter_spend.fallbacks does."""
+fetched generation exactly as openrouter_spend.ingest.fallbacks does."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 from datetime import UTC, datetime, time, timedelta
 
 from openrouter_emulator.request_logs import write_emulated_logs
-from openrouter_spend import enrich, requests_log
-from openrouter_spend.fallbacks import classify
+from openrouter_spend.ingest import enrich, requests_log
+from openrouter_spend.ingest.fallbacks import classify
 from openrouter_spend.marts import build_marts
 from openrouter_spend.warehouse import build_staging, connect, migrate
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, time, timedelta
 
-from openrouter_spend import enrich, requests_log
+from openrouter_spend.ingest import enrich, requests_log
 from openrouter_spend.warehouse import connect, migrate
 
 DAY = date(2026, 11, 24)

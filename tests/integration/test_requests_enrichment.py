@@ -9,8 +9,8 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from openrouter_emulator import EmulatorServer, FaultRule
-from openrouter_spend import enrich, requests_log
-from openrouter_spend.client import OpenRouterClient
+from openrouter_spend.ingest import enrich, requests_log
+from openrouter_spend.ingest.client import OpenRouterClient
 from openrouter_spend.settings import ExtractionSettings
 from openrouter_spend.warehouse import connect, migrate
 
@@ -149,7 +149,7 @@ def test_rate_limits_are_waited_out_as_told_with_bounded_concurrency(spend_home,
 
 
 def test_the_client_gets_the_enrichment_rate_and_pool(spend_home, emulator, monkeypatch):
-    import openrouter_spend.client as client_module
+    import openrouter_spend.ingest.client as client_module
 
     day = emulator.anchor_date - timedelta(days=2)
     _write_log(spend_home, day, [(emulator.org.generation_ids(day)[0], datetime.combine(day, time(1), tzinfo=UTC))])

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from openrouter_spend.client import (
+from openrouter_spend.ingest.client import (
     ConfigurationError,
     OpenRouterClient,
     TokenBucket,
@@ -68,7 +68,7 @@ def test_connection_takes_precedence_over_variables(monkeypatch):
 
 
 def test_observed_latency_shortens_the_read_timeout_only_once_the_api_has_shown_it_is_fast():
-    from openrouter_spend.client import ObservedLatency
+    from openrouter_spend.ingest.client import ObservedLatency
 
     latency = ObservedLatency(multiplier=10, floor_seconds=2, min_samples=20)
     for _ in range(19):
@@ -84,7 +84,7 @@ def test_observed_latency_shortens_the_read_timeout_only_once_the_api_has_shown_
 
 
 def test_a_deadline_stops_the_retry_ladder_instead_of_waiting():
-    from openrouter_spend.client import OutOfTimeError
+    from openrouter_spend.ingest.client import OutOfTimeError
 
     waits = []
     client = OpenRouterClient(base_url="http://127.0.0.1:9", api_key="sk-or-v1-x", sleep=waits.append)

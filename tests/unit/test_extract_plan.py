@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from openrouter_spend.extract import ActivityTotals, KeyInfo, chunked, plan_key_activity, skip_reason
+from openrouter_spend.ingest.extract import ActivityTotals, KeyInfo, chunked, plan_key_activity, skip_reason
 
 DAY = date(2026, 11, 10)
 

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from openrouter_spend.client import RawResponse
-from openrouter_spend.landing import (
+from openrouter_spend.ingest.client import RawResponse
+from openrouter_spend.ingest.landing import (
     MANIFEST,
     LandingBatch,
     committed_manifests,

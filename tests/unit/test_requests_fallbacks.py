@@ -1,4 +1,4 @@
-"""Fallback classification (openrouter_spend.fallbacks): table-driven over payloads shaped like openrouter-api.md."""
+"""Fallback classification (openrouter_spend.ingest.fallbacks): table-driven over payloads shaped like openrouter-api.md."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from openrouter_spend.fallbacks import FALLBACK_KINDS, classify
+from openrouter_spend.ingest.fallbacks import FALLBACK_KINDS, classify
 
 # openrouter-api.md §2.9: openrouter_metadata of a request OpenAI rate-limited and Azure served.
 METADATA_AZURE_AFTER_OPENAI_429 = {

@@ -1,4 +1,4 @@
-"""Request-log ingestion (openrouter_spend.requests_log): quarantine, schema agreement, incremental idempotent loads."""
+"""Request-log ingestion (openrouter_spend.ingest.requests_log): quarantine, schema agreement, incremental idempotent loads."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openrouter_spend import requests_log
+from openrouter_spend.ingest import requests_log
 from openrouter_spend.warehouse import connect, migrate
 
 GOOD = {"generation_id": "gen-1", "created_at": "2026-11-24T10:00:00.123456+00:00", "project": "search",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
 
-from openrouter_spend import requests_log
+from openrouter_spend.ingest import requests_log
 from openrouter_spend.warehouse import connect
 
 NEXT = DAY + timedelta(days=1)

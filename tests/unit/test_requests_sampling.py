@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from openrouter_spend import enrich, requests_log
+from openrouter_spend.ingest import enrich, requests_log
 from openrouter_spend.warehouse import connect, migrate
 
 DAY = date(2026, 11, 24)

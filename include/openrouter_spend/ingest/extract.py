@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from openrouter_spend.client import (
+from openrouter_spend.ingest.client import (
     BadRequestError,
     NotFoundError,
     OpenRouterClient,
     data_of,
     describe_request,
 )
-from openrouter_spend.landing import LandingBatch
+from openrouter_spend.ingest.landing import LandingBatch
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend.client import MalformedResponseError, data_of, describe_request, parse_json
-from openrouter_spend.landing import LandedResponse, batch_notes, committed_manifests, latest_responses
+from openrouter_spend.ingest.client import MalformedResponseError, data_of, describe_request, parse_json
+from openrouter_spend.ingest.landing import LandedResponse, batch_notes, committed_manifests, latest_responses
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from time import monotonic
 from typing import Any
 
 from openrouter_spend import settings
-from openrouter_spend.requests_log import record_change
+from openrouter_spend.ingest.requests_log import record_change
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def generation_landing_root():
 
 def worklist_path(day: date, run_id: str):
     """The work list of one run: the generation ids enrich_pending calls."""
-    from openrouter_spend.landing import run_dir
+    from openrouter_spend.ingest.landing import run_dir
 
     return run_dir(generation_landing_root(), day, run_id) / WORKLIST
 
@@ -356,7 +356,7 @@ def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None
     waits at most `read_timeout_seconds`, less once the answers so far show the API is fast (ObservedLatency).
     `client` (an OpenRouterClient) replaces the one built from the environment, e.g. to record waits in tests.
     """
-    from openrouter_spend.client import (
+    from openrouter_spend.ingest.client import (
         PERMANENT,
         NotFoundError,
         ObservedLatency,
@@ -365,7 +365,7 @@ def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None
         RateLimitedError,
         client_from_environment,
     )
-    from openrouter_spend.landing import LandingBatch, committed_manifests, latest_responses
+    from openrouter_spend.ingest.landing import LandingBatch, committed_manifests, latest_responses
 
     enrichment = enrichment or EnrichmentSettings.from_env()
     path = worklist_path(day, run_id)
@@ -446,8 +446,8 @@ def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None
 
 def load_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings | None = None) -> dict[str, Any]:
     """Load the run's landed /generation records into raw.generations and move the queue on (idempotent)."""
-    from openrouter_spend.client import MalformedResponseError, data_of, parse_json
-    from openrouter_spend.landing import batch_notes, committed_manifests, latest_responses
+    from openrouter_spend.ingest.client import MalformedResponseError, data_of, parse_json
+    from openrouter_spend.ingest.landing import batch_notes, committed_manifests, latest_responses
 
     enrichment = enrichment or EnrichmentSettings.from_env()
     manifests = committed_manifests(generation_landing_root(), day, run_id)
@@ -535,8 +535,8 @@ def discover_generation_ids(day: date, run_id: str, enrichment: EnrichmentSettin
     call each). Lines carry the key's name (`api_key_name`, analytics returns names, not hashes) and
     `discovered_by: analytics`; they land in `landing/requests/_discovered/<day>.jsonl`.
     """
-    from openrouter_spend.client import client_from_environment
-    from openrouter_spend.requests_log import request_log_root
+    from openrouter_spend.ingest.client import client_from_environment
+    from openrouter_spend.ingest.requests_log import request_log_root
 
     enrichment = enrichment or EnrichmentSettings.from_env()
     if not enrichment.discovery_enabled:

@@ -1,0 +1,1 @@
+"""Ingestion: the OpenRouter client, day plans and landing, loading into raw, request logs, enrichment."""

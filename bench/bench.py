@@ -410,8 +410,8 @@ def child_history_expand(home: str, day: str, days: str) -> dict:
     os.environ["OPENROUTER_SPEND_HOME"] = home
     from history import expand_history
 
-    from openrouter_spend.marts import rebuild_all
     from openrouter_spend.warehouse import build_staging, connect
+    from openrouter_spend.warehouse.marts import rebuild_all
 
     with connect() as con:
         started = time.perf_counter()

@@ -161,8 +161,8 @@ def measure_build(file: Path, work: Path) -> dict:
     """
     os.environ["OPENROUTER_SPEND_HOME"] = str(work / "home")
     from openrouter_spend.ingest import enrich, requests_log
-    from openrouter_spend.marts import build_marts
     from openrouter_spend.warehouse import build_staging, connect, migrate
+    from openrouter_spend.warehouse.marts import build_marts
 
     root = _landing(file, work / "home" / "landing")
     timings = {}

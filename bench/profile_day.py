@@ -25,9 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=4)
     args = parser.parse_args(argv)
     from openrouter_spend import quality
-    from openrouter_spend.marts import MARTS, _rebuild_mart, affected_days, available_days, publish_warehouse
     from openrouter_spend.rules import evaluate_rule, load_rules
     from openrouter_spend.warehouse import connect
+    from openrouter_spend.warehouse.marts import (
+        MARTS,
+        _rebuild_mart,
+        affected_days,
+        available_days,
+    )
+    from openrouter_spend.warehouse.publish import publish_warehouse
 
     timings: list[tuple[str, str, float, str]] = []
     statements: dict[str, tuple[str, list]] = {}

@@ -31,7 +31,7 @@ from openrouter_spend.rules import (
     evaluate_rule,
     load_rules,
 )
-from openrouter_spend.warehouse import connect, migrate
+from openrouter_spend.warehouse import connect, migrate, transaction
 
 log = logging.getLogger(__name__)
 
@@ -389,8 +389,7 @@ def _record(con, day: date, run_id: str, evaluated_at: datetime, alerts: list[di
             quality: Quality, evaluated: list[str]) -> int:
     """Replace the day's ledger rows and reconcile its planned deliveries in one transaction; returns to_send."""
     placeholders = ", ".join("cast(? as json)" if column in _JSON_COLUMNS else "?" for column in ALERT_COLUMNS)
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         con.execute("delete from marts.fct_alerts where usage_date = ?", [day])
         if alerts:
             con.executemany(
@@ -427,10 +426,6 @@ def _record(con, day: date, run_id: str, evaluated_at: datetime, alerts: list[di
             [day, run_id, evaluated_at, quality.status, quality.summary, evaluated, len(alerts),
              sum(a["status"] == FIRED for a in alerts), sum(a["status"] == SUPPRESSED for a in alerts),
              sum(a["status"] == BLOCKED for a in alerts), sum(a["is_notified"] for a in alerts), to_send])
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return int(to_send)
 
 
@@ -496,8 +491,7 @@ def emit_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict[
     attempted_at = datetime.now(UTC)
     if outcomes:
         with connect() as con:
-            con.execute("begin transaction")
-            try:
+            with transaction(con):
                 for delivery_id, (status, error) in outcomes.items():
                     con.execute(
                         "update marts.fct_alert_deliveries set status = ?, attempts = attempts + 1, "
@@ -505,10 +499,6 @@ def emit_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict[
                         "delivered_at = case when ? = 'sent' then ? else delivered_at end, last_error = ?, "
                         "last_run_id = ? where delivery_id = ?",
                         [status, attempted_at, attempted_at, status, attempted_at, error, run_id, delivery_id])
-                con.execute("commit")
-            except BaseException:
-                con.execute("rollback")
-                raise
     counts = {status: sum(s == status for s, _ in outcomes.values()) for status in (SENT, FAILED, SKIPPED)}
     by_channel: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in pending:

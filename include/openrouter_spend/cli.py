@@ -203,9 +203,10 @@ def command_rebuild(args: argparse.Namespace) -> int:
     import time as clock
 
     from openrouter_spend.config import ConfigError
-    from openrouter_spend.marts import publish_warehouse, rebuild_all
     from openrouter_spend.runner import HomeBusy, home_lock
     from openrouter_spend.warehouse import connect
+    from openrouter_spend.warehouse.marts import rebuild_all
+    from openrouter_spend.warehouse.publish import publish_warehouse
 
     started = clock.monotonic()
     try:

@@ -159,7 +159,7 @@ def refresh_staging() -> list[str]:
 def build_marts(day: date) -> dict[str, int]:
     """Validate the configuration and rebuild the mart partitions the day (and late re-pulls) touch."""
     from openrouter_spend.ingest.requests_log import stale_days
-    from openrouter_spend.marts import build_marts as build
+    from openrouter_spend.warehouse.marts import build_marts as build
 
     with connect() as con:
         # Days whose per-request data changed (late logs, enrichment) are rebuilt with this one.
@@ -168,7 +168,7 @@ def build_marts(day: date) -> dict[str, int]:
 
 def publish_warehouse() -> str:
     """Replace the analysts' read-only copy of the warehouse."""
-    from openrouter_spend.marts import publish_warehouse as publish
+    from openrouter_spend.warehouse.publish import publish_warehouse as publish
 
     return str(publish())
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, time, timedelta
 from openrouter_emulator.request_logs import write_emulated_logs
 from openrouter_spend.ingest import enrich, requests_log
 from openrouter_spend.ingest.fallbacks import classify
-from openrouter_spend.marts import build_marts
 from openrouter_spend.warehouse import build_staging, connect, migrate
+from openrouter_spend.warehouse.marts import build_marts
 
 
 def _event(org, name):

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from openrouter_spend.marts import build_marts, rebuild_all
 from openrouter_spend.warehouse import build_staging, connect, migrate
+from openrouter_spend.warehouse.marts import build_marts, rebuild_all
 
 DAY = date(2026, 3, 2)  # a Monday
 MARTS_WITH_ROWS = ("fct_daily_spend", "rpt_key_usage_daily", "fct_provider_mix_daily", "rpt_unit_economics_daily",

@@ -10,11 +10,12 @@ import duckdb
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, sample_rows
 
-from openrouter_spend import marts as marts_module
 from openrouter_spend.config import ConfigError
-from openrouter_spend.dictionary import DICTIONARY_PATH, empty_warehouse, render_data_dictionary
-from openrouter_spend.marts import affected_days, publish_warehouse
 from openrouter_spend.warehouse import connect
+from openrouter_spend.warehouse import marts as marts_module
+from openrouter_spend.warehouse.dictionary import DICTIONARY_PATH, empty_warehouse, render_data_dictionary
+from openrouter_spend.warehouse.marts import affected_days
+from openrouter_spend.warehouse.publish import publish_warehouse
 
 DAYS = [DAY + timedelta(days=offset) for offset in range(12)]
 CONTRACT = {
@@ -164,7 +165,7 @@ def test_every_contract_table_column_and_config_table_is_commented(daily):
 def test_the_data_dictionary_in_docs_is_current():
     with empty_warehouse() as con:
         assert DICTIONARY_PATH.read_text() == render_data_dictionary(con), \
-            "run: .venv/bin/python -m openrouter_spend.dictionary"
+            "run: .venv/bin/python -m openrouter_spend.warehouse.dictionary"
 
 
 def test_publish_makes_an_atomic_read_only_copy_that_open_readers_survive(daily, tmp_path):

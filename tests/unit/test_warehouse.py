@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from openrouter_spend.warehouse import build_staging, connect, discover_migrations, migrate
+from openrouter_spend.warehouse import build_staging, connect, migrate
+from openrouter_spend.warehouse.migrations import discover_migrations
 
 
 def test_project_migrations_apply_once_and_are_recorded(tmp_path):
@@ -51,7 +52,7 @@ def test_badly_named_or_duplicate_migrations_are_rejected(tmp_path):
 
 
 def test_views_are_created_after_the_views_they_read(tmp_path):
-    from openrouter_spend.warehouse import dependency_order
+    from openrouter_spend.warehouse.staging import dependency_order
 
     files = {}
     for name, sql in {"a_top": "select * from staging.z_base join staging.m_mid using (x)",

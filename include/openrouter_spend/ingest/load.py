@@ -15,6 +15,7 @@ from typing import Any
 
 from openrouter_spend.ingest.client import MalformedResponseError, data_of, describe_request, parse_json
 from openrouter_spend.ingest.landing import LandedResponse, batch_notes, committed_manifests, latest_responses
+from openrouter_spend.warehouse.connection import transaction
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,7 @@ def load_partition(con, landing_root: Path, partition_date: date, run_id: str,
     counts = {table: len(rows.get(table, [])) for table in RAW_TABLES}
     if gaps and not responses:
         return _record_gap(con, partition_date, run_id, gaps, notes, counts)
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         for table in RAW_TABLES:
             con.execute(f"delete from raw.{table} where partition_date = ?", [partition_date])
         con.execute("delete from meta.landed_files where partition_date = ?", [partition_date])
@@ -183,10 +183,6 @@ def load_partition(con, landing_root: Path, partition_date: date, run_id: str,
             "insert into meta.load_runs (partition_date, run_id, status, row_counts, notes) values (?, ?, ?, ?, ?)",
             [partition_date, run_id, "loaded", json.dumps(counts), json.dumps(notes, sort_keys=True)],
         )
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
     log.info("loaded %s run %s: %s", partition_date, run_id, counts)
     return LoadResult(partition_date, run_id, "loaded", counts, len(lineage), gaps)
 
@@ -197,8 +193,7 @@ def _record_gap(con, partition_date: date, run_id: str, gaps: list[dict], notes:
     already_loaded = con.execute(
         "select count(*) from meta.load_runs where partition_date = ? and status = 'loaded'", [partition_date]
     ).fetchone()[0]
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         if already_loaded:
             log.warning("%s is outside the API window now; keeping the data loaded by an earlier run",
                         partition_date)
@@ -214,8 +209,4 @@ def _record_gap(con, partition_date: date, run_id: str, gaps: list[dict], notes:
             "insert into meta.load_runs (partition_date, run_id, status, row_counts, notes) values (?, ?, ?, ?, ?)",
             [partition_date, run_id, "gap", json.dumps(counts), json.dumps(notes, sort_keys=True)],
         )
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
     return LoadResult(partition_date, run_id, "gap", counts, 0, [] if already_loaded else gaps)

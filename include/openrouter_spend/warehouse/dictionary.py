@@ -1,6 +1,6 @@
 """Data dictionary of the `marts` and `config` schemas, rendered from the DuckDB catalog into docs/.
 
-`python -m openrouter_spend.dictionary` regenerates docs/data-dictionary.md from a fresh, empty warehouse
+`python -m openrouter_spend.warehouse.dictionary` regenerates docs/data-dictionary.md from a fresh, empty warehouse
 (migrations plus the COMMENT ON a mart build applies), so it needs no pipeline run; `--check` only compares.
 """
 
@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from openrouter_spend import settings
-from openrouter_spend.marts import DOCUMENTED_SCHEMAS, apply_comments, table_docs
-from openrouter_spend.warehouse import connect, migrate
+from openrouter_spend.warehouse.connection import connect
+from openrouter_spend.warehouse.marts import DOCUMENTED_SCHEMAS, apply_comments, table_docs
+from openrouter_spend.warehouse.migrations import migrate
 
 DICTIONARY_PATH = settings.PROJECT_ROOT / "docs" / "data-dictionary.md"
 _SCHEMA_INTROS = {
@@ -34,7 +35,7 @@ def render_data_dictionary(con, schemas: tuple[str, ...] = DOCUMENTED_SCHEMAS) -
     lines = [
         "# Data dictionary",
         "",
-        "Generated from the warehouse catalog (`COMMENT ON`) by `python -m openrouter_spend.dictionary`; "
+        "Generated from the warehouse catalog (`COMMENT ON`) by `python -m openrouter_spend.warehouse.dictionary`; "
         "edit `sql/marts/schema.yml`, not this file.",
         "",
     ]
@@ -94,7 +95,7 @@ def write_data_dictionary(path: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the data dictionary, or with --check report whether the file is current."""
-    parser = argparse.ArgumentParser(prog="python -m openrouter_spend.dictionary", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m openrouter_spend.warehouse.dictionary", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the catalog")
     parser.add_argument("--output", type=Path, default=DICTIONARY_PATH)
     args = parser.parse_args(argv)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         with empty_warehouse() as con:
             current = render_data_dictionary(con)
         if not args.output.exists() or args.output.read_text() != current:
-            print(f"{args.output} is out of date; run python -m openrouter_spend.dictionary", file=sys.stderr)
+            print(f"{args.output} is out of date; run python -m openrouter_spend.warehouse.dictionary", file=sys.stderr)
             return 1
         return 0
     print(write_data_dictionary(args.output))

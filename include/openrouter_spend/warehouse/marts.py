@@ -1,0 +1,237 @@
+"""Build `marts.*` from staging and the configuration, incrementally and atomically.
+
+Each mart is one SELECT in sql/marts/<name>.sql. Day-partitioned marts are rebuilt only for the days a
+change can reach (a changed day plus the windows that read it); small dimensions are rebuilt whole. A
+build runs in one transaction: a failure leaves the previous marts untouched. docs/marts.md has the methods.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from openrouter_spend import settings
+from openrouter_spend.config import Config, load_config, store_config
+from openrouter_spend.warehouse.connection import transaction
+from openrouter_spend.warehouse.migrations import migrate
+from openrouter_spend.warehouse.staging import build_staging
+
+log = logging.getLogger(__name__)
+
+DOCUMENTED_SCHEMAS = ("marts", "config")
+
+
+def _days_after(days: int) -> Callable[[date], date]:
+    return lambda day: day + timedelta(days=days)
+
+
+def _through_month_end_or(days: int) -> Callable[[date], date]:
+    def reach(day: date) -> date:
+        next_month = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return max(day + timedelta(days=days), next_month - timedelta(days=1))
+
+    return reach
+
+
+@dataclass(frozen=True)
+class Mart:
+    """One mart table: its SQL file, its partition column and how far a changed day reaches."""
+
+    name: str
+    partition_column: str | None = None
+    reach: Callable[[date], date] = _days_after(0)
+
+    @property
+    def sql_path(self) -> Path:
+        return settings.sql_dir() / "marts" / f"{self.name}.sql"
+
+
+# Build order: every mart reads only staging, config and marts listed before it.
+MARTS: tuple[Mart, ...] = (
+    Mart("dim_model_price_history"),
+    Mart("fct_daily_spend", "usage_date"),
+    # Per-request marts: a day's duplicates look back one hour, into the day before.
+    Mart("fct_generations", "usage_date", _days_after(1)),
+    Mart("rpt_key_usage_daily", "usage_date", _days_after(7)),
+    Mart("fct_provider_mix_daily", "usage_date", _days_after(7)),
+    Mart("fct_fallback_daily", "usage_date"),
+    Mart("rpt_unit_economics_daily", "usage_date", _days_after(28)),
+    # D compares with D-1 and D-7, whose wasted requests read 7 more days back.
+    Mart("rpt_spend_change", "usage_date", _days_after(14)),
+    Mart("rpt_budget_status_daily", "usage_date", _through_month_end_or(6)),
+    Mart("fct_credit_balance", "as_of_date", _days_after(6)),
+    Mart("dim_api_key"),
+    Mart("dim_model"),
+    Mart("dim_annotation"),
+    # Reads fct_generations (per-request data) and the gap days of the 30 days before each day.
+    Mart("rpt_blind_spots_daily", "usage_date", _days_after(29)),
+)
+
+
+def available_days(con) -> set[date]:
+    """Every usage day present in staging (activity or a credits snapshot)."""
+    rows = con.execute(
+        "select usage_date from staging.stg_account_activity union "
+        "select usage_date from staging.stg_activity union "
+        "select snapshot_date from staging.stg_credits"
+    ).fetchall()
+    return {day for (day,) in rows if day is not None}
+
+
+def stale_days(con) -> set[date]:
+    """Days whose raw partition was loaded after the marts last rebuilt them (late re-pulls included)."""
+    rows = con.execute(
+        """
+        with built as (
+            select unnest(rebuilt_days) as usage_date, built_at from marts.build_log
+        ),
+        last_built as (
+            select usage_date, max(built_at) as built_at from built group by usage_date
+        )
+        select loads.partition_date
+        from meta.load_runs as loads
+        left join last_built on last_built.usage_date = loads.partition_date
+        where loads.status = 'loaded'
+        group by loads.partition_date
+        having max(loads.loaded_at) > coalesce(max(last_built.built_at), '-infinity'::timestamptz)
+        """
+    ).fetchall()
+    return {day for (day,) in rows}
+
+
+def _last_built_day(con) -> date | None:
+    return con.execute("select max(d) from (select unnest(rebuilt_days) as d from marts.build_log)").fetchone()[0]
+
+
+def affected_days(mart: Mart, changed: Iterable[date], candidates: Iterable[date]) -> list[date]:
+    """The days of `mart` that read any changed day, among the candidate days."""
+    changed = sorted(set(changed))
+    if not changed:
+        return []
+    return sorted(day for day in set(candidates) if any(c <= day <= mart.reach(c) for c in changed))
+
+
+def _rebuild_mart(con, mart: Mart, days: list[date], *, replace_all: bool) -> int:
+    """Replace the mart's rows for `days` (every row for dimensions or with replace_all); returns rows written."""
+    con.execute("set variable mart_days = cast(? as date[])", [days])
+    if replace_all or mart.partition_column is None:
+        con.execute(f"delete from marts.{mart.name}")
+    else:
+        con.execute(f"delete from marts.{mart.name} "
+                    f"where list_contains(getvariable('mart_days'), {mart.partition_column})")
+    if mart.partition_column is not None and not days:
+        return 0
+    try:
+        written = con.execute(f"insert into marts.{mart.name} by name\n{mart.sql_path.read_text()}").fetchone()[0]
+    except Exception as exc:
+        raise RuntimeError(f"building marts.{mart.name} from {mart.sql_path.name} failed: {exc}") from exc
+    return int(written)
+
+
+def _build(con, requested: set[date], *, full: bool, restate_config: bool, config: Config) -> dict[str, int]:
+    started = time.monotonic()
+    with transaction(con):
+        last_built = _last_built_day(con)
+        version_id = store_config(con, config, last_built + timedelta(days=1) if last_built else None,
+                                  restate=restate_config)
+        available = available_days(con)
+        changed = requested if full else requested | stale_days(con)
+        counts: dict[str, int] = {}
+        rebuilt_days: list[date] = []
+        for mart in MARTS:
+            days = sorted(available) if full else affected_days(mart, changed, available | changed)
+            if mart.name == "fct_daily_spend":
+                rebuilt_days = [day for day in days if day in available]
+            counts[mart.name] = _rebuild_mart(con, mart, days, replace_all=full)
+        apply_comments(con)
+        build_id = con.execute("select coalesce(max(build_id), 0) + 1 from marts.build_log").fetchone()[0]
+        con.execute(
+            "insert into marts.build_log (build_id, built_at, build_kind, requested_days, rebuilt_days, "
+            "config_version_id, row_counts) values (?, current_timestamp, ?, cast(? as date[]), "
+            "cast(? as date[]), ?, ?)",
+            [build_id, "full" if full else "incremental", sorted(requested), rebuilt_days, version_id,
+             json.dumps(counts)],
+        )
+    log.info("built marts in %.1fs (config version %s, days %s): %s", time.monotonic() - started, version_id,
+             _day_span(rebuilt_days), counts)
+    return counts
+
+
+def _day_span(days: list[date]) -> str:
+    if not days:
+        return "none"
+    return days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)})"
+
+
+def build_marts(con, days: list[date], *, config_dir: Path | None = None) -> dict[str, int]:
+    """Load the config, then rebuild what `days` and stale days reach in one transaction; rows written per mart."""
+    config = load_config(config_dir)
+    migrate(con)
+    return _build(con, set(days), full=False, restate_config=False, config=config)
+
+
+def rebuild_all(con, *, restate_config: bool = False, config_dir: Path | None = None) -> dict[str, int]:
+    """Rebuild staging views and every mart from raw for every day in staging; rows written per mart."""
+    config = load_config(config_dir)
+    migrate(con)
+    build_staging(con)
+    return _build(con, available_days(con), full=True, restate_config=restate_config, config=config)
+
+
+def _schema_docs() -> dict[str, dict]:
+    path = settings.sql_dir() / "marts" / "schema.yml"
+    return _parsed_yaml(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_yaml(path: Path, _mtime_ns: int) -> dict:
+    import yaml
+
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _quoted(text: str) -> str:
+    return "'" + " ".join(text.split()).replace("'", "''") + "'"
+
+
+def apply_comments(con) -> None:
+    """COMMENT ON every table and column of marts.* and config.* from sql/marts/schema.yml; drift is an error."""
+    docs = _schema_docs()
+    for schema in DOCUMENTED_SCHEMAS:
+        tables = dict(con.execute(
+            "select table_name, comment from duckdb_tables() where schema_name = ?", [schema]).fetchall())
+        columns: dict[str, dict[str, str | None]] = {}
+        for table, column, comment in con.execute(
+                "select table_name, column_name, comment from duckdb_columns() where schema_name = ?",
+                [schema]).fetchall():
+            columns.setdefault(table, {})[column] = comment
+        documented = docs.get(schema) or {}
+        missing = sorted(set(tables) - set(documented))
+        if missing:
+            raise RuntimeError(f"sql/marts/schema.yml documents no {schema}.{', '.join(missing)}")
+        for table, table_doc in documented.items():
+            if table not in tables:
+                raise RuntimeError(f"sql/marts/schema.yml documents {schema}.{table}, which does not exist")
+            described = table_doc.get("columns") or {}
+            undocumented = [c for c in columns[table] if c not in described]
+            unknown = [c for c in described if c not in columns[table]]
+            if undocumented or unknown:
+                raise RuntimeError(f"sql/marts/schema.yml is out of date for {schema}.{table}: undocumented "
+                                   f"{undocumented or 'none'}, no such column {unknown or 'none'}")
+            description = " ".join(table_doc["description"].split())
+            if tables[table] != description:
+                con.execute(f"comment on table {schema}.{table} is {_quoted(description)}")
+            for column, text in described.items():
+                if columns[table][column] != " ".join(str(text).split()):
+                    con.execute(f"comment on column {schema}.{table}.{column} is {_quoted(str(text))}")
+
+
+def table_docs() -> dict[str, dict]:
+    """The documentation of every marts and config table, as written in sql/marts/schema.yml."""
+    return _schema_docs()

@@ -1,0 +1,48 @@
+"""The staging views (sql/staging/*.sql), recreated in dependency order."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from openrouter_spend import settings
+from openrouter_spend.warehouse.connection import transaction
+
+
+def sql_files(layer: str) -> list[Path]:
+    """The SQL files of one layer folder (staging, marts), in name order."""
+    return sorted((settings.sql_dir() / layer).glob("*.sql"))
+
+
+def dependency_order(files: list[Path], schema: str) -> list[Path]:
+    """Files ordered so that each view comes after the views of `schema` it reads (by name otherwise)."""
+    by_name = {path.stem: path for path in files}
+    reads = {
+        name: set(re.findall(rf"\b{schema}\.([a-z0-9_]+)", path.read_text())) & set(by_name) - {name}
+        for name, path in by_name.items()
+    }
+    ordered: list[Path] = []
+    done: set[str] = set()
+    while len(done) < len(by_name):
+        ready = sorted(name for name in by_name if name not in done and reads[name] <= done)
+        if not ready:
+            cycle = sorted(set(by_name) - done)
+            raise ValueError(f"{schema} views depend on each other in a cycle: {', '.join(cycle)}")
+        for name in ready:
+            ordered.append(by_name[name])
+            done.add(name)
+    return ordered
+
+
+def build_staging(con) -> list[str]:
+    """(Re)create every staging view in one transaction, dependencies first; returns the view names."""
+    names = []
+    try:
+        with transaction(con):
+            con.execute("create schema if not exists staging")
+            for path in dependency_order(sql_files("staging"), "staging"):
+                con.execute(f"create or replace view staging.{path.stem} as\n{path.read_text()}")
+                names.append(path.stem)
+    except Exception as exc:
+        raise RuntimeError(f"building staging views failed: {exc}") from exc
+    return names

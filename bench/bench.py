@@ -219,7 +219,7 @@ def section_run(args, scratch: Path) -> dict:
 def child_key_calls() -> dict:
     """The per-key /activity calls of one default-organisation day from one process (no Airflow)."""
     from openrouter_emulator import EmulatorServer
-    from openrouter_spend import settings
+    from openrouter_spend.config import settings
     from openrouter_spend.ingest.client import client_from_environment
     from openrouter_spend.ingest.extract import fetch_key_activity, fetch_snapshots, plan_key_activity
     from openrouter_spend.ingest.landing import LandingBatch

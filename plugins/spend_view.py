@@ -42,7 +42,7 @@ spend_app = FastAPI(title="OpenRouter spend digests", docs_url=None, redoc_url=N
 
 
 def _digests_root() -> Path:
-    from openrouter_spend import settings
+    from openrouter_spend.config import settings
 
     return settings.paths().digests
 

@@ -19,7 +19,7 @@ import yaml
 
 from openrouter_emulator.org import resolve_anchor_date
 from openrouter_emulator.scenarios import get_scenario
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 
 DEMO_CONFIG_DIR = Path(__file__).resolve().parent / "demo_config"
 _RELATIVE_DATE = re.compile(r"^@anchor(?:([+-])(\d+))?$")

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 from openrouter_spend.escaping import mail_header, slack, sql_literal
 from openrouter_spend.rules import (
     BUDGET_OWNER_TOKEN,
@@ -331,7 +331,7 @@ def _group_notification(root: dict, linked: list[dict]) -> None:
 
 def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict[str, Any]:
     """Evaluate every enabled rule for `day` and record the outcomes and planned deliveries; {"to_send": n, ...}."""
-    from openrouter_spend.config import load_config
+    from openrouter_spend.config.owners import load_config
 
     owners_config = load_config(config_dir)
     rules_config = load_rules(config_dir, budget_owners={p.budget_owner for p in owners_config.projects})

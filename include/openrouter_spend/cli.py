@@ -9,7 +9,7 @@ import sys
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, time, timedelta
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 
 # The embedded emulator answers "as of" this time after the day it replays, like a schedule firing at 00:10.
 REPLAY_OFFSET = timedelta(minutes=10)
@@ -57,7 +57,7 @@ def _check_days(days: list[date]) -> str | None:
 
 def _check_configuration() -> str | None:
     """What is wrong with the configuration the run will use (one line), before the first API call."""
-    from openrouter_spend.config import ConfigError
+    from openrouter_spend.config.yamlnode import ConfigError
     from openrouter_spend.preflight import check_configuration
 
     try:
@@ -202,7 +202,7 @@ def command_rebuild(args: argparse.Namespace) -> int:
     """Rebuild staging and every mart from raw, then republish the analysts' copy."""
     import time as clock
 
-    from openrouter_spend.config import ConfigError
+    from openrouter_spend.config.yamlnode import ConfigError
     from openrouter_spend.runner import HomeBusy, home_lock
     from openrouter_spend.warehouse import connect
     from openrouter_spend.warehouse.marts import rebuild_all

@@ -24,7 +24,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 
 FOCUS_VERSION = "1.0"
 VALIDATOR_REQUIREMENTS = (

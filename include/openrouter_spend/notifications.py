@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 
 FAILURES_FILE = "task_failures.jsonl"
 

@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 from openrouter_spend.ingest.client import client_from_environment
 from openrouter_spend.ingest.extract import (
     ActivityTotals,

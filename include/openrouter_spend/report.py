@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 from openrouter_spend.warehouse import connect, table_counts
 
 

@@ -14,8 +14,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend import settings
-from openrouter_spend.config import ConfigError, _Node
+from openrouter_spend.config import settings
+from openrouter_spend.config.yamlnode import ConfigError, Node, read_yaml
 
 RULES_FILE = "rules.yaml"
 RULE_IDS = (
@@ -157,21 +157,7 @@ class RulesConfig:
         return [self.rules[rule_id] for rule_id in RULE_IDS if self.rules[rule_id].enabled]
 
 
-def _read(path: Path) -> Any:
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError(str(path), "", path.name, "file not found (the alert rules and routes live here)")
-    try:
-        return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(str(path), where, "(yaml)", f"not valid YAML: {getattr(exc, 'problem', None) or exc}") \
-            from None
-
-
-def _whole(node: _Node, key: str, minimum: int, *, allow_null: bool = False, default: Any = None) -> int | None:
+def _whole(node: Node, key: str, minimum: int, *, allow_null: bool = False, default: Any = None) -> int | None:
     if key not in node.value:
         return default
     value = node.value[key]
@@ -183,14 +169,14 @@ def _whole(node: _Node, key: str, minimum: int, *, allow_null: bool = False, def
     return value
 
 
-def _severity(node: _Node, key: str, default: str | None = None) -> str:
+def _severity(node: Node, key: str, default: str | None = None) -> str:
     value = node.value.get(key, default)
     if value not in SEVERITIES:
         raise node.error(key, f"expected one of {', '.join(SEVERITIES)}, got {value!r}")
     return value
 
 
-def _parameter(node: _Node, name: str, kind: str) -> Any:
+def _parameter(node: Node, name: str, kind: str) -> Any:
     value = node.value.get(name)
     if value is None:
         raise node.error(name, "is required")
@@ -213,7 +199,7 @@ def _parameter(node: _Node, name: str, kind: str) -> Any:
     raise AssertionError(kind)
 
 
-def _rule(node: _Node, rule_id: str, defaults: dict[str, Any]) -> Rule:
+def _rule(node: Node, rule_id: str, defaults: dict[str, Any]) -> Rule:
     node.mapping(rule_id, (), _COMMON_FIELDS + tuple(_PARAMETERS[rule_id]))
     enabled = node.value.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -236,7 +222,7 @@ def _rule(node: _Node, rule_id: str, defaults: dict[str, Any]) -> Rule:
                 resolve, method, days, parameters)
 
 
-def _route(node: _Node, name: str, owners: set[str] | None) -> Route:
+def _route(node: Node, name: str, owners: set[str] | None) -> Route:
     node.mapping(name, (), ("description", "budget_owners", "min_severity", "email", "slack"))
     budget_owners = node.value.get("budget_owners") or []
     if not isinstance(budget_owners, list) or any(not isinstance(o, str) or not o.strip() for o in budget_owners):
@@ -273,7 +259,7 @@ def load_rules(config_dir: Path | None = None, *, budget_owners: set[str] | None
     """Read and validate rules.yaml of the config directory; `budget_owners` cross-checks route owners."""
     folder = Path(config_dir) if config_dir else settings.config_dir()
     path = folder / RULES_FILE
-    root = _Node(str(path), "", _read(path))
+    root = Node(str(path), "", read_yaml(path, "file not found (the alert rules and routes live here)"))
     if not isinstance(root.value, dict):
         raise ConfigError(str(path), "", "(document)", f"expected a mapping at the top, got {root.value!r}")
     root.mapping("(document)", ("rules", "routes"), ("defaults", "channels"))

@@ -89,7 +89,7 @@ def test_dag_file_stays_thin_and_imports_nothing_heavy():
 def test_permanent_errors_fail_at_once_and_everything_else_is_retried(daily):
     from airflow.sdk import RetryAction
 
-    from openrouter_spend.config import ConfigError
+    from openrouter_spend.config.yamlnode import ConfigError
     from openrouter_spend.ingest.client import (
         AuthenticationError,
         PaymentRequiredError,

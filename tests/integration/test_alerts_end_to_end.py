@@ -25,7 +25,8 @@ import pytest
 import yaml
 
 from openrouter_emulator.demo import write_demo_config
-from openrouter_spend import alerts, settings
+from openrouter_spend import alerts
+from openrouter_spend.config import settings
 from openrouter_spend.warehouse import connect
 
 pytestmark = pytest.mark.slow

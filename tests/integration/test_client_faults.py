@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from openrouter_emulator import FaultRule
+from openrouter_spend.config.settings import ExtractionSettings
 from openrouter_spend.ingest.client import (
     AuthenticationError,
     MalformedResponseError,
@@ -15,7 +16,6 @@ from openrouter_spend.ingest.client import (
     RequestTimeoutError,
     ServerError,
 )
-from openrouter_spend.settings import ExtractionSettings
 
 
 class Sleeps(list):

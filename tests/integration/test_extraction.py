@@ -8,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from openrouter_emulator import EmulatorServer, build_org
+from openrouter_spend.config.settings import ExtractionSettings
 from openrouter_spend.ingest.client import OpenRouterClient
 from openrouter_spend.ingest.extract import (
     KeyInfo,
@@ -18,7 +19,6 @@ from openrouter_spend.ingest.extract import (
     reconcile_key_activity,
 )
 from openrouter_spend.ingest.landing import LandingBatch
-from openrouter_spend.settings import ExtractionSettings
 
 
 def replay_clock(day):

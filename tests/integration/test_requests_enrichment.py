@@ -9,9 +9,9 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from openrouter_emulator import EmulatorServer, FaultRule
+from openrouter_spend.config.settings import ExtractionSettings
 from openrouter_spend.ingest import enrich, requests_log
 from openrouter_spend.ingest.client import OpenRouterClient
-from openrouter_spend.settings import ExtractionSettings
 from openrouter_spend.warehouse import connect, migrate
 
 BOGUS = "gen-1795478402-NeverExistedAtAll000"

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from openrouter_spend.settings import PROJECT_ROOT
+from openrouter_spend.config.settings import PROJECT_ROOT
 from openrouter_spend.warehouse import connect, migrate
 
 DAY = date(2026, 11, 20)

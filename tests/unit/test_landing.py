@@ -83,7 +83,7 @@ def test_a_landed_file_altered_after_commit_is_detected(tmp_path):
 
 
 def test_landing_works_on_an_object_storage_path(tmp_path, monkeypatch):
-    from openrouter_spend import settings
+    from openrouter_spend.config import settings
 
     monkeypatch.setenv("OPENROUTER_SPEND_LANDING_URL", f"file://{tmp_path}/shared-landing")
     root = settings.api_landing_root()
@@ -98,7 +98,7 @@ def test_landing_works_on_an_object_storage_path(tmp_path, monkeypatch):
 
 
 def test_an_empty_landing_url_means_the_local_home(tmp_path, monkeypatch):
-    from openrouter_spend import settings
+    from openrouter_spend.config import settings
 
     monkeypatch.setenv("OPENROUTER_SPEND_HOME", str(tmp_path))
     monkeypatch.setenv("OPENROUTER_SPEND_LANDING_URL", "")

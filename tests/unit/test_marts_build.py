@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, sample_rows
 
-from openrouter_spend.config import ConfigError
+from openrouter_spend.config.yamlnode import ConfigError
 from openrouter_spend.warehouse import connect
 from openrouter_spend.warehouse import marts as marts_module
 from openrouter_spend.warehouse.dictionary import DICTIONARY_PATH, empty_warehouse, render_data_dictionary

@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 
-from openrouter_spend.settings import ExtractionSettings
+from openrouter_spend.config.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
 
@@ -520,7 +520,7 @@ def resolve_credentials(conn_id: str = "openrouter_default") -> tuple[str, str]:
     """(base_url, key): the Airflow connection wins when it exists, else OPENROUTER_* variables."""
     import os
 
-    from openrouter_spend.settings import DEFAULT_BASE_URL
+    from openrouter_spend.config.settings import DEFAULT_BASE_URL
 
     base_url = os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
     key = os.environ.get("OPENROUTER_MANAGEMENT_KEY", "")

@@ -36,7 +36,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 from openrouter_spend.ingest.requests_log import record_change
 
 log = logging.getLogger(__name__)

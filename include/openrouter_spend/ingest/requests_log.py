@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 from openrouter_spend.escaping import sql_literal
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 from openrouter_spend.warehouse.connection import connect
 from openrouter_spend.warehouse.marts import DOCUMENTED_SCHEMAS, apply_comments, table_docs
 from openrouter_spend.warehouse.migrations import migrate

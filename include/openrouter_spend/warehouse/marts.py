@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from openrouter_spend import settings
-from openrouter_spend.config import Config, load_config, store_config
+from openrouter_spend.config import settings
+from openrouter_spend.config.owners import Config, load_config
+from openrouter_spend.config.versions import store_config
 from openrouter_spend.warehouse.connection import transaction
 from openrouter_spend.warehouse.migrations import migrate
 from openrouter_spend.warehouse.staging import build_staging

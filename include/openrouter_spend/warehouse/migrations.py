@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 from openrouter_spend.warehouse.connection import transaction
 
 log = logging.getLogger(__name__)

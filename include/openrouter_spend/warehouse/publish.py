@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 from openrouter_spend.warehouse.connection import connect
 
 log = logging.getLogger(__name__)

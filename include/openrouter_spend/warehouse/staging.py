@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from openrouter_spend import settings
+from openrouter_spend.config import settings
 from openrouter_spend.warehouse.connection import transaction
 
 

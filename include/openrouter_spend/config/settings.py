@@ -8,7 +8,7 @@ from pathlib import Path
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 CONNECTION_ID = "openrouter_default"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 # The shipped example configuration a company edits (or replaces through OPENROUTER_SPEND_CONFIG_DIR).
 DEFAULT_CONFIG_DIR = PROJECT_ROOT / "include" / "config"
 

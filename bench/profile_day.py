@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=4)
     args = parser.parse_args(argv)
     from openrouter_spend import quality
-    from openrouter_spend.rules import evaluate_rule, load_rules
+    from openrouter_spend.alerts.rules import evaluate_rule, load_rules
     from openrouter_spend.warehouse import connect
     from openrouter_spend.warehouse.marts import (
         MARTS,

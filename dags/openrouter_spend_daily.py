@@ -32,7 +32,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, ExceptionRetryPolicy, RetryAction, RetryRule, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from openrouter_spend.notifications import PipelineFailureNotifier, record_task_failure
+from openrouter_spend.alerts.notifications import PipelineFailureNotifier, record_task_failure
 
 WAREHOUSE = {"pool": "duckdb", "queue": "warehouse"}
 # Errors no retry can fix: each needs a person (a key, a top-up, a fixed file, a later day, fixed data).
@@ -43,7 +43,7 @@ PERMANENT_ERRORS = ExceptionRetryPolicy(rules=[RetryRule(
         "openrouter_spend.ingest.client.PermissionDeniedError",  # 403
         "openrouter_spend.ingest.client.ConfigurationError",  # no base URL or key
         "openrouter_spend.preflight.InvalidDayError",  # the day has not ended
-        "openrouter_spend.config.ConfigError",  # owners, premium, annotations, rules
+        "openrouter_spend.config.yamlnode.ConfigError",  # owners, premium, annotations, rules
         "openrouter_spend.ingest.load.LandingDataError",  # a retry would re-read the same landed files
         "openrouter_spend.quality.QualityGateFailed",  # the data, not the attempt, is wrong
     ],

@@ -47,11 +47,11 @@ def check_configuration(config_dir: Path | None = None) -> None:
     ConfigError (owners, premium, annotations, rules, quality files) names the file, the path and the field;
     a malformed OPENROUTER_SPEND_* number raises ValueError naming the variable.
     """
+    from openrouter_spend.alerts.rules import load_rules
     from openrouter_spend.config.owners import load_config
     from openrouter_spend.config.settings import ExtractionSettings
     from openrouter_spend.ingest.enrich import EnrichmentSettings
     from openrouter_spend.quality import load_quality_config
-    from openrouter_spend.rules import load_rules
 
     owners = load_config(config_dir)
     load_rules(config_dir, budget_owners={project.budget_owner for project in owners.projects})

@@ -23,8 +23,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from importlib import metadata
 from pathlib import Path
 
+from openrouter_spend.alerts.notifications import FAILURES_FILE
 from openrouter_spend.config import settings
-from openrouter_spend.notifications import FAILURES_FILE
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ def test_mail_header_is_one_line():
 
 
 def test_reproduce_sql_quotes_a_hostile_project():
-    from openrouter_spend.alerts import _REPRODUCE
+    from openrouter_spend.alerts.render import _REPRODUCE
 
     literal = escaping.sql_literal(hostile.PROJECT_SQL)
     sql = _REPRODUCE["budget_threshold"].format(day=escaping.sql_literal(str(date(2026, 3, 2))), project=literal,

@@ -615,7 +615,7 @@ def test_a_failed_pipeline_task_pages_the_data_engineering_route_through_its_air
     (dags / "failing_dag.py").write_text(textwrap.dedent('''
         import pendulum
         from airflow.sdk import dag, task
-        from openrouter_spend.notifications import PipelineFailureNotifier, record_task_failure
+        from openrouter_spend.alerts.notifications import PipelineFailureNotifier, record_task_failure
 
         @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
              default_args={"retries": 0, "on_failure_callback": [record_task_failure, PipelineFailureNotifier()]})

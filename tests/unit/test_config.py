@@ -8,12 +8,12 @@ import pytest
 from marts_fixtures import ANNOTATIONS, OWNERS, PREMIUM, write_config
 
 from openrouter_emulator.demo import write_demo_config
+from openrouter_spend.alerts.rules import load_rules
 from openrouter_spend.config import settings
 from openrouter_spend.config.owners import KeyMatcher, load_config
 from openrouter_spend.config.versions import BEGINNING_OF_HISTORY, store_config
 from openrouter_spend.config.yamlnode import ConfigError
 from openrouter_spend.preflight import check_configuration
-from openrouter_spend.rules import load_rules
 from openrouter_spend.warehouse import connect, migrate
 
 

@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from openrouter_spend import channels
+from openrouter_spend.alerts import channels
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from openrouter_emulator.demo import write_demo_config
+from openrouter_spend.alerts.rules import RULE_IDS, load_rules
 from openrouter_spend.config import settings
 from openrouter_spend.config.owners import load_config
 from openrouter_spend.config.yamlnode import ConfigError
-from openrouter_spend.rules import RULE_IDS, load_rules
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from marts_fixtures import OWNERS, FixtureWarehouse, RawRows
 from test_rules_sql import _quality_run, write_rules
 
 from openrouter_spend import alerts
-from openrouter_spend.rules import annotation_explains, evaluate_rule, load_rules
+from openrouter_spend.alerts.rules import annotation_explains, evaluate_rule, load_rules
 from openrouter_spend.warehouse import connect
 
 MONDAY = date(2026, 3, 2)

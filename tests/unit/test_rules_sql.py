@@ -10,8 +10,8 @@ import yaml
 from marts_fixtures import OWNERS, FixtureWarehouse, RawRows, key_hash
 
 from openrouter_spend import alerts
+from openrouter_spend.alerts.rules import evaluate_rule, load_rules
 from openrouter_spend.config import settings
-from openrouter_spend.rules import evaluate_rule, load_rules
 from openrouter_spend.warehouse import connect
 
 MONDAY = date(2026, 3, 2)

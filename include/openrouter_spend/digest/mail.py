@@ -1,4 +1,4 @@
-"""Optional e-mail of the digest to finance, sent through the alerting SMTP channel (openrouter_spend.channels).
+"""Optional e-mail of the digest to finance, sent through the alerting SMTP channel (openrouter_spend.alerts.channels).
 
 Recipients come from `OPENROUTER_SPEND_DIGEST_EMAIL_TO` (comma-separated; unset = no e-mail). The server is
 the alert channel's: `OPENROUTER_SPEND_SMTP_HOST/_PORT/_USER/_PASSWORD/_FROM/_STARTTLS/_SSL`, else the
@@ -73,7 +73,7 @@ def _ledger(folder: Path) -> Path:
 
 def send_digest(folder: Path, day: date, subject: str) -> dict:
     """E-mail the digest in `folder` to the configured recipients, unless this exact digest already went to them."""
-    from openrouter_spend.channels import ChannelError, send_email, smtp_server
+    from openrouter_spend.alerts.channels import ChannelError, send_email, smtp_server
 
     to = recipients()
     if not to:

@@ -524,7 +524,7 @@ def resolve_credentials(conn_id: str = "openrouter_default") -> tuple[str, str]:
 
     base_url = os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
     key = os.environ.get("OPENROUTER_MANAGEMENT_KEY", "")
-    connection = _airflow_connection(conn_id)
+    connection = airflow_connection(conn_id)
     if connection is not None:
         host = (connection.host or "").strip()
         if host:
@@ -537,7 +537,7 @@ def resolve_credentials(conn_id: str = "openrouter_default") -> tuple[str, str]:
     return base_url, key
 
 
-def _airflow_connection(conn_id: str):
+def airflow_connection(conn_id: str):
     """The Airflow connection, or None when Airflow has none by that id (or is not importable)."""
     import os
 

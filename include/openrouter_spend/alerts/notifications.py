@@ -113,8 +113,9 @@ def notify_pipeline_failure(context, route_name: str = "data-engineering", confi
     """
     import logging
 
-    from openrouter_spend import channels, escaping
-    from openrouter_spend.rules import load_rules
+    from openrouter_spend import escaping
+    from openrouter_spend.alerts import channels
+    from openrouter_spend.alerts.rules import load_rules
 
     log = logging.getLogger(__name__)
     outcome: dict[str, str] = {}

@@ -45,9 +45,9 @@ def airflow_connection(conn_id: str | None):
     """The Airflow connection `conn_id`, or None when there is none (or Airflow cannot be asked)."""
     if not conn_id:
         return None
-    from openrouter_spend.ingest.client import _airflow_connection
+    from openrouter_spend.ingest import client
 
-    return _airflow_connection(conn_id)
+    return client.airflow_connection(conn_id)
 
 
 # ----- Slack ----------------------------------------------------------------------------------------------

@@ -439,7 +439,8 @@ def child_daily_build(home: str, day: str) -> dict:
                        ("gate", lambda: pipeline.validate_warehouse(the_day, run_id)),
                        ("rules", lambda: pipeline.evaluate_alerts(the_day, run_id)),
                        ("publish", pipeline.publish_warehouse),
-                       ("digest", lambda: pipeline.write_digest(the_day))):
+                       # digest and FOCUS together, as one task did before they were split
+                       ("digest", lambda: (pipeline.write_digest(the_day), pipeline.export_focus(the_day)))):
         mark = time.perf_counter()
         try:
             call()

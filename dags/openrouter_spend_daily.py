@@ -12,7 +12,7 @@ Pulls one completed UTC day of OpenRouter usage and loads it into the DuckDB war
   build `marts.*` (config validated; only the partitions the day reaches) → audit the day with Great
   Expectations (write–audit–publish: a failure stops publishing) → evaluate the decision rules into the
   alert ledger (decision alerts `blocked` and a `data_quality` alert when the audit failed) (→ deliver alerts, skipped when nothing is to be sent) → publish the analysts'
-  copy → write the finance digest and FOCUS export → summary.
+  copy → write the finance digest (→ e-mail it) and the FOCUS export → summary.
 * **Outputs**: landing files under `$OPENROUTER_SPEND_HOME/landing/openrouter/date=<day>/`, tables in
   `$OPENROUTER_SPEND_HOME/warehouse.duckdb`, the read-only copy `published/warehouse.duckdb`, alerts in
   `alerts/<day>.jsonl` (and Slack/email routes), the digest in `digests/<day>/`, FOCUS in `focus/`.
@@ -194,10 +194,25 @@ def openrouter_spend_daily():
 
     @task(**WAREHOUSE)
     def write_digest(data_interval_start=None) -> dict:
-        """Write the finance digest, CSVs and FOCUS export from the published copy."""
+        """Write the finance digest and its CSVs from the published copy."""
         from openrouter_spend.pipeline import write_digest
 
         return write_digest(_day(data_interval_start))
+
+    @task(**WAREHOUSE)
+    def export_focus(data_interval_start=None) -> dict:
+        """Write the FOCUS export (CSV and Parquet) from the published copy."""
+        from openrouter_spend.pipeline import export_focus
+
+        return export_focus(_day(data_interval_start))
+
+    # On the warehouse worker, which holds the digest folder; a failed e-mail retries without re-rendering.
+    @task(**WAREHOUSE)
+    def mail_digest(data_interval_start=None) -> dict:
+        """E-mail the written digest to finance when configured."""
+        from openrouter_spend.pipeline import mail_digest
+
+        return mail_digest(_day(data_interval_start))
 
     @task(**WAREHOUSE)
     def summarize_day(data_interval_start=None) -> dict:
@@ -225,7 +240,9 @@ def openrouter_spend_daily():
     emit_alerts(evaluation)
     published = publish_warehouse()
     [validated, evaluation] >> published
-    published >> write_digest() >> summarize_day()
+    digest = write_digest()
+    published >> [digest, export_focus()] >> summarize_day()
+    digest >> mail_digest()
 
 
 openrouter_spend_daily()

@@ -1,7 +1,7 @@
 """Airflow 3 plugin: a "Spend" view in the Airflow UI showing the newest finance digest, with links to earlier ones.
 
 A FastAPI app mounted by the API server under /spend serves the digest folders of $OPENROUTER_SPEND_HOME/digests
-(written by openrouter_spend.digest.write_day); an external view with a url_route puts it in the navigation bar
+(written by openrouter_spend.reports.digest.write_day); an external view with a url_route puts it in the navigation bar
 and renders it inside the UI. Every route requires a signed-in Airflow user allowed to read the
 openrouter_spend_daily DAG (plugin apps are not protected by Airflow on their own).
 
@@ -48,7 +48,7 @@ def _digests_root() -> Path:
 
 
 def _digests() -> list[dict]:
-    from openrouter_spend.digest import list_digests
+    from openrouter_spend.reports.digest import list_digests
 
     return list_digests(_digests_root().parent)
 

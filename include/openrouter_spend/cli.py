@@ -122,7 +122,7 @@ def _day_line(index: int, total: int, outcome, detail: str) -> str:
 
 def command_run(args: argparse.Namespace) -> int:
     """Run the daily DAG for each day; exit 1 when any run failed."""
-    from openrouter_spend import report
+    from openrouter_spend.reports import summary
     from openrouter_spend.runner import DAG_ID, HomeBusy, home_lock, run_days
 
     days = _resolve_days(args)
@@ -159,7 +159,7 @@ def command_run(args: argparse.Namespace) -> int:
         progress = iter(range(1, total + 1))
 
         def on_outcome(outcome) -> None:
-            detail = report.day_status(outcome.day) if outcome.succeeded else ""
+            detail = summary.day_status(outcome.day) if outcome.succeeded else ""
             print(_day_line(next(progress), total, outcome, detail), flush=True)
             for failure in outcome.failed_tasks:
                 where = failure["task_id"] + (f"[{failure['map_index']}]" if failure.get("map_index", -1) >= 0 else "")
@@ -173,7 +173,7 @@ def command_run(args: argparse.Namespace) -> int:
     if log_path is not None:
         print(f"Airflow log: {log_path}")
     print()
-    print(report.render_summary(days))
+    print(summary.render_summary(days))
     if failed:
         print(f"\n{len(failed)} of {total} run(s) failed: {', '.join(str(o.day) for o in failed)}",
               file=sys.stderr)
@@ -192,9 +192,9 @@ def command_emulator(args: argparse.Namespace) -> int:
 
 def command_summary(args: argparse.Namespace) -> int:
     """Print the warehouse summary."""
-    from openrouter_spend import report
+    from openrouter_spend.reports import summary
 
-    print(report.render_summary(None))
+    print(summary.render_summary(None))
     return 0
 
 

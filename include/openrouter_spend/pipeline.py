@@ -198,10 +198,24 @@ def emit_alerts(day: date, run_id: str) -> dict[str, Any]:
 
 
 def write_digest(day: date) -> dict[str, Any]:
-    """Write the day's finance digest and FOCUS export from the published copy (e-mail finance if configured)."""
-    from openrouter_spend.digest import write_day
+    """Write the day's finance digest from the published copy."""
+    from openrouter_spend.reports import digest
 
-    return write_day(day)
+    return digest.write_digest(day)
+
+
+def export_focus(day: date) -> dict[str, Any]:
+    """Write the day's FOCUS export (CSV and Parquet) from the published copy."""
+    from openrouter_spend.reports import focus
+
+    return focus.export_day(day)
+
+
+def mail_digest(day: date) -> dict[str, Any]:
+    """E-mail the written digest to finance if configured."""
+    from openrouter_spend.reports import digest
+
+    return digest.mail_digest(day)
 
 
 def summarize_day(day: date) -> dict[str, Any]:

@@ -10,7 +10,8 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 WAREHOUSE_TASKS = {"prepare_warehouse", "load_raw", "build_staging", "build_marts", "validate_warehouse",
                    "ingest_request_logs", "load_generations",
                    "evaluate_rules",
-                   "emit_alerts", "publish_warehouse", "write_digest", "summarize_day"}
+                   "emit_alerts", "publish_warehouse", "write_digest", "export_focus", "mail_digest",
+                   "summarize_day"}
 HTTP_TASKS = {"check_activity_window", "extract_snapshots", "extract_key_activity", "reconcile_key_activity",
               "enrich_generations"}
 
@@ -75,7 +76,10 @@ def test_flow_reads_extract_then_load_then_staging(daily):
     assert tasks["emit_alerts"].upstream_task_ids == {"evaluate_rules"}
     assert tasks["publish_warehouse"].upstream_task_ids == {"validate_warehouse", "evaluate_rules"}
     assert tasks["write_digest"].upstream_task_ids == {"publish_warehouse"}
-    assert tasks["summarize_day"].upstream_task_ids == {"write_digest"}
+    assert tasks["export_focus"].upstream_task_ids == {"publish_warehouse"}
+    # The e-mail is its own task, so a failed send retries without rendering the digest again.
+    assert tasks["mail_digest"].upstream_task_ids == {"write_digest"}
+    assert tasks["summarize_day"].upstream_task_ids == {"write_digest", "export_focus"}
     assert tasks["load_raw"].trigger_rule == "none_failed"
 
 

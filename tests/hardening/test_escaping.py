@@ -12,7 +12,7 @@ import pytest
 from inert import Page, live_formulas, render_markdown
 
 from openrouter_spend import escaping
-from openrouter_spend.digest.tables import CsvTable
+from openrouter_spend.reports.digest.tables import CsvTable
 
 STRINGS = [*hostile.STRINGS, "plain name", "snake_case_name", "R&D", "", "a\nb\r\nc", "&lt;b&gt;", "=", "--"]
 

@@ -74,7 +74,7 @@ def test_no_csv_holds_a_live_formula_and_the_names_read_back(hostile_run):
 
 
 def test_the_focus_csv_stays_valid_focus(hostile_run):
-    from openrouter_spend import focus
+    from openrouter_spend.reports import focus
 
     try:
         focus.ensure_validator()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from digest_fixtures import ARTIFACTS, chromium, query, realistic_run, run_chromium
 
-from openrouter_spend import digest
-from openrouter_spend.digest.formatting import money
+from openrouter_spend.reports import digest
+from openrouter_spend.reports.digest.formatting import money
 
 pytestmark = pytest.mark.slow
 

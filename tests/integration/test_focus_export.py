@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from digest_fixtures import query, realistic_run, skip_or_fail
 
-from openrouter_spend import focus
+from openrouter_spend.reports import focus
 from openrouter_spend.warehouse import connect
 
 pytestmark = pytest.mark.slow

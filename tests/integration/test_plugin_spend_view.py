@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from digest_fixtures import ROOT, realistic_run
 
-from openrouter_spend import digest
-from openrouter_spend.digest.formatting import money
+from openrouter_spend.reports import digest
+from openrouter_spend.reports.digest.formatting import money
 from openrouter_spend.runner import airflow_environment, prepare_airflow_home
 
 pytestmark = pytest.mark.slow

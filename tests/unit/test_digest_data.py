@@ -9,9 +9,9 @@ from datetime import date, timedelta
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, RawRows
 
-from openrouter_spend import focus
-from openrouter_spend.digest import render_day, write_day
-from openrouter_spend.digest.data import collect
+from openrouter_spend.reports import focus
+from openrouter_spend.reports.digest import render_day, write_day
+from openrouter_spend.reports.digest.data import collect
 from openrouter_spend.warehouse import connect
 
 PRIOR = DAY - timedelta(days=1)  # Sunday 1 March 2026; DAY is Monday 2 March

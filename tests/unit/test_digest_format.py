@@ -6,10 +6,17 @@ from datetime import date
 
 import pytest
 
-from openrouter_spend.digest import charts
-from openrouter_spend.digest.data import DigestData, budget_status, why
-from openrouter_spend.digest.formatting import money, points, share, short_day, signed_money, signed_share
-from openrouter_spend.digest.tables import CsvTable, cell
+from openrouter_spend.reports.digest import charts
+from openrouter_spend.reports.digest.data import DigestData, budget_status, why
+from openrouter_spend.reports.digest.formatting import (
+    money,
+    points,
+    share,
+    short_day,
+    signed_money,
+    signed_share,
+)
+from openrouter_spend.reports.digest.tables import CsvTable, cell
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -90,7 +97,7 @@ def test_charts_are_byte_identical_and_carry_no_software_or_date_metadata():
 
 
 def test_a_sampled_share_shows_its_interval_and_a_census_share_does_not():
-    from openrouter_spend.digest.formatting import share_with_interval
+    from openrouter_spend.reports.digest.formatting import share_with_interval
 
     assert share_with_interval(0.12, 0.081, 0.163) == "12.0% (95% CI 8.1–16.3%)"
     assert share_with_interval(0.12, 0.12, 0.12) == "12.0%"

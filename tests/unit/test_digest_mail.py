@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from openrouter_spend.digest import mail
+from openrouter_spend.reports.digest import mail
 
 DAY = date(2026, 3, 2)
 PASSWORD = "smtp-secret-for-tests"

@@ -11,8 +11,8 @@ from marts_fixtures import OWNERS, FixtureWarehouse, RawRows
 from test_rules_sql import write_rules
 
 from openrouter_spend import alerts
-from openrouter_spend.digest import render_day
-from openrouter_spend.digest.data import collect
+from openrouter_spend.reports.digest import render_day
+from openrouter_spend.reports.digest.data import collect
 from openrouter_spend.warehouse import connect
 
 DAY = date(2026, 3, 6)  # a Friday

@@ -264,8 +264,8 @@ def test_daily_builds_equal_a_full_rebuild(built, tmp_path):
 
 
 def test_the_digest_shows_every_per_request_figure_with_its_coverage_scale_and_interval(built):
-    from openrouter_spend.digest import render_day
-    from openrouter_spend.digest.data import collect
+    from openrouter_spend.reports.digest import render_day
+    from openrouter_spend.reports.digest.data import collect
 
     with connect(built.path, read_only=True) as con:
         data = collect(con, DAY, "test")

@@ -1,10 +1,11 @@
-"""The daily finance digest: `write_day(day)` writes $OPENROUTER_SPEND_HOME/digests/<day>/ and focus/<day>.*.
+"""The daily finance digest: `write_digest(day)` writes $OPENROUTER_SPEND_HOME/digests/<day>/.
 
 The folder holds digest.html (self-contained, charts embedded), digest.md, five CSV tables, the charts as PNG
 and summary.json (the headline numbers, for the Airflow "Spend" view). It reads the analysts' published copy
 of the warehouse (read-only, so it never waits for or blocks a warehouse writer), or the live warehouse,
 read-only, when nothing was published yet. Equal marts give byte-identical files: no wall-clock time, no
-absolute paths and pinned PNG metadata. Optionally e-mails the digest (digest/mail.py).
+absolute paths and pinned PNG metadata. `mail_digest(day)` e-mails the written folder (digest/mail.py), so a
+failed e-mail is retried without rendering again; `write_day` does both and the FOCUS export in one call.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def source_path(source: str | Path = "published") -> tuple[Path, str]:
 
 def render_day(con, day: date, source_label: str) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Every file of the day's digest folder as {relative name: bytes}, plus the summary, from an open connection."""
-    from openrouter_spend.digest import charts as chart_module
-    from openrouter_spend.digest import html, markdown, tables
-    from openrouter_spend.digest.data import collect
+    from openrouter_spend.reports.digest import charts as chart_module
+    from openrouter_spend.reports.digest import html, markdown, tables
+    from openrouter_spend.reports.digest.data import collect
 
     data = collect(con, day, source_label)
     charts = chart_module.render_all(data)
@@ -104,7 +105,7 @@ def _replace_folder(folder: Path, files: dict[str, bytes]) -> None:
 
 def subject(summary: dict[str, Any]) -> str:
     """The e-mail subject: day, spend against the 7-day average, runway."""
-    from openrouter_spend.digest.formatting import money, signed_share
+    from openrouter_spend.reports.digest.formatting import money, signed_share
 
     spend, average, runway = summary["spend_usd"], summary["burn_7d_avg_usd"], summary["runway_days"]
     parts = [f"OpenRouter spend {summary['day']}: {money(spend)}"]
@@ -117,23 +118,18 @@ def subject(summary: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def write_day(day: date, *, source: str | Path = "published", send_email: bool = True) -> dict[str, Any]:
-    """Write digests/<day>/ and focus/<day>.csv/.parquet from the warehouse (read-only); e-mail if configured."""
-    from openrouter_spend import focus
-    from openrouter_spend.digest.mail import send_digest
+def write_digest(day: date, *, source: str | Path = "published") -> dict[str, Any]:
+    """Write digests/<day>/ from the warehouse (read-only), swapped in whole."""
     from openrouter_spend.warehouse import connect
 
     started = time.monotonic()
-    paths = settings.paths()
     path, label = source_path(source)
     if not path.exists():
         raise FileNotFoundError(f"no warehouse to build the {day} digest from at {path}")
     with connect(path, read_only=True) as con:
         files, summary = render_day(con, day, label)
-        focus_result = focus.write_day(con, day, paths.home / "focus")
-    folder = paths.digests / day.isoformat()
+    folder = settings.paths().digests / day.isoformat()
     _replace_folder(folder, files)
-    email = send_digest(folder, day, subject(summary)) if send_email else {"status": "disabled"}
     result = {
         "day": day.isoformat(),
         "folder": str(folder),
@@ -142,12 +138,32 @@ def write_day(day: date, *, source: str | Path = "published", send_email: bool =
         "digest_sha256": hashlib.sha256(files["digest.html"]).hexdigest(),
         "spend_usd": summary["spend_usd"],
         "findings": len(summary["findings"]),
-        "focus": focus_result,
-        "email": email,
         "seconds": round(time.monotonic() - started, 2),
     }
-    log.info("wrote the %s digest to %s (%d files, FOCUS %d rows, e-mail %s) in %.1fs", day, folder, len(files),
-             focus_result["rows"], email["status"], result["seconds"])
+    log.info("wrote the %s digest to %s (%d files) in %.1fs", day, folder, len(files), result["seconds"])
+    return result
+
+
+def mail_digest(day: date) -> dict[str, Any]:
+    """E-mail the day's written digest if configured; a retry sends the same files without re-rendering."""
+    from openrouter_spend.reports.digest.mail import send_digest
+
+    folder = settings.paths().digests / day.isoformat()
+    summary_path = folder / SUMMARY_FILE
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"no {day} digest to e-mail at {folder} (write_digest writes it)")
+    email = send_digest(folder, day, subject(json.loads(summary_path.read_text())))
+    log.info("the %s digest e-mail: %s", day, email["status"])
+    return email
+
+
+def write_day(day: date, *, source: str | Path = "published", send_email: bool = True) -> dict[str, Any]:
+    """Write digests/<day>/ and focus/<day>.csv/.parquet, then e-mail the digest if configured (one call)."""
+    from openrouter_spend.reports import focus
+
+    result = write_digest(day, source=source)
+    result["focus"] = focus.export_day(day, source=source)
+    result["email"] = mail_digest(day) if send_email else {"status": "disabled"}
     return result
 
 

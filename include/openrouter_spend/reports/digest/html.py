@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from openrouter_spend import escaping
-from openrouter_spend.digest.charts import Chart
-from openrouter_spend.digest.data import (
+from openrouter_spend.reports.digest.charts import Chart
+from openrouter_spend.reports.digest.data import (
     ACCOUNT,
     PREMIUM_MIN_SPEND_USD,
     PREMIUM_SHARE_RISE,
@@ -26,7 +26,7 @@ from openrouter_spend.digest.data import (
     waste_basis,
     why,
 )
-from openrouter_spend.digest.formatting import (
+from openrouter_spend.reports.digest.formatting import (
     DASH,
     count,
     long_day,
@@ -38,10 +38,10 @@ from openrouter_spend.digest.formatting import (
     signed_money,
     signed_share,
 )
-from openrouter_spend.digest.formatting import (
+from openrouter_spend.reports.digest.formatting import (
     coverage as coverage_text,
 )
-from openrouter_spend.digest.tables import CsvTable
+from openrouter_spend.reports.digest.tables import CsvTable
 
 CSS = """
 @page { size: A4; margin: 12mm 11mm 14mm 11mm; }

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 
-from openrouter_spend.digest.data import ACCOUNT, DigestData
+from openrouter_spend.reports.digest.data import ACCOUNT, DigestData
 
 # Colour-blind-safe palette (Okabe–Ito, then greys); projects get colours by spend rank, "other" is grey.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#7F7F7F")

@@ -13,8 +13,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from openrouter_spend.alerts.rules import annotation_explains
-from openrouter_spend.digest.formatting import coverage as coverage_text
-from openrouter_spend.digest.formatting import short_day, signed_share
+from openrouter_spend.reports.digest.formatting import coverage as coverage_text
+from openrouter_spend.reports.digest.formatting import short_day, signed_share
 
 # How many days the trend charts look back (the API keeps 30 completed days).
 TREND_DAYS = 30

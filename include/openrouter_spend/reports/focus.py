@@ -121,6 +121,18 @@ def write_day(con, day: date, folder: Path | None = None) -> dict[str, Any]:
 
 # ----- validation -------------------------------------------------------------------------------------------
 
+def export_day(day: date, *, source: str | Path = "published") -> dict[str, Any]:
+    """Write focus/<day>.csv and .parquet from the warehouse (read-only: the published copy by default)."""
+    from openrouter_spend.reports.digest import source_path
+    from openrouter_spend.warehouse import connect
+
+    path, _label = source_path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse to export the {day} FOCUS rows from at {path}")
+    with connect(path, read_only=True) as con:
+        return write_day(con, day, settings.paths().home / "focus")
+
+
 def validator_venv() -> Path:
     """Where the validator's virtual environment lives (created by ensure_validator)."""
     configured = os.environ.get("OPENROUTER_SPEND_FOCUS_VALIDATOR_VENV")
@@ -260,10 +272,10 @@ def validate_day(day: date, folder: Path | None = None, venv: Path | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m openrouter_spend.focus FILE...`: validate exports, exit 1 when any is not valid."""
+    """`python -m openrouter_spend.reports.focus FILE...`: validate exports, exit 1 when any is not valid."""
     paths = [Path(arg) for arg in (argv if argv is not None else sys.argv[1:])]
     if not paths:
-        print("usage: python -m openrouter_spend.focus FILE.csv|FILE.parquet ...", file=sys.stderr)
+        print("usage: python -m openrouter_spend.reports.focus FILE.csv|FILE.parquet ...", file=sys.stderr)
         return 2
     status = 0
     for path in paths:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from openrouter_spend.digest.charts import Chart
-from openrouter_spend.digest.data import (
+from openrouter_spend.escaping import markdown
+from openrouter_spend.reports.digest.charts import Chart
+from openrouter_spend.reports.digest.data import (
     ACCOUNT,
     UNOWNED,
     DigestData,
@@ -21,7 +22,7 @@ from openrouter_spend.digest.data import (
     waste_basis,
     why,
 )
-from openrouter_spend.digest.formatting import (
+from openrouter_spend.reports.digest.formatting import (
     DASH,
     count,
     long_day,
@@ -33,12 +34,11 @@ from openrouter_spend.digest.formatting import (
     signed_money,
     signed_share,
 )
-from openrouter_spend.digest.formatting import (
+from openrouter_spend.reports.digest.formatting import (
     coverage as coverage_text,
 )
-from openrouter_spend.digest.html import STATUS_LABELS
-from openrouter_spend.digest.tables import CsvTable
-from openrouter_spend.escaping import markdown
+from openrouter_spend.reports.digest.html import STATUS_LABELS
+from openrouter_spend.reports.digest.tables import CsvTable
 
 SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 

@@ -1,0 +1,1 @@
+"""Reports: the finance digest, the FOCUS export, and the command line's summary."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openrouter_spend.ingest import requests_log
+from openrouter_spend.ingest import request_log_sql, requests_log
 from openrouter_spend.warehouse import connect, migrate
 
 GOOD = {"generation_id": "gen-1", "created_at": "2026-11-24T10:00:00.123456+00:00", "project": "search",
@@ -148,7 +148,7 @@ def test_bad_lines_are_quarantined_with_file_line_and_reason(tmp_path, warehouse
 def test_sql_checks_agree_with_the_published_json_schema(tmp_path, warehouse):
     import jsonschema
 
-    schema = json.loads(requests_log.SCHEMA_PATH.read_text())
+    schema = json.loads(request_log_sql.SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     root = tmp_path / "requests"
     _write(root / "corpus.jsonl", [text for text, _ in LINES])

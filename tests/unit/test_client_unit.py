@@ -9,10 +9,9 @@ import pytest
 from openrouter_spend.ingest.client import (
     ConfigurationError,
     OpenRouterClient,
-    TokenBucket,
-    _retry_after_seconds,
     resolve_credentials,
 )
+from openrouter_spend.ingest.pacing import TokenBucket, retry_after_seconds
 
 NOW = 1445412480.0  # 2015-10-21 07:28:00 GMT
 
@@ -26,11 +25,11 @@ NOW = 1445412480.0  # 2015-10-21 07:28:00 GMT
     ({"X-RateLimit-Reset": "7"}, 7.0),  # seconds from now
 ])
 def test_retry_after_is_read_from_either_header(headers, expected):
-    assert _retry_after_seconds(headers, NOW) == pytest.approx(expected)
+    assert retry_after_seconds(headers, NOW) == pytest.approx(expected)
 
 
 def test_no_rate_limit_header_means_no_hint():
-    assert _retry_after_seconds({}, NOW) is None
+    assert retry_after_seconds({}, NOW) is None
 
 
 def test_token_bucket_spaces_calls_to_the_rate():
@@ -68,7 +67,7 @@ def test_connection_takes_precedence_over_variables(monkeypatch):
 
 
 def test_observed_latency_shortens_the_read_timeout_only_once_the_api_has_shown_it_is_fast():
-    from openrouter_spend.ingest.client import ObservedLatency
+    from openrouter_spend.ingest.pacing import ObservedLatency
 
     latency = ObservedLatency(multiplier=10, floor_seconds=2, min_samples=20)
     for _ in range(19):

@@ -359,13 +359,13 @@ def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None
     from openrouter_spend.ingest.client import (
         PERMANENT,
         NotFoundError,
-        ObservedLatency,
         OpenRouterError,
         OutOfTimeError,
         RateLimitedError,
         client_from_environment,
     )
     from openrouter_spend.ingest.landing import LandingBatch, committed_manifests, latest_responses
+    from openrouter_spend.ingest.pacing import ObservedLatency
 
     enrichment = enrichment or EnrichmentSettings.from_env()
     path = worklist_path(day, run_id)

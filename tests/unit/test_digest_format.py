@@ -7,7 +7,8 @@ from datetime import date
 import pytest
 
 from openrouter_spend.reports.digest import charts
-from openrouter_spend.reports.digest.data import DigestData, budget_status, why
+from openrouter_spend.reports.digest.data import DigestData, budget_status
+from openrouter_spend.reports.digest.findings import why
 from openrouter_spend.reports.digest.formatting import (
     money,
     points,

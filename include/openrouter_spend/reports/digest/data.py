@@ -13,8 +13,6 @@ from datetime import date, timedelta
 from typing import Any
 
 from openrouter_spend.alerts.rules import annotation_explains
-from openrouter_spend.reports.digest.formatting import coverage as coverage_text
-from openrouter_spend.reports.digest.formatting import short_day, signed_share
 
 # How many days the trend charts look back (the API keeps 30 completed days).
 TREND_DAYS = 30
@@ -109,6 +107,9 @@ def _clean(value: Any) -> Any:
 
 def collect(con, day: date, source: str = "") -> DigestData:
     """Read the day's digest content from an open (read-only) warehouse connection."""
+    from openrouter_spend.reports.digest.blind_spots import blind_spot_rows, blind_spots
+    from openrouter_spend.reports.digest.findings import findings  # both read this module's vocabulary
+
     balance = next(iter(rows(con, "select * from marts.fct_credit_balance where as_of_date = ?", [day])), None)
     totals = rows(con, """
         select coalesce(sum(spend_usd), 0) as spend_usd, coalesce(sum(byok_spend_usd), 0) as byok_spend_usd,
@@ -157,7 +158,7 @@ def collect(con, day: date, source: str = "") -> DigestData:
     )
     data.alerts, data.alerts_state = _alerts(con, day)
     data.quality, data.quality_state = _quality(con, day)
-    data.blind_spot_rows = _blind_spot_rows(con, day)
+    data.blind_spot_rows = blind_spot_rows(con, day)
     data.trend = _trend(con, day)
     data.balance_trend = rows(con, """
         select as_of_date, balance_usd, burn_usd, burn_7d_avg_usd, topup_usd, runway_days
@@ -169,8 +170,8 @@ def collect(con, day: date, source: str = "") -> DigestData:
         [day - timedelta(days=TREND_DAYS - 1), day])
     data.fallback_trend = _fallback_trend(con, day)
     data.provider_shifts = _provider_shifts(con, day, data.provider_mix)
-    data.blind_spots = _blind_spots(con, data)
-    data.findings = _findings(data)
+    data.blind_spots = blind_spots(con, data)
+    data.findings = findings(data)
     return data
 
 
@@ -391,33 +392,6 @@ def _quality(con, day: date) -> tuple[dict[str, Any] | None, str]:
     return run, "failed" if str(run.get("status")).lower() == "failed" else "passed"
 
 
-# Per-request coverage at or above this share counts as complete (rounding of logged vs /activity counts).
-FULL_COVERAGE = 0.999
-
-
-def sample_label(coverage: float | None) -> str | None:
-    """The blind-spot label of per-request figures that come from part of the traffic; None when complete."""
-    if coverage is None or coverage <= 0 or coverage >= FULL_COVERAGE:
-        return None
-    return f"per-request figures from a {coverage_text(coverage)} sample of requests"
-
-
-def _blind_spot_rows(con, day: date) -> list[dict[str, Any]]:
-    if not has_table(con, "marts", "rpt_blind_spots_daily"):
-        return []
-    names = columns_of(con, "marts", "rpt_blind_spots_daily")
-    if "usage_date" not in names:
-        return []
-    order = "project = '*' desc, spend_usd desc nulls last, project" if {"project", "spend_usd"} <= set(names) else "all"
-    found = rows(con, f"select * from marts.rpt_blind_spots_daily where usage_date = ? order by {order}", [day])
-    # A project whose per-request figures come from a few logged requests is not free of blind spots.
-    for row in found:
-        label = sample_label(row.get("per_request_request_coverage_share"))
-        if label and isinstance(row.get("blind_spots"), list):
-            row["blind_spots"] = [label, *row["blind_spots"]]
-    return found
-
-
 def _fallback(con, day: date) -> list[dict[str, Any]]:
     """Fallbacks per project, scaled from the logged requests to the project's traffic, with 95% intervals."""
     if not has_table(con, "marts", "fct_fallback_daily"):
@@ -474,276 +448,3 @@ def _fallback_trend(con, day: date) -> list[dict[str, Any]]:
         from daily
         {"left join marts.rpt_unit_economics_daily as economics using (usage_date, project)" if interval else ""}
         order by usage_date, project""", {"first": day - timedelta(days=TREND_DAYS - 1), "day": day})
-
-
-def _account(rows_: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return next((row for row in rows_ if row["project"] == ACCOUNT), None)
-
-
-def _blind_spots(con, data: DigestData) -> list[str]:
-    """What the numbers cannot see on this day, in plain words (always listed, never a confident zero)."""
-    spots = []
-    byok = data.totals["byok_spend_usd"]
-    if byok:
-        spots.append(f"BYOK inference of ${byok:,.2f} is OpenRouter's estimate at market rates; the provider bills "
-                     "it directly and it is not part of the credit spend above.")
-    economics = _account(data.unit_economics)
-    coverage = economics.get("generation_coverage_share") if economics else None
-    logged = economics.get("per_request_requests") if economics else None
-    if coverage is None:
-        spots.append("No per-request data for this day: fallback frequency, accepted results and cost per "
-                     "accepted result are unknown (not zero).")
-    elif logged is not None and economics.get("requests") and logged < FULL_COVERAGE * economics["requests"]:
-        share = logged / economics["requests"]
-        spots.append(f"Per-request figures come from a sample: {logged:,} logged of {economics['requests']:,} "
-                     f"requests ({coverage_text(share)} of requests, {coverage_text(min(coverage, 1.0))} of spend). "
-                     "Fallback figures are "
-                     "scaled to each project's traffic and carry 95% intervals; they assume the logged requests "
-                     "are representative.")
-    month = data.month
-    missing = month["days_elapsed"] - month["loaded_days"]
-    if missing > 0:
-        spots.append(f"{missing} of the {month['days_elapsed']} days this month are not in the warehouse: "
-                     "month-to-date totals and forecasts count loaded days only.")
-    if month["gap_days"]:
-        listed = ", ".join(d.isoformat() for d in month["gap_days"])
-        spots.append(f"Days outside the API's 30-day window that were never captured: {listed}.")
-    if any(row.get("waste_method") == "aggregate_estimate" for row in data.waste):
-        spots.append("Waste of keys without request logs is estimated from daily totals (requests against "
-                     "output), not counted per request.")
-    if any(row.get("waste_method") == "per_request" for row in data.waste):
-        spots.append("Waste of keys with request logs is counted on their logged requests and scaled to the key's "
-                     "traffic, with a 95% interval.")
-    unattributed = con.execute(
-        "select coalesce(sum(spend_usd), 0) from marts.fct_daily_spend where usage_date = ? "
-        "and api_key_hash = '(unattributed)'", [data.day]).fetchone()[0]
-    if unattributed:
-        spots.append(f"${unattributed:,.2f} of account spend is not accounted for by any listed key "
-                     "(deleted keys, for instance) and has no owner.")
-    spots += _skipped_snapshots(con, data.day)
-    spots += _pending_details(con, data.day)
-    return spots
-
-
-def _pending_details(con, day: date) -> list[str]:
-    """Logged requests still waiting for their /generation record (a run ran out of time, a rate limit)."""
-    if not has_table(con, "marts", "fct_generations"):
-        return []
-    pending = con.execute("select count(*) from marts.fct_generations where usage_date = ? "
-                          "and enrichment_status = 'pending'", [day]).fetchone()[0]
-    if not pending:
-        return []
-    return [f"{pending:,} logged request(s) of this day still wait for their /generation details (a later run "
-            "fetches them): their fallbacks are unknown for now and their costs are allocated from activity."]
-
-
-def _skipped_snapshots(con, day: date) -> list[str]:
-    """The /credits and /keys reconciliations the day's gate skipped, with the reason (a late snapshot, say)."""
-    if not has_table(con, "marts", "fct_quality_results") or \
-            "skip_reason" not in columns_of(con, "marts", "fct_quality_results"):
-        return []
-    found = con.execute(
-        """
-        with latest as (
-            select run_id from marts.fct_quality_runs where usage_date = ? order by validated_at desc limit 1
-        )
-        select distinct dataset, skip_reason
-        from marts.fct_quality_results
-        where usage_date = ? and run_id = (select run_id from latest) and compared_values = 'skipped'
-            and skip_reason is not null
-        order by dataset
-        """, [day, day]).fetchall()
-    what = {"reconcile.credits_vs_activity": "/credits usage was not reconciled with activity",
-            "reconcile.key_usage_vs_activity": "per-key /keys usage was not reconciled with activity"}
-    spots = [f"{what.get(dataset, dataset)}: {reason}." for dataset, reason in found]
-    late = con.execute("select count(*) from marts.fct_credit_balance where as_of_date = ? and balance_usd is null",
-                       [day]).fetchone()[0]
-    if late:
-        spots.append("The credit balance, top-up and runway at the end of this day are unknown: its /credits "
-                     "snapshot does not describe the end of the day (a backfill fetches today's state).")
-    return spots
-
-
-def _findings(data: DigestData) -> list[Finding]:
-    """The short "what needs attention" list: runway, budgets, unexplained moves, premium drift, ownership."""
-    findings: list[Finding] = []
-    if data.quality_state == "failed":
-        findings.append(Finding("critical", "The data-quality gate failed for this day: treat every figure below "
-                                            "as provisional until the data is fixed."))
-    balance = data.balance
-    if balance and balance.get("runway_days") is not None and balance["runway_days"] < RUNWAY_WARN_DAYS:
-        severity = "critical" if balance["runway_days"] < RUNWAY_CRITICAL_DAYS else "warning"
-        findings.append(Finding(severity, (
-            f"Top up credits: the balance of ${balance['balance_usd']:,.2f} lasts {balance['runway_days']:.1f} days "
-            f"at the 7-day burn of ${balance['burn_7d_avg_usd']:,.2f}/day (runs out around "
-            f"{short_day(balance['projected_depletion_date'])})."), "finance"))
-    for row in data.budgets:
-        owner = row.get("budget_owner")
-        if row["status"] == "over":
-            worst = max(("daily", "weekly", "monthly"),
-                        key=lambda period: row.get(f"{period}_budget_used_ratio") or 0)
-            ratio = row[f"{worst}_budget_used_ratio"]
-            spent = {"daily": row["spend_usd"], "weekly": row["week_to_date_spend_usd"],
-                     "monthly": row["month_to_date_spend_usd"]}[worst]
-            findings.append(Finding("warning", (
-                f"{row['project']} is over its {worst} budget: ${spent:,.2f} of "
-                f"${row[f'effective_{worst}_budget_usd']:,.2f} ({ratio:.0%})."), owner))
-        elif row["status"] == "at_risk":
-            findings.append(Finding("warning", (
-                f"{row['project']} is on course to exceed its monthly budget: forecast "
-                f"${row['forecast_month_end_spend_usd']:,.2f} of ${row['effective_monthly_budget_usd']:,.2f} "
-                f"({row['forecast_monthly_budget_ratio']:.0%})."), owner))
-    for change in data.changes:
-        delta, prior = change.get("delta_usd"), change.get("prior_spend_usd")
-        if change["project"] == ACCOUNT or delta is None or change["annotations"]:
-            continue
-        if delta >= UNEXPLAINED_MOVE_MIN_USD and delta >= UNEXPLAINED_MOVE_MIN_SHARE * (prior or 0):
-            against = change.get("annotations_against") or []
-            reason = (f"more than {against[0]['annotation_id']} announced" if against
-                      else "with no release or incident to explain it")
-            findings.append(Finding("warning", (
-                f"{change['project']} spent ${delta:,.2f} more than the day before "
-                f"({delta / prior:+.0%}) {reason}; {why(change)}{_alert_causes(data, change['project'])}."
-                if prior else f"{change['project']} spent ${delta:,.2f} with no spend the day before."),
-                change.get("budget_owner")))
-        elif (change.get("annotations_against") and prior and -delta >= UNEXPLAINED_MOVE_MIN_USD
-              and -delta >= UNEXPLAINED_MOVE_MIN_SHARE * prior):
-            note = change["annotations_against"][0]
-            findings.append(Finding("warning", (
-                f"{change['project']} spent ${-delta:,.2f} less than the day before ({signed_share(delta / prior)}) "
-                "although "
-                f"{note['annotation_id']} announced {announcement(note)}; {why(change)}."), change.get("budget_owner")))
-    for row in data.premium:
-        change = row.get("premium_spend_share_change")
-        if (row["project"] == ACCOUNT or change is None or change < PREMIUM_SHARE_RISE or row["annotations"]
-                or (row.get("spend_usd") or 0) < PREMIUM_MIN_SPEND_USD):
-            continue
-        findings.append(Finding("warning", (
-            f"{row['project']}: premium models took {row['premium_spend_share']:.0%} of its spend against "
-            f"{row['premium_spend_share_baseline_28d']:.0%} over the previous 28 days (+{change * 100:.0f} points), "
-            "with no release explaining it."), row.get("budget_owner")))
-    findings += _alert_findings(data)
-    for waste in data.waste:
-        # Without a baseline (a key's first days) the waste comes from logged retries and duplicates only.
-        volume = (f"{waste['request_ratio']:.1f}× its usual requests" if waste.get("request_ratio") is not None
-                  else "retries and duplicate requests in its own request log")
-        findings.append(Finding("warning", (
-            f"Key {waste['api_key_name'] or waste['api_key_hash']} ({waste['project']}) looks like a loop or "
-            f"duplicate job: {volume}, {waste_text(waste)} of the day's ${waste['spend_usd']:,.2f} wasted."), None))
-    unowned = sum(key["spend_usd"] for key in data.unowned_keys)
-    if unowned > 0:
-        # Above the tolerated share (the unowned_spend alert fired), an ownership gap is a warning.
-        gap = next((a for a in data.alerts if a.get("rule_id") == "unowned_spend" and a.get("status") == "fired"
-                    and not a.get("api_key_name")), None)
-        share = (f"; unowned keys spent {gap['observed_value']:.1%} of the account over "
-                 f"{(gap['window_end'] - gap['window_start']).days + 1} days, above the "
-                 f"{gap['threshold_value']:.0%} tolerated" if gap else "")
-        findings.append(Finding("warning" if gap else "info", (
-            f"Assign owners: ${unowned:,.2f} came from {len(data.unowned_keys)} key(s) no project owns "
-            f"({', '.join(key['api_key'] for key in data.unowned_keys[:3])}"
-            f"{', …' if len(data.unowned_keys) > 3 else ''}){share}."), "finance"))
-    if data.unused_keys:
-        names = ", ".join(key["api_key_name"] or "?" for key in data.unused_keys[:4])
-        findings.append(Finding("info", (
-            f"{len(data.unused_keys)} enabled key(s) have been idle for {_idle_days(data.unused_keys)} days or "
-            f"more and could be disabled: {names}{', …' if len(data.unused_keys) > 4 else ''}."), None))
-    return findings
-
-
-# Root alerts whose subject no mart-based finding states: a runaway key whose waste nothing measured, a
-# fallback surge, a provider shift, a new unowned key. Budgets, spend moves, premium drift and runway have
-# their own findings above.
-ALERT_FINDING_RULES = ("runaway_usage", "fallback_rate_rise", "provider_concentration", "unowned_spend")
-
-
-def _root_alerts(data: DigestData, project: str | None = None) -> list[dict[str, Any]]:
-    return [alert for alert in data.alerts
-            if alert.get("status") == "fired" and not alert.get("root_alert_id")
-            and alert.get("rule_id") in ALERT_FINDING_RULES and (project is None or alert.get("project") == project)]
-
-
-def _alert_causes(data: DigestData, project: str) -> str:
-    """", see the runaway_usage alert (key …)": the alerts that name a cause of a project's move."""
-    causes = [f"{alert['rule_id']}" + (f" (key {alert['api_key_name']})" if alert.get("api_key_name") else "")
-              for alert in _root_alerts(data, project) if alert["rule_id"] != "unowned_spend"]
-    return f"; see the {' and '.join(causes)} alert" if causes else ""
-
-
-def _alert_findings(data: DigestData) -> list[Finding]:
-    wasted_keys = {row["api_key_hash"] for row in data.waste}
-    findings = []
-    for alert in _root_alerts(data):
-        if alert["rule_id"] == "unowned_spend" and not alert.get("api_key_name"):
-            continue  # the unowned share has its "Assign owners" finding
-        if alert["rule_id"] == "runaway_usage" and alert.get("api_key_hash") in wasted_keys:
-            continue  # its measured waste has a finding of its own
-        title = (alert.get("title") or alert["rule_id"]).split("] ", 1)[-1]
-        linked = len(alert.get("linked_alert_ids") or [])
-        severity = alert.get("severity") if alert.get("severity") in ("critical", "warning") else "info"
-        explains = f"; it also explains {linked} other alert(s) of the day" if linked else ""
-        findings.append(Finding(severity, f"{title} (alert{explains}).", alert.get("budget_owner")))
-    return findings
-
-
-def _idle_days(keys: list[dict[str, Any]]) -> str:
-    return str(min(int(key.get("unused_after_days") or 30) for key in keys))
-
-
-def correlation_text(alert: dict[str, Any], alerts: list[dict[str, Any]]) -> str:
-    """How an alert relates to the others of the day: caused by a root (sent with it), or the root of some."""
-    root_id, linked = alert.get("root_alert_id"), alert.get("linked_alert_ids") or []
-    if root_id:
-        root = next((a for a in alerts if a.get("alert_id") == root_id), None)
-        cause = f"{root['rule_id']} ({root['project']})" if root else root_id
-        return f"caused by {cause}; sent with it"
-    if linked:
-        return f"root cause of {len(linked)} other alert(s) of the day"
-    return ""
-
-
-def announcement(note: dict[str, Any]) -> str:
-    """What an annotation announced for its signal, in words: "a rise", "about ×2.0", "about ×0.5"."""
-    expected = note.get("expected_change")
-    return "a rise" if expected is None else f"about ×{expected:g}"
-
-
-def waste_basis(row: dict[str, Any]) -> str:
-    """Where a key's waste figure comes from: its coverage and 95% interval when it is a request-log sample."""
-    low, high = row.get("wasted_spend_ci_low_usd"), row.get("wasted_spend_ci_high_usd")
-    if row.get("waste_method") != "per_request" or low is None or high is None:
-        return "estimated from daily totals"
-    if round(low, 2) == round(high, 2):
-        return "every request logged"
-    logged, coverage = row.get("per_request_requests") or 0, row.get("per_request_coverage_share") or 0.0
-    return (f"95% CI ${low:,.2f}–${high:,.2f}; from {logged:,} logged requests, {coverage_text(coverage)} of "
-            "its traffic")
-
-
-def waste_text(row: dict[str, Any]) -> str:
-    """A key's waste figure and where it comes from."""
-    return f"${row['wasted_spend_usd']:,.2f} ({waste_basis(row)})"
-
-
-EFFECT_WORDS = {
-    "volume_effect_usd": ("more requests", "fewer requests"),
-    "project_mix_effect_usd": ("traffic shifting to costlier projects", "traffic shifting to cheaper projects"),
-    "context_effect_usd": ("longer prompts per request", "shorter prompts per request"),
-    "mix_price_effect_usd": ("pricier models or providers", "cheaper models or providers"),
-    "waste_effect_usd": ("more wasted spend on loops and duplicates", "less wasted spend"),
-}
-
-
-def why(change: dict[str, Any], prefix: str = "") -> str:
-    """The decomposition in words: the largest effect first, then the next one when it matters."""
-    effects = [(name, change.get(f"{prefix}{name}")) for name in EFFECT_WORDS]
-    effects = sorted(((name, value) for name, value in effects if value), key=lambda item: -abs(item[1]))
-    if not effects:
-        return "no change to explain"
-    parts = []
-    total = sum(abs(value) for _, value in effects)
-    for name, value in effects[:2]:
-        if parts and abs(value) < 0.2 * total:
-            break
-        words = EFFECT_WORDS[name][0 if value > 0 else 1]
-        parts.append(f"{words} ({'+' if value > 0 else '−'}${abs(value):,.2f})")
-    return "mostly " + " and ".join(parts) if len(parts) == 1 else "mostly " + ", then ".join(parts)

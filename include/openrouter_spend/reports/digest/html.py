@@ -20,12 +20,9 @@ from openrouter_spend.reports.digest.data import (
     UNOWNED,
     DigestData,
     Finding,
-    announcement,
-    correlation_text,
     is_significant_move,
-    waste_basis,
-    why,
 )
+from openrouter_spend.reports.digest.findings import announcement, correlation_text, waste_basis, why
 from openrouter_spend.reports.digest.formatting import (
     DASH,
     count,

@@ -12,16 +12,8 @@ from typing import Any
 
 from openrouter_spend.escaping import markdown
 from openrouter_spend.reports.digest.charts import Chart
-from openrouter_spend.reports.digest.data import (
-    ACCOUNT,
-    UNOWNED,
-    DigestData,
-    announcement,
-    correlation_text,
-    is_significant_move,
-    waste_basis,
-    why,
-)
+from openrouter_spend.reports.digest.data import ACCOUNT, UNOWNED, DigestData, is_significant_move
+from openrouter_spend.reports.digest.findings import announcement, correlation_text, waste_basis, why
 from openrouter_spend.reports.digest.formatting import (
     DASH,
     count,

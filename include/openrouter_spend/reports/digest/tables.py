@@ -15,7 +15,8 @@ from datetime import date, datetime
 from typing import Any
 
 from openrouter_spend.escaping import csv_cell
-from openrouter_spend.reports.digest.data import DigestData, why
+from openrouter_spend.reports.digest.data import DigestData
+from openrouter_spend.reports.digest.findings import why
 
 ALERT_COLUMNS = ("alert_id", "rule_id", "usage_date", "severity", "project", "budget_owner", "metric",
                  "observed_value", "expected_value", "threshold_value", "impact_usd", "explanation", "status",

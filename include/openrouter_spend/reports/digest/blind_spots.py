@@ -1,0 +1,123 @@
+"""What the data cannot see: per-request coverage, pending ids, gaps and skipped snapshots, in the digest's words."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from openrouter_spend.reports.digest.data import ACCOUNT, DigestData, columns_of, has_table, rows
+from openrouter_spend.reports.digest.formatting import coverage as coverage_text
+
+# Per-request coverage at or above this share counts as complete (rounding of logged vs /activity counts).
+FULL_COVERAGE = 0.999
+
+
+def sample_label(coverage: float | None) -> str | None:
+    """The blind-spot label of per-request figures that come from part of the traffic; None when complete."""
+    if coverage is None or coverage <= 0 or coverage >= FULL_COVERAGE:
+        return None
+    return f"per-request figures from a {coverage_text(coverage)} sample of requests"
+
+
+def blind_spot_rows(con, day: date) -> list[dict[str, Any]]:
+    if not has_table(con, "marts", "rpt_blind_spots_daily"):
+        return []
+    names = columns_of(con, "marts", "rpt_blind_spots_daily")
+    if "usage_date" not in names:
+        return []
+    order = "project = '*' desc, spend_usd desc nulls last, project" if {"project", "spend_usd"} <= set(names) else "all"
+    found = rows(con, f"select * from marts.rpt_blind_spots_daily where usage_date = ? order by {order}", [day])
+    # A project whose per-request figures come from a few logged requests is not free of blind spots.
+    for row in found:
+        label = sample_label(row.get("per_request_request_coverage_share"))
+        if label and isinstance(row.get("blind_spots"), list):
+            row["blind_spots"] = [label, *row["blind_spots"]]
+    return found
+
+
+def _account(rows_: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((row for row in rows_ if row["project"] == ACCOUNT), None)
+
+
+def blind_spots(con, data: DigestData) -> list[str]:
+    """What the numbers cannot see on this day, in plain words (always listed, never a confident zero)."""
+    spots = []
+    byok = data.totals["byok_spend_usd"]
+    if byok:
+        spots.append(f"BYOK inference of ${byok:,.2f} is OpenRouter's estimate at market rates; the provider bills "
+                     "it directly and it is not part of the credit spend above.")
+    economics = _account(data.unit_economics)
+    coverage = economics.get("generation_coverage_share") if economics else None
+    logged = economics.get("per_request_requests") if economics else None
+    if coverage is None:
+        spots.append("No per-request data for this day: fallback frequency, accepted results and cost per "
+                     "accepted result are unknown (not zero).")
+    elif logged is not None and economics.get("requests") and logged < FULL_COVERAGE * economics["requests"]:
+        share = logged / economics["requests"]
+        spots.append(f"Per-request figures come from a sample: {logged:,} logged of {economics['requests']:,} "
+                     f"requests ({coverage_text(share)} of requests, {coverage_text(min(coverage, 1.0))} of spend). "
+                     "Fallback figures are "
+                     "scaled to each project's traffic and carry 95% intervals; they assume the logged requests "
+                     "are representative.")
+    month = data.month
+    missing = month["days_elapsed"] - month["loaded_days"]
+    if missing > 0:
+        spots.append(f"{missing} of the {month['days_elapsed']} days this month are not in the warehouse: "
+                     "month-to-date totals and forecasts count loaded days only.")
+    if month["gap_days"]:
+        listed = ", ".join(d.isoformat() for d in month["gap_days"])
+        spots.append(f"Days outside the API's 30-day window that were never captured: {listed}.")
+    if any(row.get("waste_method") == "aggregate_estimate" for row in data.waste):
+        spots.append("Waste of keys without request logs is estimated from daily totals (requests against "
+                     "output), not counted per request.")
+    if any(row.get("waste_method") == "per_request" for row in data.waste):
+        spots.append("Waste of keys with request logs is counted on their logged requests and scaled to the key's "
+                     "traffic, with a 95% interval.")
+    unattributed = con.execute(
+        "select coalesce(sum(spend_usd), 0) from marts.fct_daily_spend where usage_date = ? "
+        "and api_key_hash = '(unattributed)'", [data.day]).fetchone()[0]
+    if unattributed:
+        spots.append(f"${unattributed:,.2f} of account spend is not accounted for by any listed key "
+                     "(deleted keys, for instance) and has no owner.")
+    spots += _skipped_snapshots(con, data.day)
+    spots += _pending_details(con, data.day)
+    return spots
+
+
+def _pending_details(con, day: date) -> list[str]:
+    """Logged requests still waiting for their /generation record (a run ran out of time, a rate limit)."""
+    if not has_table(con, "marts", "fct_generations"):
+        return []
+    pending = con.execute("select count(*) from marts.fct_generations where usage_date = ? "
+                          "and enrichment_status = 'pending'", [day]).fetchone()[0]
+    if not pending:
+        return []
+    return [f"{pending:,} logged request(s) of this day still wait for their /generation details (a later run "
+            "fetches them): their fallbacks are unknown for now and their costs are allocated from activity."]
+
+
+def _skipped_snapshots(con, day: date) -> list[str]:
+    """The /credits and /keys reconciliations the day's gate skipped, with the reason (a late snapshot, say)."""
+    if not has_table(con, "marts", "fct_quality_results") or \
+            "skip_reason" not in columns_of(con, "marts", "fct_quality_results"):
+        return []
+    found = con.execute(
+        """
+        with latest as (
+            select run_id from marts.fct_quality_runs where usage_date = ? order by validated_at desc limit 1
+        )
+        select distinct dataset, skip_reason
+        from marts.fct_quality_results
+        where usage_date = ? and run_id = (select run_id from latest) and compared_values = 'skipped'
+            and skip_reason is not null
+        order by dataset
+        """, [day, day]).fetchall()
+    what = {"reconcile.credits_vs_activity": "/credits usage was not reconciled with activity",
+            "reconcile.key_usage_vs_activity": "per-key /keys usage was not reconciled with activity"}
+    spots = [f"{what.get(dataset, dataset)}: {reason}." for dataset, reason in found]
+    late = con.execute("select count(*) from marts.fct_credit_balance where as_of_date = ? and balance_usd is null",
+                       [day]).fetchone()[0]
+    if late:
+        spots.append("The credit balance, top-up and runway at the end of this day are unknown: its /credits "
+                     "snapshot does not describe the end of the day (a backfill fetches today's state).")
+    return spots

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from openrouter_spend import escaping
@@ -40,76 +41,8 @@ from openrouter_spend.reports.digest.formatting import (
 )
 from openrouter_spend.reports.digest.tables import CsvTable
 
-CSS = """
-@page { size: A4; margin: 12mm 11mm 14mm 11mm; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #F4F6F8; color: #1F2933; font: 14px/1.45 -apple-system, "Segoe UI", Roboto,
-       "Helvetica Neue", Arial, "DejaVu Sans", sans-serif; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-.page { max-width: 940px; margin: 0 auto; padding: 20px 24px 28px; background: #FFFFFF; }
-header { border-bottom: 3px solid #0B3C5D; padding-bottom: 10px; margin-bottom: 14px; }
-.brand { font-size: 12px; letter-spacing: .06em; text-transform: uppercase; color: #52606D; margin: 0; }
-h1 { font-size: 26px; margin: 2px 0 2px; color: #0B3C5D; }
-.meta { font-size: 12px; color: #52606D; margin: 0; }
-h2 { font-size: 18px; margin: 26px 0 8px; padding-bottom: 4px; border-bottom: 1px solid #D9E2EC; color: #0B3C5D;
-     break-after: avoid; page-break-after: avoid; }
-h2 .num { display: inline-block; min-width: 24px; color: #829AB1; }
-h3 { font-size: 15px; margin: 18px 0 6px; color: #243B53; break-after: avoid; page-break-after: avoid; }
-p { margin: 6px 0; }
-.lead { font-size: 15px; }
-.muted { color: #52606D; }
-.small { font-size: 12px; }
-table { border-collapse: collapse; width: 100%; }
-table.kpis td.kpi { width: 25%; vertical-align: top; padding: 10px 12px; border: 1px solid #D9E2EC; background: #F8FAFC; }
-table.kpis { border-collapse: separate; border-spacing: 6px 0; margin: 0 -6px; width: calc(100% + 12px); }
-.kpi-label { font-size: 11px; text-transform: uppercase; letter-spacing: .05em; color: #52606D; }
-.kpi-value { font-size: 26px; font-weight: 700; line-height: 1.15; margin: 2px 0; color: #102A43; white-space: nowrap; }
-.kpi-note { font-size: 12px; color: #334E68; }
-td.kpi.critical { border-color: #E12D39; background: #FFF5F5; }
-td.kpi.critical .kpi-value { color: #CF1124; }
-td.kpi.warning { border-color: #F0B429; background: #FFFBEA; }
-.up { color: #B44D12; font-weight: 600; } .down { color: #0E7C3A; font-weight: 600; }
-ul.findings { list-style: none; padding: 0; margin: 8px 0 0; }
-ul.findings li { padding: 6px 10px 6px 30px; margin: 4px 0; border-radius: 4px; position: relative; background: #F0F4F8; }
-ul.findings li::before { content: ""; position: absolute; left: 11px; top: 12px; width: 9px; height: 9px; border-radius: 50%; }
-ul.findings li.critical { background: #FFE3E3; } ul.findings li.critical::before { background: #CF1124; }
-ul.findings li.warning { background: #FFF3C4; } ul.findings li.warning::before { background: #CB6E17; }
-ul.findings li.info::before { background: #627D98; }
-.who { color: #52606D; font-size: 12px; white-space: nowrap; }
-table.data { font-size: 12.5px; margin: 6px 0 4px; }
-table.data th { text-align: left; font-weight: 600; color: #334E68; background: #F0F4F8; border-bottom: 1px solid #BCCCDC;
-                padding: 5px 6px; vertical-align: bottom; }
-table.data td { padding: 5px 6px; border-bottom: 1px solid #E4E7EB; vertical-align: top; }
-table.data td:first-child { white-space: nowrap; }
-table.data th.n, table.data td.n { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-table.data tr.total td { font-weight: 700; border-top: 2px solid #BCCCDC; }
-table.data tr { break-inside: avoid; page-break-inside: avoid; }
-.sub { display: block; color: #627D98; font-size: 11.5px; }
-table.data td.n .sub { white-space: normal; }
-.pill { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 11.5px; font-weight: 600; white-space: nowrap; }
-.pill.over, .pill.failed, .pill.fired { background: #FFE3E3; color: #A61B1B; }
-.pill.at_risk, .pill.blocked { background: #FFF3C4; color: #8D2B0B; }
-.pill.ok, .pill.passed { background: #E3F9E5; color: #0E5814; }
-.pill.no_owner, .pill.no_budget, .pill.suppressed, .pill.not_run { background: #E4E7EB; color: #3E4C59; }
-.bar { display: inline-block; width: 64px; height: 7px; background: #E4E7EB; border-radius: 4px; vertical-align: middle;
-       margin-left: 6px; overflow: hidden; }
-.bar span { display: block; height: 7px; background: #0072B2; }
-.bar span.over { background: #CF1124; } .bar span.at_risk { background: #CB6E17; }
-.explained { color: #0E5814; } .unexplained { color: #8D2B0B; font-weight: 600; }
-figure { margin: 10px 0 4px; break-inside: avoid; page-break-inside: avoid; }
-figure img { display: block; max-width: 100%; height: auto; border: 1px solid #E4E7EB; }
-figcaption { font-size: 11.5px; color: #627D98; margin-top: 3px; }
-.box { padding: 10px 12px; border-radius: 4px; background: #F0F4F8; margin: 8px 0; }
-.box.failed { background: #FFE3E3; } .box.passed { background: #E3F9E5; } .box.not_run { background: #FFF3C4; }
-ul.plain { margin: 6px 0; padding-left: 20px; } ul.plain li { margin: 3px 0; }
-footer { margin-top: 26px; padding-top: 8px; border-top: 1px solid #D9E2EC; font-size: 11.5px; color: #627D98; }
-code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 11.5px; }
-@media print {
-  body { background: #FFFFFF; font-size: 12px; }
-  .page { max-width: none; padding: 0; }
-  h2 { margin-top: 18px; }
-  figure img { max-height: 88mm; width: auto; }
-}
-"""
+# The page's style sheet, embedded so the file reads offline and in mail.
+CSS = (Path(__file__).resolve().parent / "digest.css").read_text()
 
 STATUS_LABELS = {"over": "Over budget", "at_risk": "Forecast over", "ok": "On track", "no_owner": "No owner",
                  "no_budget": "No budget"}

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend import settings
+from openrouter_spend import key_notices, settings
 from openrouter_spend.escaping import mail_header, slack, sql_literal
 from openrouter_spend.rules import (
     BUDGET_OWNER_TOKEN,
@@ -211,6 +211,8 @@ def _decide(candidate: dict, rule, previous: dict | None, day: date, quality: Qu
         occurrence, notify = "escalated", True
     else:
         occurrence, notify = ("new" if not persisting else "ongoing"), False
+    if key_notices.is_resolution(candidate):
+        occurrence, notify = key_notices.RESOLVED, False
     facts = json.loads(candidate["facts"]) if isinstance(candidate["facts"], str) else candidate["facts"]
     contributors = (json.loads(candidate["contributors"]) if isinstance(candidate["contributors"], str)
                     else candidate["contributors"])
@@ -349,7 +351,7 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
         owners = _owners(con, day)
         annotations = _annotations(con, day)
         lookback = max(rule.resolve_after_days for rule in rules_config.rules.values())
-        previous = _previous(con, day, lookback)
+        previous = key_notices.with_open_conditions(con, day, _previous(con, day, lookback))
         alerts, deliveries, routing = [], [], {}
         for rule, candidate in candidates:
             owner = owners.get(candidate["project"], {})
@@ -359,10 +361,12 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
             alert["run_id"], alert["evaluated_at"] = run_id, evaluated_at
             alerts.append(alert)
             routing[alert["alert_id"]] = (route, owner.get("contact"))
+        alerts = key_notices.state_changes_only(alerts)
         correlate(alerts)
         by_id = {alert["alert_id"]: alert for alert in alerts}
         for alert in alerts:
             _group_notification(alert, [by_id[linked] for linked in alert["linked_alert_ids"]])
+        key_notices.bundle_per_owner(alerts, _rank)
         for alert in alerts:
             route, contact = routing[alert["alert_id"]]
             # A root pages at the most severe level of the alerts it carries.
@@ -724,6 +728,10 @@ def _what(alert: dict) -> tuple[str, list[str]]:
             f"{_usd(facts.get('spend_usd'))} vs {_usd(facts.get('norm_spend_usd'))} usual.",
             results,
             cost.get(facts.get("impact_basis"), cost["beyond_results"]),
+        ])
+    if rule == "unused_key" and facts.get("state") == key_notices.RESOLVED:
+        return (f"Key no longer unused: {segment} ({facts.get('reason')}) on {day}", [
+            f"The key left the unused condition first seen {alert['first_seen_date']}: {facts.get('reason')}.",
         ])
     if rule == "unused_key":
         since = ("never used since its creation on " + str(facts.get("created_date"))) if facts.get("never_used") \

@@ -101,4 +101,11 @@ def bundle_per_owner(alerts: list[dict], rank) -> None:
         for alert in listed:
             alert["is_notified"] = False
             alert["facts"] = {**alert["facts"], "notice_alert_id": carrier["alert_id"]}
-            alert["message"] += f"\n\nListed in the notice to {owner} (alert {carrier['alert_id']}); sent with it."
+            alert["message"] = _before_reproduce(
+                alert["message"], f"Listed in the notice to {owner} (alert {carrier['alert_id']}); sent with it.")
+
+
+def _before_reproduce(message: str, line: str) -> str:
+    """`message` with `line` added before its closing Reproduce query, which stays the last line (runnable)."""
+    head, marker, query = message.rpartition("\nReproduce: ")
+    return f"{head}\n{line}{marker}{query}" if marker else f"{message}\n\n{line}"

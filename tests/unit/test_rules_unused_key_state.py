@@ -82,6 +82,10 @@ def test_an_idle_key_is_recorded_when_it_becomes_unused_and_when_it_is_used_agai
         ["- a-back", "- a-idle-1", "- a-idle-2"]
     listed = warehouse.rows("select * from marts.fct_alerts where api_key_name = 'a-idle-1'")[0]
     assert json.loads(listed["facts"])["notice_alert_id"] == notice["alert_id"]
+    assert f"Listed in the notice to Ann Owner (alert {notice['alert_id']})" in listed["message"]
+    # every message still ends with a query that runs as it is
+    for message in (notice["message"], listed["message"], resolved["message"]):
+        warehouse.rows(message.rsplit("Reproduce: ", 1)[1])
     # the alert runs still prove every day was evaluated
     assert [r["alerts"] for r in warehouse.rows("select alerts from marts.fct_alert_runs order by usage_date")] \
         == [4, 0, 0, 1, 0]

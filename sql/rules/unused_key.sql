@@ -1,10 +1,13 @@
 -- unused_key: an enabled key nobody used for unused_key_days days (owners.yaml): an unused seat to revoke
 -- or give an expiry. Evaluated with the /keys snapshot taken after the day, so past days replay as they were.
--- Grain: one row per unused key on the evaluated day. Segment: key. The ledger keeps it open while the key
--- stays unused, so it is announced once and escalates only after escalate_after_days.
+-- Grain: one row per unused key on the evaluated day (facts.state 'unused'), plus one per key whose unused
+-- condition is open in the ledger but no longer holds (facts.state 'resolved': used again, disabled,
+-- expired or deleted). Segment: key. A state-change rule (openrouter_spend.key_notices): the ledger records
+-- a key when it becomes unused, when it escalates (escalate_after_days) and when it is resolved, not on
+-- the days in between.
 -- Upstream: staging.stg_key_snapshots (the day's snapshot), staging.stg_activity (last day with requests),
 --   config.settings + config.config_versions (unused_key_days of the current configuration),
---   marts.dim_api_key (owner of the key).
+--   marts.dim_api_key (owner of the key), marts.fct_alerts (the key's latest unused_key row before the day).
 -- Parameters: alert_day.
 -- Idle days count from the later of last_used_at and the last day with activity; a key never used counts
 -- from its creation (the same grace period as docs/marts.md "Unused keys"). Impact = the key's spending
@@ -49,7 +52,48 @@ assessed as (
     left join activity using (api_key_hash)
 ),
 
-final as (
+-- Keys whose latest unused_key row before the day is not a resolution: the condition is still open.
+open_conditions as (
+    select alerts.api_key_hash, alerts.api_key_name, alerts.project, alerts.first_seen_date
+    from marts.fct_alerts as alerts, params
+    where alerts.rule_id = 'unused_key' and alerts.usage_date < params.day
+    qualify row_number() over (partition by alerts.segment_key order by alerts.usage_date desc) = 1
+        and alerts.occurrence is distinct from 'resolved'
+),
+
+unused as (
+    select assessed.*
+    from assessed
+    cross join settings
+    where not assessed.is_disabled
+        and not assessed.is_expired
+        and assessed.idle_days >= settings.unused_key_days
+),
+
+-- Only a day with a /keys snapshot can tell that a key stopped being unused.
+resolved as (
+    select
+        open_conditions.api_key_hash,
+        coalesce(assessed.api_key_name, open_conditions.api_key_name) as api_key_name,
+        coalesce(owners.project, open_conditions.project) as project,
+        open_conditions.first_seen_date,
+        assessed.idle_days,
+        assessed.limit_usd,
+        assessed.last_use_date,
+        case
+            when assessed.api_key_hash is null then 'deleted'
+            when assessed.is_disabled then 'disabled'
+            when assessed.is_expired then 'expired'
+            else 'used'
+        end as reason
+    from open_conditions
+    left join assessed using (api_key_hash)
+    left join marts.dim_api_key as owners using (api_key_hash)
+    where exists (select 1 from snapshot)
+        and open_conditions.api_key_hash not in (select api_key_hash from unused)
+),
+
+unused_rows as (
     select
         'unused_key' as rule_id,
         params.day as usage_date,
@@ -74,6 +118,7 @@ final as (
         null as severity,
         '[]'::json as contributors,
         to_json({
+            'state': 'unused',
             'last_use_date': assessed.last_use_date,
             'created_date': cast(assessed.created_at as date),
             'never_used': assessed.last_use_date is null,
@@ -82,13 +127,51 @@ final as (
             'workspace_id': assessed.workspace_id,
             'creator_user_id': assessed.creator_user_id
         }) as facts
-    from assessed
+    from unused as assessed
     cross join params
     cross join settings
     left join marts.dim_api_key as owners using (api_key_hash)
-    where not assessed.is_disabled
-        and not assessed.is_expired
-        and assessed.idle_days >= settings.unused_key_days
+),
+
+resolved_rows as (
+    select
+        'unused_key' as rule_id,
+        params.day as usage_date,
+        'api_key=' || resolved.api_key_hash as segment_key,
+        coalesce(resolved.project, '(unowned)') as project,
+        resolved.api_key_hash,
+        resolved.api_key_name,
+        null as model,
+        null as provider_name,
+        null as workflow,
+        null as signal,
+        'idle_days' as metric,
+        resolved.idle_days as observed_value,
+        0.0 as expected_value,
+        settings.unused_key_days as threshold_value,
+        resolved.limit_usd as impact_usd,
+        resolved.first_seen_date as window_start,
+        params.day as window_end,
+        null::date as baseline_start,
+        null::date as baseline_end,
+        null::integer as history_days,
+        null as severity,
+        '[]'::json as contributors,
+        to_json({
+            'state': 'resolved',
+            'reason': resolved.reason,
+            'last_use_date': resolved.last_use_date,
+            'limit_usd': resolved.limit_usd
+        }) as facts
+    from resolved
+    cross join params
+    cross join settings
+),
+
+final as (
+    select * from unused_rows
+    union all by name
+    select * from resolved_rows
 )
 
 select * from final

@@ -304,6 +304,9 @@ def test_the_quiet_scenario_pages_only_its_standing_ownership_gap(ledgers):
         [(a["usage_date"], a["segment_key"], a["occurrence"]) for a in default if a["rule_id"] == "unused_key"]
     assert {a["severity"] for a in seats} == {"info"}
     assert {tuple(a["channels"]) for a in seats if a["is_notified"]} == {("file",)}
+    # recorded as state changes: each idle key once, when it became unused, not again while it stays idle
+    assert len(seats) == len({a["segment_key"] for a in seats}) == 3
+    assert {a["occurrence"] for a in seats} == {"new"}
     # The ownership gap (personal keys above 5% of the account) is the organisation's, not an event's: one
     # streak, announced once, escalated once a week while it lasts.
     gap = [a for a in quiet if a["rule_id"] == "unowned_spend"]

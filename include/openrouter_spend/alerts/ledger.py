@@ -27,6 +27,7 @@ from openrouter_spend.alerts.rules import (
     evaluate_rule,
     load_rules,
 )
+from openrouter_spend.alerts import key_notices
 from openrouter_spend.warehouse import connect, migrate, transaction
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,8 @@ def _decide(candidate: dict, rule, previous: dict | None, day: date, quality: Qu
         occurrence, notify = "escalated", True
     else:
         occurrence, notify = ("new" if not persisting else "ongoing"), False
+    if key_notices.is_resolution(candidate):
+        occurrence, notify = key_notices.RESOLVED, False
     facts = json.loads(candidate["facts"]) if isinstance(candidate["facts"], str) else candidate["facts"]
     contributors = (json.loads(candidate["contributors"]) if isinstance(candidate["contributors"], str)
                     else candidate["contributors"])
@@ -343,7 +346,7 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
         owners = _owners(con, day)
         annotations = _annotations(con, day)
         lookback = max(rule.resolve_after_days for rule in rules_config.rules.values())
-        previous = _previous(con, day, lookback)
+        previous = key_notices.with_open_conditions(con, day, _previous(con, day, lookback))
         alerts, deliveries, routing = [], [], {}
         for rule, candidate in candidates:
             owner = owners.get(candidate["project"], {})
@@ -353,10 +356,12 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
             alert["run_id"], alert["evaluated_at"] = run_id, evaluated_at
             alerts.append(alert)
             routing[alert["alert_id"]] = (route, owner.get("contact"))
+        alerts = key_notices.state_changes_only(alerts)
         correlate(alerts)
         by_id = {alert["alert_id"]: alert for alert in alerts}
         for alert in alerts:
             _group_notification(alert, [by_id[linked] for linked in alert["linked_alert_ids"]])
+        key_notices.bundle_per_owner(alerts, _rank)
         for alert in alerts:
             route, contact = routing[alert["alert_id"]]
             # A root pages at the most severe level of the alerts it carries.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from openrouter_spend.alerts import key_notices
 from openrouter_spend.alerts.ledger import BLOCKED, SUPPRESSED, Quality
 from openrouter_spend.alerts.rules import (
     Route,
@@ -158,6 +159,10 @@ def _what(alert: dict) -> tuple[str, list[str]]:
             f"{_usd(facts.get('spend_usd'))} vs {_usd(facts.get('norm_spend_usd'))} usual.",
             results,
             cost.get(facts.get("impact_basis"), cost["beyond_results"]),
+        ])
+    if rule == "unused_key" and facts.get("state") == key_notices.RESOLVED:
+        return (f"Key no longer unused: {segment} ({facts.get('reason')}) on {day}", [
+            f"The key left the unused condition first seen {alert['first_seen_date']}: {facts.get('reason')}.",
         ])
     if rule == "unused_key":
         since = ("never used since its creation on " + str(facts.get("created_date"))) if facts.get("never_used") \

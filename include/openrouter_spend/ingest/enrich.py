@@ -173,67 +173,117 @@ def plan_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings 
     ids wrongly left 'not_sampled' are selected again and lost queue rows come back (as 'fetched' when their
     record is in raw.generations). Earlier days are re-derived when they have ids never queued (late logs)
     or ids still pending (404s, runs out of time), within what their own budget has left.
+
+    Each usage day is planned in DuckDB in its own transaction that writes only the queue rows whose plan
+    changed, so memory is bounded by one day's ids, a rerun writes next to nothing, and a plan interrupted
+    after some days is completed by the next run (an upsert: no duplicate keys).
     """
     enrichment = enrichment or EnrichmentSettings.from_env()
     budget = enrichment.daily_call_budget
+    earlier = [usage_date for (usage_date,) in con.execute(
+        """
+        select distinct logged.usage_date
+        from raw.request_log as logged
+        where logged.usage_date < ?
+            and logged.openrouter_metadata is null
+            and not exists (select 1 from raw.generations as generations
+                            where generations.generation_id = logged.generation_id)
+            and not exists (select 1 from meta.generation_queue as queue
+                            where queue.generation_id = logged.generation_id and queue.status <> 'pending')
+        order by logged.usage_date
+        """,
+        [day],
+    ).fetchall()]
+    ids: list[str] = []
+    by_day: dict[str, dict[str, Any]] = {}
+    strata = 0
+    for usage_date in [*earlier, day]:
+        day_ids, summary, day_strata = _plan_usage_day(con, usage_date, day, run_id, enrichment)
+        # An earlier day is reported only when it had work left (ids never queued or still pending).
+        if usage_date == day or summary.pop("open_ids"):
+            summary.pop("open_ids", None)
+            by_day[usage_date.isoformat()] = summary
+            ids += day_ids
+        if usage_date == day:
+            strata = day_strata
+    _write_worklist(day, run_id, ids, enrichment)
+    own = by_day.get(day.isoformat(), {})
+    plan = {"day": day.isoformat(), "calls_planned": len(ids),
+            "retries": sum(d["retries"] for d in by_day.values()),
+            "new_ids": sum(d["new_ids"] for d in by_day.values()),
+            "not_sampled": own.get("not_sampled", 0), "census": own.get("census", True),
+            "budget": budget, "strata": strata, "usage_days": by_day}
+    log.info("generation enrichment plan for %s: %s", day, plan)
+    return plan
+
+
+def _plan_usage_day(con, usage_date: date, run_day: date, run_id: str,
+                    enrichment: EnrichmentSettings) -> tuple[list[str], dict[str, Any], int]:
+    """Plan one usage day's ids in one transaction; returns its pending ids, its summary and its strata count."""
+    budget = enrichment.daily_call_budget
     con.execute("begin transaction")
     try:
-        con.execute(
-            """
-            create or replace temp table needs_call as
-            select
-                generation_id,
-                min(usage_date) as usage_date,
-                marts.sampling_stratum(min(project), min(api_key_hash), min(requested_model), false)
-                    as sampling_stratum
-            from raw.request_log as logged
-            where not exists (select 1 from raw.request_log as described
-                              where described.generation_id = logged.generation_id
-                                  and described.openrouter_metadata is not null)
-            group by generation_id
-            """
-        )
-        con.execute(
-            """
-            create or replace temp table plan_days as
-            select cast(? as date) as usage_date
-            union
-            select distinct needs_call.usage_date
-            from needs_call
-            left join meta.generation_queue as queue using (generation_id)
-            where needs_call.usage_date < ?
-                and needs_call.generation_id not in (select generation_id from raw.generations)
-                and (queue.generation_id is null or queue.status = 'pending')
-            """,
-            [day, day],
-        )
+        # An id belongs to the first day it was logged on and needs a call only when no line of it, on any
+        # day, carries openrouter_metadata; the other days are read only for the day's own ids.
         con.execute(
             """
             create or replace temp table day_ids as
+            with
+            logged as (
+                select
+                    generation_id,
+                    min(project) as project,
+                    min(api_key_hash) as api_key_hash,
+                    min(requested_model) as requested_model,
+                    bool_or(openrouter_metadata is not null) as is_described
+                from raw.request_log
+                where usage_date = $usage_date
+                group by generation_id
+            ),
+            elsewhere as (
+                select
+                    generation_id,
+                    bool_or(openrouter_metadata is not null) as is_described,
+                    min(usage_date) as first_logged_on
+                from raw.request_log
+                semi join logged using (generation_id)
+                where usage_date <> $usage_date
+                group by generation_id
+            ),
+            needs_call as (
+                select
+                    logged.generation_id,
+                    cast($usage_date as date) as usage_date,
+                    marts.sampling_stratum(logged.project, logged.api_key_hash, logged.requested_model, false)
+                        as sampling_stratum
+                from logged
+                left join elsewhere using (generation_id)
+                where not logged.is_described
+                    and not coalesce(elsewhere.is_described, false)
+                    and coalesce(elsewhere.first_logged_on > $usage_date, true)
+            )
             select
                 needs_call.*,
                 generations.generation_id is not null as is_fetched,
                 queue.generation_id is not null as was_queued,
                 queue.status as queue_status,
+                queue.usage_date as queued_usage_date,
+                queue.sampling_stratum as queued_stratum,
+                queue.resolved_on as queued_resolved_on,
                 coalesce(queue.attempts, 0) as attempts,
-                row_number() over (partition by needs_call.usage_date, needs_call.sampling_stratum
+                row_number() over (partition by needs_call.sampling_stratum
                                    order by md5(needs_call.generation_id)) as draw
             from needs_call
-            semi join plan_days using (usage_date)
             left join raw.generations as generations using (generation_id)
             left join meta.generation_queue as queue using (generation_id)
-            """
+            """,
+            {"usage_date": usage_date},
         )
-        counts: dict[date, dict[str, int]] = {}
-        for usage_date, stratum, count in con.execute(
-                "select usage_date, sampling_stratum, count(*) from day_ids group by all order by all").fetchall():
-            counts.setdefault(usage_date, {})[stratum] = count
-        sizes = [(usage_date, stratum, calls) for usage_date, strata in counts.items()
-                 for stratum, calls in allocate_sample(strata, budget, enrichment.min_sample_per_stratum).items()]
-        con.execute("create or replace temp table sample_sizes (usage_date date, sampling_stratum varchar, "
-                    "calls integer)")
+        counts = dict(con.execute("select sampling_stratum, count(*) from day_ids group by all").fetchall())
+        sizes = allocate_sample(counts, budget, enrichment.min_sample_per_stratum)
+        con.execute("create or replace temp table sample_sizes (sampling_stratum varchar, calls integer)")
         if sizes:
-            con.executemany("insert into sample_sizes values (?, ?, ?)", sizes)
+            con.executemany("insert into sample_sizes values (?, ?)", sorted(sizes.items()))
         # Resolved or attempted ids have used the day's budget; newly selected ones get what is left of it.
         con.execute(
             """
@@ -250,18 +300,17 @@ def plan_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings 
                         else 'not_sampled'
                     end as drawn_status
                 from day_ids
-                left join sample_sizes using (usage_date, sampling_stratum)
+                left join sample_sizes using (sampling_stratum)
             ),
             ranked as (
                 select
                     *,
-                    count(*) filter (where drawn_status in ('fetched', 'unavailable', 'pending'))
-                        over (partition by usage_date) as used,
-                    row_number() over (partition by usage_date, drawn_status order by md5(generation_id)) as rank
+                    count(*) filter (where drawn_status in ('fetched', 'unavailable', 'pending')) over () as used,
+                    row_number() over (partition by drawn_status order by md5(generation_id)) as rank
                 from drawn
             )
             select
-                generation_id, usage_date, sampling_stratum, was_queued, queue_status,
+                * exclude (drawn_status, used, rank, draw),
                 case
                     when drawn_status <> 'selected' then drawn_status
                     when rank <= ? - used then 'pending'
@@ -271,13 +320,19 @@ def plan_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings 
             """,
             [budget],
         )
+        # Only rows whose plan changed are written: a rerun of a planned day touches next to nothing.
         con.execute(
             """
             insert into meta.generation_queue
                 (generation_id, usage_date, sampling_stratum, status, planned_on, planned_run_id, resolved_on)
-            select generation_id, usage_date, sampling_stratum, status, ?, ?,
-                case when status = 'fetched' then ? end
+            select generation_id, usage_date, sampling_stratum, status, $run_day, $run_id,
+                case when status = 'fetched' then $run_day end
             from derived
+            where not was_queued
+                or queue_status is distinct from status
+                or queued_usage_date is distinct from usage_date
+                or queued_stratum is distinct from sampling_stratum
+                or (status = 'fetched' and queued_resolved_on is null)
             on conflict (generation_id) do update set
                 usage_date = excluded.usage_date,
                 sampling_stratum = excluded.sampling_stratum,
@@ -288,46 +343,40 @@ def plan_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings 
                                       then generation_queue.planned_run_id else excluded.planned_run_id end,
                 resolved_on = coalesce(generation_queue.resolved_on, excluded.resolved_on)
             """,
-            [day, run_id, day],
+            {"run_day": run_day, "run_id": run_id},
         )
         ids = [gid for (gid,) in con.execute(
-            "select generation_id from derived where status = 'pending' order by usage_date, md5(generation_id)"
-        ).fetchall()]
-        days = con.execute(
+            "select generation_id from derived where status = 'pending' order by md5(generation_id)").fetchall()]
+        n, pending, retries, new_ids, not_sampled, open_ids, strata = con.execute(
             """
             select
-                usage_date,
-                count(*) as ids,
-                count(*) filter (where status = 'pending') as pending,
-                count(*) filter (where status = 'pending' and queue_status = 'pending') as retries,
-                count(*) filter (where not was_queued) as new_ids,
-                count(*) filter (where status = 'not_sampled') as not_sampled,
-                count(*) filter (where status = 'not_sampled') = 0 as is_census
+                count(*),
+                count(*) filter (where status = 'pending'),
+                count(*) filter (where status = 'pending' and queue_status = 'pending'),
+                count(*) filter (where not was_queued),
+                count(*) filter (where status = 'not_sampled'),
+                count(*) filter (where not is_fetched and (not was_queued or queue_status = 'pending')),
+                count(distinct sampling_stratum)
             from derived
-            group by usage_date
-            order by usage_date
             """
-        ).fetchall()
-        strata = con.execute("select count(distinct sampling_stratum) from derived where usage_date = ?",
-                             [day]).fetchone()[0]
-        for table in ("needs_call", "plan_days", "day_ids", "sample_sizes", "derived"):
+        ).fetchone()
+        for table in ("day_ids", "sample_sizes", "derived"):
             con.execute(f"drop table {table}")
         con.execute("commit")
     except BaseException:
-        con.execute("rollback")
+        _rollback_quietly(con)
         raise
-    _write_worklist(day, run_id, ids, enrichment)
-    by_day = {usage_date.isoformat(): {"ids": n, "pending": pending, "retries": retries, "new_ids": new,
-                                       "not_sampled": not_sampled, "census": bool(census)}
-              for usage_date, n, pending, retries, new, not_sampled, census in days}
-    own = by_day.get(day.isoformat(), {})
-    plan = {"day": day.isoformat(), "calls_planned": len(ids),
-            "retries": sum(d["retries"] for d in by_day.values()),
-            "new_ids": sum(d["new_ids"] for d in by_day.values()),
-            "not_sampled": own.get("not_sampled", 0), "census": own.get("census", True),
-            "budget": budget, "strata": strata, "usage_days": by_day}
-    log.info("generation enrichment plan for %s: %s", day, plan)
-    return plan
+    summary = {"ids": n, "pending": pending, "retries": retries, "new_ids": new_ids, "not_sampled": not_sampled,
+               "census": not_sampled == 0, "open_ids": open_ids}
+    return ids, summary, strata
+
+
+def _rollback_quietly(con) -> None:
+    """Roll back after a failure without hiding it (a failed commit may already have ended the transaction)."""
+    try:
+        con.execute("rollback")
+    except Exception as exc:  # the original error is the one worth raising
+        log.warning("rollback after a failed enrichment plan: %s", exc)
 
 
 def _write_worklist(day: date, run_id: str, ids: list[str], enrichment: EnrichmentSettings) -> None:

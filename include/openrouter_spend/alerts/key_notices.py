@@ -1,0 +1,111 @@
+"""Per-key notices (idle keys and the like): recorded as state changes, notified as one message per owner.
+
+A per-key notice rule's SQL returns every key in the condition on the evaluated day, plus the keys whose
+condition is open in the ledger but no longer holds (facts.state 'resolved'). The ledger keeps a row only
+when something changes for a key: it enters the condition ('new'), escalates, becomes unexplained after a
+blocked day, or leaves it ('resolved', recorded, not sent). A condition stays open from its first row until
+its resolution, however long ago that row was written. The keys of one owner that are news on a day go out
+as one message listing them, carried by one of their rows (docs/alerts.md, "Per-key notices").
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+PER_KEY_NOTICE_RULES = ("unused_key",)
+RESOLVED = "resolved"
+
+
+def _facts(alert: dict) -> dict:
+    facts = alert.get("facts")
+    return json.loads(facts) if isinstance(facts, str) else (facts or {})
+
+
+def is_resolution(candidate: dict) -> bool:
+    """Whether a candidate row reports that a key left its per-key condition."""
+    return candidate["rule_id"] in PER_KEY_NOTICE_RULES and _facts(candidate).get("state") == RESOLVED
+
+
+def with_open_conditions(con, day: date, previous: dict[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:
+    """`previous` with each per-key rule's streak taken from its latest row before `day` (open until resolved).
+
+    An open condition is reported as seen the day before: no row is written while it holds unchanged.
+    """
+    kept = {key: value for key, value in previous.items() if key[0] not in PER_KEY_NOTICE_RULES}
+    rows = con.execute(
+        """
+        select rule_id, segment_key, first_seen_date, notified_severity
+        from marts.fct_alerts
+        where list_contains(cast(? as varchar[]), rule_id) and usage_date < ?
+        qualify row_number() over (partition by rule_id, segment_key order by usage_date desc) = 1
+            and occurrence is distinct from 'resolved'
+        """, [list(PER_KEY_NOTICE_RULES), day]).fetchall()
+    for rule_id, segment, first_seen, notified in rows:
+        kept[(rule_id, segment)] = {"usage_date": day - timedelta(days=1), "first_seen_date": first_seen,
+                                    "notified_severity": notified}
+    return kept
+
+
+def state_changes_only(alerts: list[dict]) -> list[dict]:
+    """Drop the per-key rows that change nothing (a condition still open, not notified): no row per key per day."""
+    return [alert for alert in alerts
+            if alert["rule_id"] not in PER_KEY_NOTICE_RULES or alert["is_notified"]
+            or alert["occurrence"] != "ongoing"]
+
+
+def _owner_label(alert: dict) -> str:
+    return alert.get("budget_owner") or f"project {alert['project']}"
+
+
+def _key_line(alert: dict) -> str:
+    facts = alert["facts"]
+    name = alert.get("api_key_name") or (alert.get("api_key_hash") or "")[:12]
+    since = (f"never used since {facts.get('created_date')}" if facts.get("never_used")
+             else f"last used {facts.get('last_use_date')}")
+    limit = (f"limit ${facts['limit_usd']:,.2f}" if facts.get("limit_usd") is not None else "no spending limit")
+    idle = "n/a" if alert["observed_value"] is None else f"{alert['observed_value']:.0f}"
+    return (f"- {name} ({alert['project']}): idle {idle} days, {since}, {limit}; "
+            f"{alert['severity']}, {alert['occurrence']} (alert {alert['alert_id']})")
+
+
+def bundle_per_owner(alerts: list[dict], rank) -> None:
+    """One notice per owner and rule: its most severe key's row carries the list, the others are sent with it.
+
+    `rank` orders severities. A group of one key keeps its own message. Changes the alerts in place: the
+    carrier's title and message become the owner's, the others stop being notified on their own and name
+    their carrier in their message and facts (notice_alert_id).
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for alert in alerts:
+        if alert["rule_id"] in PER_KEY_NOTICE_RULES and alert["is_notified"]:
+            groups.setdefault((alert["rule_id"], _owner_label(alert)), []).append(alert)
+    for (rule_id, owner), members in groups.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda a: (-rank(a["severity"]), a.get("api_key_name") or "", a["alert_id"]))
+        carrier, listed = members[0], members[1:]
+        day = carrier["usage_date"]
+        title = (f"[{carrier['severity'].upper()}] {len(members)} unused keys of {owner} on {day}"
+                 if rule_id == "unused_key" else f"[{carrier['severity'].upper()}] {rule_id}: {len(members)} keys "
+                 f"of {owner} on {day}")
+        lines = [title, "",
+                 f"{len(members)} enabled key(s) became news on {day} (idle at least "
+                 f"{carrier['threshold_value']:g} days); disable them or give them an expiry if nobody needs them:",
+                 *(_key_line(alert) for alert in members), "",
+                 "Each key has its own row in marts.fct_alerts (rule " + rule_id + "); keys that stay unused are "
+                 "not repeated. Reproduce: select * from marts.dim_api_key where is_unused"]
+        carrier["title"], carrier["message"] = title, "\n".join(lines)
+        carrier["facts"] = {**carrier["facts"], "listed_alert_ids": [a["alert_id"] for a in listed]}
+        for alert in listed:
+            alert["is_notified"] = False
+            alert["facts"] = {**alert["facts"], "notice_alert_id": carrier["alert_id"]}
+            alert["message"] = _before_reproduce(
+                alert["message"], f"Listed in the notice to {owner} (alert {carrier['alert_id']}); sent with it.")
+
+
+def _before_reproduce(message: str, line: str) -> str:
+    """`message` with `line` added before its closing Reproduce query, which stays the last line (runnable)."""
+    head, marker, query = message.rpartition("\nReproduce: ")
+    return f"{head}\n{line}{marker}{query}" if marker else f"{message}\n\n{line}"

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from openrouter_spend.alerts import key_notices
 from openrouter_spend.alerts.rules import (
     BUDGET_OWNER_TOKEN,
     SEVERITIES,
@@ -27,7 +28,6 @@ from openrouter_spend.alerts.rules import (
     evaluate_rule,
     load_rules,
 )
-from openrouter_spend.alerts import key_notices
 from openrouter_spend.warehouse import connect, migrate, transaction
 
 log = logging.getLogger(__name__)

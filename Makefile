@@ -8,7 +8,10 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 export OPENROUTER_SPEND_HOME ?= $(CURDIR)/data
 
-.PHONY: install run test lint format airflow emulator bench clean
+# Test processes: one per core (pytest-xdist); TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= auto
+
+.PHONY: install run test test-fast lint format airflow emulator bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +26,10 @@ run: install  ## run the daily DAG for the last 14 completed UTC days (bundled e
 	$(VENV)/bin/openrouter-spend run --days 14
 
 test: install lint  ## lint, then the whole test suite
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
+
+test-fast: install lint  ## the inner loop: everything but the end-to-end runs through Airflow (marker `slow`)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow"
 
 lint: install  ## ruff, including Airflow's AIR3 rules
 	$(VENV)/bin/ruff check dags include plugins tests

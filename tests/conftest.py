@@ -1,10 +1,22 @@
-"""Shared fixtures: an isolated OPENROUTER_SPEND_HOME per test and a running emulator."""
+"""Shared fixtures: an isolated OPENROUTER_SPEND_HOME per test, a running emulator, and emulated warehouses built
+once (through `openrouter-spend run`) and cached on disk for every suite that reads one."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import inspect
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -12,6 +24,27 @@ import pytest
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="openrouter-spend-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+ROOT = Path(__file__).resolve().parents[1]
+# Pinned, so the emulated data (weekdays, noise, planted events) is the same on every run and a cached
+# warehouse stays valid across days.
+EMULATED_ANCHOR = date(2026, 11, 26)
+EMULATED_DAYS = tuple(EMULATED_ANCHOR - timedelta(days=offset) for offset in range(14, 0, -1))  # 11-12 .. 11-25
+# What a build reads: the code, SQL, DAG and bundled configuration, and the lock of the libraries (the recipe,
+# the CLI's command line and environment, is hashed from its source in WorldSpec.key).
+BUILD_INPUTS = ("include", "sql", "dags", "requirements.txt")
+WAREHOUSE_CACHE = Path(os.environ.get("OPENROUTER_SPEND_TEST_CACHE") or ROOT / ".pytest_cache" / "emulated-warehouses")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (`--dist loadgroup`) each module runs on one worker, so its module fixtures are built once;
+    the hardening suite shares one session-wide hostile run, so it stays on one worker as a whole."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            relative = item.path.relative_to(ROOT)
+            group = "tests/hardening" if relative.parts[:2] == ("tests", "hardening") else relative.as_posix()
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
@@ -35,3 +68,144 @@ def emulator(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
         monkeypatch.setenv("OPENROUTER_MANAGEMENT_KEY", server.management_key)
         monkeypatch.delenv("AIRFLOW_CONN_OPENROUTER_DEFAULT", raising=False)
         yield server
+
+
+# ----- emulated warehouses ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmulatedWarehouse:
+    """A home filled by `openrouter-spend run --start DAYS[0] --end DAYS[-1] --scenario SCENARIO` on the replay clock.
+
+    The home is shared by every test (and every test run while its inputs are unchanged): read it, or copy what
+    you change into tmp_path first.
+    """
+
+    home: Path
+    scenario: str
+    days: tuple[date, ...]
+    anchor: date
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def published(self) -> Path:
+        return self.home / "published" / "warehouse.duckdb"
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Which emulated world to build: a scenario over consecutive days before a pinned anchor."""
+
+    scenario: str = "default"
+    days: tuple[date, ...] = EMULATED_DAYS
+    anchor: date = EMULATED_ANCHOR
+
+    def key(self) -> str:
+        digest = hashlib.sha256(f"{self.scenario}|{self.anchor}|{self.days[0]}|{self.days[-1]}|replay".encode())
+        digest.update(_inputs_digest().encode())
+        digest.update(inspect.getsource(_cli_env).encode() + inspect.getsource(_start_build).encode())
+        return f"{self.scenario}-{self.days[0]}-{self.days[-1]}-{digest.hexdigest()[:16]}"
+
+
+_INPUTS_DIGEST: list[str] = []
+
+
+def _inputs_digest() -> str:
+    """sha256 over the path and bytes of every file a build reads (computed once per process)."""
+    if not _INPUTS_DIGEST:
+        digest = hashlib.sha256()
+        for name in BUILD_INPUTS:
+            top = ROOT / name
+            files = [top] if top.is_file() else sorted(
+                path for path in top.rglob("*")
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
+            for path in files:
+                digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+        _INPUTS_DIGEST.append(digest.hexdigest())
+    return _INPUTS_DIGEST[0]
+
+
+@contextmanager
+def _exclusive(lock_files: list[Path]) -> Iterator[None]:
+    """Hold exclusive file locks (taken in name order), so parallel test processes build each world only once."""
+    with ExitStack() as stack:
+        for lock_file in sorted(lock_files):
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(open(lock_file, "w"))
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _cli_env(home: Path, spec: WorldSpec) -> dict[str, str]:
+    """The CLI's environment: nothing inherited that points at another home, Airflow, API or channel."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("OPENROUTER_", "AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME"))}
+    # Replay clock: the days stand for scheduled runs, each snapshot taken right after its day, so every day
+    # has an end-of-day balance and the planted top-ups are dated.
+    env.update({"OPENROUTER_SPEND_HOME": str(home), "OPENROUTER_EMULATOR_ANCHOR_DATE": spec.anchor.isoformat(),
+                "OPENROUTER_EMULATOR_CLOCK": "replay", "OPENROUTER_SPEND_TASK_RETRIES": "0",
+                "GX_ANALYTICS_ENABLED": "False"})
+    return env
+
+
+def _start_build(spec: WorldSpec, slot: Path) -> tuple[subprocess.Popen, IO[str]]:
+    """Start `openrouter-spend run` filling slot/home with the world, its output going to slot/run.log."""
+    shutil.rmtree(slot, ignore_errors=True)  # an interrupted build
+    (slot / "home").mkdir(parents=True)
+    log = open(slot / "run.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openrouter_spend.cli", "run", "--start", spec.days[0].isoformat(),
+         "--end", spec.days[-1].isoformat(), "--scenario", spec.scenario],
+        env=_cli_env(slot / "home", spec), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return process, log
+
+
+def emulated_warehouses(*specs: WorldSpec) -> list[EmulatedWarehouse]:
+    """Each world, from the cache when its inputs are unchanged, otherwise built (missing ones side by side)."""
+    slots = {spec: WAREHOUSE_CACHE / spec.key() for spec in specs}
+    with _exclusive([slot.with_name(slot.name + ".lock") for slot in slots.values()]):
+        missing = {spec: slot for spec, slot in slots.items() if not (slot / "complete").exists()}
+        runs = {spec: _start_build(spec, slot) for spec, slot in missing.items()}
+        try:
+            for spec, (process, log) in runs.items():
+                code = process.wait(timeout=1800)
+                log.close()
+                if code != 0:
+                    pytest.fail(f"openrouter-spend run ({spec.scenario}) exited {code}:\n"
+                                + (missing[spec] / "run.log").read_text()[-3000:])
+                (missing[spec] / "complete").touch()
+                _drop_stale_builds(missing[spec])
+        finally:
+            for process, _ in runs.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    return [EmulatedWarehouse(slots[spec] / "home", spec.scenario, spec.days, spec.anchor) for spec in specs]
+
+
+def _drop_stale_builds(slot: Path) -> None:
+    """Remove the same world's builds from earlier inputs, so the cache holds one build per world."""
+    prefix = slot.name.rsplit("-", 1)[0] + "-"
+    for other in slot.parent.glob(prefix + "*"):
+        if other.is_dir() and other != slot and len(other.name) == len(slot.name):
+            shutil.rmtree(other, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def emulated_warehouse() -> EmulatedWarehouse:
+    """The default world over the 14 days before the pinned anchor, built once and shared read-only."""
+    return emulated_warehouses(WorldSpec())[0]
+
+
+@pytest.fixture(scope="session")
+def emulated_worlds():
+    """Build or reuse worlds of other scenarios or days: `emulated_worlds({"quiet": days}, anchor)` → by scenario."""
+
+    def build(worlds: dict[str, Sequence[date]], anchor: date = EMULATED_ANCHOR) -> dict[str, EmulatedWarehouse]:
+        built = emulated_warehouses(*(WorldSpec(scenario, tuple(days), anchor) for scenario, days in worlds.items()))
+        return {world.scenario: world for world in built}
+
+    return build

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -243,20 +245,26 @@ def test_analytics_query_is_rate_limited_at_64_per_minute(api, server):
     assert api.post("/analytics/query", body).status_code == 200
 
 
+STARTUP_DEADLINE_SECONDS = 120
+
+
 def test_serve_forever_prints_its_address_and_stops_on_ctrl_c():
     process = subprocess.Popen(
         [sys.executable, "-m", "openrouter_emulator", "--port", "0", "--scenario", "quiet",
          "--anchor-date", "2026-11-20"],
         stdout=subprocess.PIPE, text=True)
     try:
-        line = process.stdout.readline()
+        # A loaded machine can take a long while to import and bind: wait for the line, not a fixed time.
+        first_line: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: first_line.put(process.stdout.readline()), daemon=True).start()
+        line = first_line.get(timeout=STARTUP_DEADLINE_SECONDS)
         base_url = re.search(r"(http://127\.0\.0\.1:\d+/api/v1)", line).group(1)
         management_key = re.search(r"(sk-or-v1-\S+)", line).group(1)
         response = requests.get(base_url + "/credits", headers={"Authorization": f"Bearer {management_key}"},
-                                timeout=10)
+                                timeout=STARTUP_DEADLINE_SECONDS)
         assert response.status_code == 200
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=STARTUP_DEADLINE_SECONDS) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -1,14 +1,13 @@
-"""Shared by the digest, FOCUS and plugin integration tests: one realistic 14-day run per test session,
-a per-test copy of its published warehouse, Chromium, and the CI-aware skip."""
+"""Shared by the digest, FOCUS and plugin integration tests: the session's emulated 14-day warehouse described
+as a realistic run, a per-test copy of its published warehouse, Chromium, and the CI-aware skip."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -16,7 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-RUN_DAYS = 14
 _REALISTIC: dict[str, RealisticRun] = {}
 
 
@@ -34,7 +32,7 @@ def skip_or_fail(reason: str) -> None:
 
 @dataclass(frozen=True)
 class RealisticRun:
-    """A home filled by `openrouter-spend run --days 14` against the emulator."""
+    """A home filled by `openrouter-spend run` over 14 emulated days."""
 
     home: Path
     newest_day: date
@@ -51,26 +49,10 @@ class RealisticRun:
         return target
 
 
-def realistic_run(tmp_path_factory: pytest.TempPathFactory) -> RealisticRun:
-    """The session's realistic run, built on first use (about 1.5 minutes) and reused by every test module."""
-    if "run" in _REALISTIC:
-        return _REALISTIC["run"]
-    reuse = os.environ.get("OPENROUTER_SPEND_TEST_REALISTIC_HOME")
-    if reuse:  # local iteration: a home an earlier `openrouter-spend run --days 14` filled (tests only read it)
-        _REALISTIC["run"] = _describe(Path(reuse))
-        return _REALISTIC["run"]
-    home = tmp_path_factory.getbasetemp() / "digest-realistic-home"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENROUTER_", "AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME"))}
-    # The replay clock stands for 14 days of scheduled runs (each fetched right after its day), so every day has
-    # an end-of-day balance and the planted top-ups are dated; a wall-clock backfill leaves those unknown.
-    env.update({"OPENROUTER_SPEND_HOME": str(home), "OPENROUTER_SPEND_TASK_RETRIES": "0",
-                "OPENROUTER_EMULATOR_ANCHOR_DATE": datetime.now(UTC).date().isoformat(),
-                "OPENROUTER_EMULATOR_CLOCK": "replay"})
-    result = subprocess.run([sys.executable, "-m", "openrouter_spend.cli", "run", "--days", str(RUN_DAYS)],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, f"openrouter-spend run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    _REALISTIC["run"] = _describe(home)
+def realistic_run(world) -> RealisticRun:
+    """The session's realistic run: the shared emulated warehouse (tests/conftest.py), described once."""
+    if "run" not in _REALISTIC:
+        _REALISTIC["run"] = _describe(world.home)
     return _REALISTIC["run"]
 
 

@@ -53,31 +53,9 @@ def _require_aiosmtpd():
 
 
 @pytest.fixture(scope="session")
-def emulated_homes(tmp_path_factory) -> dict[str, Path]:
-    """`openrouter-spend run` over the days before ANCHOR of each scenario (SCENARIO_DAYS), run in parallel."""
-    cli = Path(sys.executable).with_name("openrouter-spend")
-    base = {key: value for key, value in os.environ.items()
-            if key not in ("OPENROUTER_MANAGEMENT_KEY", "OPENROUTER_BASE_URL", "AIRFLOW_CONN_OPENROUTER_DEFAULT")
-            and not key.startswith(("OPENROUTER_SPEND_SLACK", "OPENROUTER_SPEND_SMTP"))}
-    # Replay clock: the rules are judged on 14 days of scheduled runs, each snapshot taken right after its day.
-    base.update({"OPENROUTER_EMULATOR_ANCHOR_DATE": ANCHOR.isoformat(), "OPENROUTER_SPEND_TASK_RETRIES": "0",
-                 "OPENROUTER_EMULATOR_CLOCK": "replay",
-                 "PYTHONPATH": os.pathsep.join([str(settings.PROJECT_ROOT / "include"), base.get("PYTHONPATH", "")])})
-    homes, runs = {}, {}
-    for scenario, days in SCENARIO_DAYS.items():
-        home = tmp_path_factory.mktemp(f"alerts-{scenario}")
-        log = open(home / "run.log", "w")
-        runs[scenario] = (subprocess.Popen(
-            [str(cli), "run", "--start", days[0].isoformat(), "--end", days[-1].isoformat(), "--scenario", scenario],
-            env={**base, "OPENROUTER_SPEND_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT), log)
-        homes[scenario] = home
-    for scenario, (process, log) in runs.items():
-        code = process.wait(timeout=900)
-        log.close()
-        if code != 0:
-            pytest.fail(f"openrouter-spend run ({scenario}) exited {code}:\n"
-                        + (homes[scenario] / "run.log").read_text()[-3000:])
-    return homes
+def emulated_homes(emulated_worlds) -> dict[str, Path]:
+    """The home `openrouter-spend run` filled over the days before ANCHOR of each scenario (SCENARIO_DAYS)."""
+    return {scenario: world.home for scenario, world in emulated_worlds(SCENARIO_DAYS, ANCHOR).items()}
 
 
 def _fresh_copy(source: Path, target: Path) -> Path:

@@ -37,9 +37,9 @@ window.addEventListener('load', function () {
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory):
+def written(emulated_warehouse, tmp_path_factory):
     """The newest day's digest written into a fresh home from the run's published warehouse."""
-    run = realistic_run(tmp_path_factory)
+    run = realistic_run(emulated_warehouse)
     home = run.fresh_home(tmp_path_factory.mktemp("digest") / "home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPENROUTER_SPEND_HOME", str(home))

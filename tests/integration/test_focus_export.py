@@ -28,9 +28,9 @@ def validator():
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(emulated_warehouse, tmp_path_factory):
     """FOCUS files for the newest day and for the latest day with a credit top-up."""
-    run = realistic_run(tmp_path_factory)
+    run = realistic_run(emulated_warehouse)
     assert run.topup_day is not None, "the emulator plants two top-ups inside the 14 days"
     folder = tmp_path_factory.mktemp("focus")
     results = {}

@@ -42,9 +42,9 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes, dict]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(emulated_warehouse, tmp_path_factory):
     """An API server on a free port, with two digests in its OPENROUTER_SPEND_HOME and one user."""
-    run = realistic_run(tmp_path_factory)
+    run = realistic_run(emulated_warehouse)
     home = run.fresh_home(tmp_path_factory.mktemp("plugin") / "home")
     days = [run.newest_day - timedelta(days=1), run.newest_day]
     with pytest.MonkeyPatch.context() as patch:

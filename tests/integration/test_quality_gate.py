@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,34 +23,21 @@ from openrouter_spend.warehouse import connect
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-TODAY = datetime.now(UTC).date()
-FIRST, MIDDLE, LAST = (TODAY - timedelta(days=offset) for offset in (3, 2, 1))
-
-
-def build_home(base: Path, scenario: str) -> Path:
-    """Run the daily DAG through the CLI for three days against the embedded emulator."""
-    home = base / "home"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENROUTER_", "AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME"))}
-    # Replay clock: each day's snapshots are on time, so the corrupted /credits and /keys have something to fail.
-    env.update({"OPENROUTER_SPEND_HOME": str(home), "OPENROUTER_EMULATOR_ANCHOR_DATE": TODAY.isoformat(),
-                "OPENROUTER_EMULATOR_CLOCK": "replay",
-                "OPENROUTER_SPEND_TASK_RETRIES": "0", "GX_ANALYTICS_ENABLED": "False"})
-    result = subprocess.run([sys.executable, "-m", "openrouter_spend.cli", "run", "--start", FIRST.isoformat(),
-                             "--end", LAST.isoformat(), "--scenario", scenario],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return home
+ANCHOR = date(2026, 11, 26)  # the emulated worlds' pinned anchor (tests/conftest.py)
+FIRST, MIDDLE, LAST = (ANCHOR - timedelta(days=offset) for offset in (3, 2, 1))
+QUIET_DAYS = [ANCHOR - timedelta(days=offset) for offset in range(14, 0, -1)]  # the alert tests' quiet world
 
 
 @pytest.fixture(scope="session")
-def default_home(tmp_path_factory) -> Path:
-    return build_home(tmp_path_factory.mktemp("quality-default"), "default")
+def default_home(emulated_worlds) -> Path:
+    """The daily DAG run through the CLI for three days against the embedded emulator (replay clock: each day's
+    snapshots are on time, so the corrupted /credits and /keys have something to fail)."""
+    return emulated_worlds({"default": [FIRST, MIDDLE, LAST]}, ANCHOR)["default"].home
 
 
 @pytest.fixture(scope="session")
-def quiet_home(tmp_path_factory) -> Path:
-    return build_home(tmp_path_factory.mktemp("quality-quiet"), "quiet")
+def quiet_home(emulated_worlds) -> Path:
+    return emulated_worlds({"quiet": QUIET_DAYS}, ANCHOR)["quiet"].home
 
 
 def use_copy(source: Path, target: Path, monkeypatch) -> Path:

@@ -36,17 +36,6 @@ BUILD_INPUTS = ("include", "sql", "dags", "requirements.txt")
 WAREHOUSE_CACHE = Path(os.environ.get("OPENROUTER_SPEND_TEST_CACHE") or ROOT / ".pytest_cache" / "emulated-warehouses")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under xdist (`--dist loadgroup`) each module runs on one worker, so its module fixtures are built once;
-    the hardening suite shares one session-wide hostile run, so it stays on one worker as a whole."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            relative = item.path.relative_to(ROOT)
-            group = "tests/hardening" if relative.parts[:2] == ("tests", "hardening") else relative.as_posix()
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture
 def spend_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh OPENROUTER_SPEND_HOME for one test."""

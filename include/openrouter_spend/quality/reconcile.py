@@ -1,18 +1,32 @@
-"""Reconciliation and completeness frames for the quality gate: one DuckDB query per check, as pandas frames.
+"""Reconciliation and completeness frames for the quality gate: one audit query (sql/audits/) per frame.
 
 Each frame has one row per thing reconciled (a model × provider of the day, a key, the day) with the two
 sides, their difference and the tolerance, so a Great Expectations suite can assert on it and a failure
-names the row. Nothing here decides pass or fail; openrouter_spend.quality does.
+names the row; reconciliation_datasets and freshness_datasets attach those checks. The frames are aggregates (tens to a few thousand rows), never a table's rows. Nothing here
+decides pass or fail; openrouter_spend.quality.checks and .gate do.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from openrouter_spend import settings
+from openrouter_spend.quality.checks import Dataset, _check
+from openrouter_spend.quality.config import QualityConfig, Tolerances
 
 UNATTRIBUTED_KEY = "(unattributed)"
 PER_KEY_ACTIVITY = "/activity?api_key_hash"
+
+
+@cache
+def audit_sql(name: str) -> str:
+    """The statement of sql/audits/<name>.sql."""
+    return (settings.sql_dir() / "audits" / f"{name}.sql").read_text()
 
 
 def frame_of(con, sql: str, params: dict | list | None = None):
@@ -22,121 +36,17 @@ def frame_of(con, sql: str, params: dict | list | None = None):
         return con.execute(sql, params or {}).df()
 
 
-@dataclass(frozen=True)
-class Tolerances:
-    """How far two sides of a reconciliation may differ (quality.yaml `tolerances`)."""
-
-    float_noise_usd: float = 1e-6
-    credits_usage_abs_usd: float = 0.05
-    credits_usage_relative: float = 0.01
-    key_usage_abs_usd: float = 0.01
-    key_usage_relative: float = 0.01
-    per_request_abs_usd: float = 0.01
-    per_request_relative: float = 0.0
-    share_epsilon: float = 1e-9
-    snapshot_max_lag_hours: float | None = None
-
-
 def key_vs_account(con, day: date):
     """Per model × provider: account-level activity against the per-key activity summed, and the remainder."""
-    return frame_of(
-        con,
-        """
-        with
-        account as (
-            select model_permaslug, provider_name,
-                marts.exact_sum(usage_usd) as usage_usd, marts.exact_sum(byok_usage_usd) as byok_usd,
-                sum(requests) as requests
-            from staging.stg_account_activity where usage_date = $day
-            group by all
-        ),
-        keys as (
-            select model_permaslug, provider_name,
-                marts.exact_sum(usage_usd) as usage_usd, marts.exact_sum(byok_usage_usd) as byok_usd,
-                sum(requests) as requests
-            from staging.stg_activity where usage_date = $day
-            group by all
-        ),
-        compared as (
-            select
-                $day::date as usage_date,
-                model_permaslug,
-                provider_name,
-                coalesce(account.usage_usd, 0) as account_usage_usd,
-                coalesce(keys.usage_usd, 0) as key_usage_usd,
-                coalesce(account.byok_usd, 0) as account_byok_usd,
-                coalesce(keys.byok_usd, 0) as key_byok_usd,
-                coalesce(account.requests, 0) as account_requests,
-                coalesce(keys.requests, 0) as key_requests
-            from account
-            full outer join keys using (model_permaslug, provider_name)
-        )
-        select
-            *,
-            account_usage_usd - key_usage_usd as unattributed_usage_usd,
-            key_usage_usd - account_usage_usd as key_excess_usage_usd,
-            key_byok_usd - account_byok_usd as key_excess_byok_usd,
-            key_requests - account_requests as key_excess_requests
-        from compared
-        order by model_permaslug, provider_name
-        """,
-        {"day": day},
-    )
+    return frame_of(con, audit_sql("key_vs_account"), {"day": day})
 
 
 def marts_vs_account(con, day: date):
     """One row for the day: account activity against fct_daily_spend, and unattributed spend kept in the mart."""
-    return frame_of(
-        con,
-        """
-        with
-        account as (
-            select
-                coalesce(marts.exact_sum(usage_usd), 0) as usage_usd,
-                coalesce(marts.exact_sum(byok_usage_usd), 0) as byok_usd,
-                coalesce(sum(requests), 0) as requests
-            from staging.stg_account_activity where usage_date = $day
-        ),
-        groups as (
-            select model_permaslug, provider_name, marts.exact_sum(usage_usd) as usage_usd
-            from staging.stg_account_activity where usage_date = $day group by all
-        ),
-        key_groups as (
-            select model_permaslug, provider_name, marts.exact_sum(usage_usd) as usage_usd
-            from staging.stg_activity where usage_date = $day group by all
-        ),
-        remainder as (
-            select coalesce(marts.exact_sum(greatest(groups.usage_usd - coalesce(key_groups.usage_usd, 0), 0)), 0)
-                as unattributed_usd
-            from groups left join key_groups using (model_permaslug, provider_name)
-        ),
-        mart as (
-            select
-                coalesce(marts.exact_sum(spend_usd), 0) as spend_usd,
-                coalesce(marts.exact_sum(byok_spend_usd), 0) as byok_usd,
-                coalesce(sum(requests), 0) as requests,
-                coalesce(marts.exact_sum(case when api_key_hash = $unattributed then spend_usd end), 0)
-                    as unattributed_usd
-            from marts.fct_daily_spend where usage_date = $day
-        )
-        select
-            $day::date as usage_date,
-            account.usage_usd as account_usage_usd,
-            mart.spend_usd as mart_spend_usd,
-            mart.spend_usd - account.usage_usd as mart_minus_account_usd,
-            mart.byok_usd - account.byok_usd as mart_minus_account_byok_usd,
-            mart.requests - account.requests as mart_minus_account_requests,
-            remainder.unattributed_usd as unattributed_usd,
-            mart.unattributed_usd as mart_unattributed_usd,
-            mart.unattributed_usd - remainder.unattributed_usd as mart_minus_unattributed_usd,
-            coalesce(remainder.unattributed_usd / nullif(account.usage_usd, 0), 0) as unattributed_share
-        from account, mart, remainder
-        """,
-        {"day": day, "unattributed": UNATTRIBUTED_KEY},
-    )
+    return frame_of(con, audit_sql("marts_vs_account"), {"day": day, "unattributed": UNATTRIBUTED_KEY})
 
 
-SNAPSHOT_VIEWS = {"/credits": "staging.stg_credits", "/keys": "staging.stg_key_snapshots"}
+SNAPSHOT_AUDITS = {"/credits": "credit_snapshot_days", "/keys": "key_snapshot_days"}
 
 
 @dataclass(frozen=True)
@@ -187,16 +97,7 @@ def _unusable(endpoint: str, day: date, timing: str, fetched_at: datetime) -> st
 def snapshot_pair(con, day: date, endpoint: str, tolerances: Tolerances | None = None) -> SnapshotPair:
     """The snapshot pairing for `day` of `endpoint` ('/credits' or '/keys'); see SnapshotPair."""
     max_lag = tolerances.snapshot_max_lag_hours if tolerances else None
-    rows = con.execute(
-        f"""
-        select snapshot_date, any_value(snapshot_timing), max(fetched_at)
-        from {SNAPSHOT_VIEWS[endpoint]}
-        where snapshot_date <= $day
-        group by snapshot_date
-        order by snapshot_date desc
-        """,
-        {"day": day},
-    ).fetchall()
+    rows = con.execute(audit_sql(SNAPSHOT_AUDITS[endpoint]), {"day": day}).fetchall()
 
     def usable(snapshot_date: date, timing: str, fetched_at: datetime) -> bool:
         if timing != "on_time":
@@ -232,66 +133,9 @@ def credits_vs_activity(con, day: date, tolerances: Tolerances, pair: SnapshotPa
     activity is then absent from the sum.
     """
     pair = pair or snapshot_pair(con, day, "/credits", tolerances)
-    return frame_of(
-        con,
-        """
-        with
-        snapshots as (
-            select snapshot_date, end_of_day_usage_usd as total_usage_usd, fetched_at,
-                date_diff('second', (snapshot_date + interval 1 day)::timestamptz, fetched_at) / 3600.0 as lag_hours
-            from staging.stg_credits
-        ),
-        current_snapshot as (
-            select * from snapshots where snapshot_date = $day
-        ),
-        previous_snapshot as (
-            select * from snapshots where snapshot_date = $previous
-        ),
-        between_days as (
-            select unnest(generate_series(
-                (select snapshot_date from previous_snapshot) + interval 1 day, $day::timestamp, interval 1 day
-            ))::date as usage_date
-        ),
-        loaded_days as (
-            select distinct partition_date as usage_date from meta.load_runs where status = 'loaded'
-        ),
-        activity as (
-            select marts.exact_sum(usage_usd) as usage_usd
-            from staging.stg_account_activity
-            semi join between_days using (usage_date)
-        ),
-        missing as (
-            select list(usage_date order by usage_date) as missing_days
-            from between_days anti join loaded_days using (usage_date)
-        ),
-        compared as (
-            select
-                current_snapshot.snapshot_date as as_of_date,
-                previous_snapshot.snapshot_date as previous_snapshot_date,
-                current_snapshot.total_usage_usd - previous_snapshot.total_usage_usd as usage_delta_usd,
-                coalesce(activity.usage_usd, 0) as activity_usage_usd,
-                coalesce(missing.missing_days, []::date[]) as missing_days,
-                current_snapshot.lag_hours as current_lag_hours,
-                previous_snapshot.lag_hours as previous_lag_hours
-            from current_snapshot, previous_snapshot, activity, missing
-        )
-        select
-            as_of_date,
-            previous_snapshot_date,
-            usage_delta_usd,
-            activity_usage_usd,
-            usage_delta_usd - activity_usage_usd as difference_usd,
-            abs(usage_delta_usd - activity_usage_usd) as abs_difference_usd,
-            $abs_tol + $rel_tol * abs(activity_usage_usd) as tolerance_usd,
-            len(missing_days) as missing_day_count,
-            array_to_string(list_transform(missing_days, lambda d: strftime(d, '%Y-%m-%d')), ', ') as missing_days,
-            current_lag_hours,
-            previous_lag_hours
-        from compared
-        """,
-        {"day": day, "previous": pair.previous_date if pair.compared else None,
-         "abs_tol": tolerances.credits_usage_abs_usd, "rel_tol": tolerances.credits_usage_relative},
-    )
+    return frame_of(con, audit_sql("credits_vs_activity"),
+                    {"day": day, "previous": pair.previous_date if pair.compared else None,
+                     "abs_tol": tolerances.credits_usage_abs_usd, "rel_tol": tolerances.credits_usage_relative})
 
 
 def key_usage_vs_activity(con, day: date, tolerances: Tolerances, pair: SnapshotPair | None = None):
@@ -300,61 +144,9 @@ def key_usage_vs_activity(con, day: date, tolerances: Tolerances, pair: Snapshot
     Compares only snapshots on time, like credits_vs_activity (no rows otherwise).
     """
     pair = pair or snapshot_pair(con, day, "/keys", tolerances)
-    return frame_of(
-        con,
-        """
-        with
-        snapshots as (
-            select
-                snapshot_date, api_key_hash, api_key_name,
-                end_of_day_usage_usd as usage_usd, end_of_day_byok_usage_usd as byok_usage_usd
-            from staging.stg_key_snapshots
-        ),
-        previous_date as (
-            select $previous::date as snapshot_date
-        ),
-        current as (
-            select * from snapshots where snapshot_date = $day
-        ),
-        previous as (
-            select * from snapshots semi join previous_date using (snapshot_date)
-        ),
-        activity as (
-            select
-                api_key_hash,
-                marts.exact_sum(usage_usd) as usage_usd,
-                marts.exact_sum(byok_usage_usd) as byok_usd
-            from staging.stg_activity
-            where usage_date > (select snapshot_date from previous_date) and usage_date <= $day
-            group by api_key_hash
-        ),
-        compared as (
-            select
-                current.api_key_hash,
-                current.api_key_name,
-                previous.snapshot_date as previous_snapshot_date,
-                coalesce(current.usage_usd, 0) - coalesce(previous.usage_usd, 0) as usage_delta_usd,
-                coalesce(activity.usage_usd, 0) as activity_usage_usd,
-                coalesce(current.byok_usage_usd, 0) - coalesce(previous.byok_usage_usd, 0) as byok_delta_usd,
-                coalesce(activity.byok_usd, 0) as activity_byok_usd
-            from current
-            inner join previous using (api_key_hash)
-            left join activity using (api_key_hash)
-        )
-        select
-            *,
-            usage_delta_usd - activity_usage_usd as difference_usd,
-            abs(usage_delta_usd - activity_usage_usd) as abs_difference_usd,
-            $abs_tol + $rel_tol * abs(activity_usage_usd) as tolerance_usd,
-            byok_delta_usd - activity_byok_usd as byok_difference_usd,
-            abs(byok_delta_usd - activity_byok_usd) as abs_byok_difference_usd,
-            $abs_tol + $rel_tol * abs(activity_byok_usd) as byok_tolerance_usd
-        from compared
-        order by api_key_hash
-        """,
-        {"day": day, "previous": pair.previous_date if pair.compared else None,
-         "abs_tol": tolerances.key_usage_abs_usd, "rel_tol": tolerances.key_usage_relative},
-    )
+    return frame_of(con, audit_sql("key_usage_vs_activity"),
+                    {"day": day, "previous": pair.previous_date if pair.compared else None,
+                     "abs_tol": tolerances.key_usage_abs_usd, "rel_tol": tolerances.key_usage_relative})
 
 
 def per_request_vs_activity(con, day: date, tolerances: Tolerances):
@@ -366,63 +158,13 @@ def per_request_vs_activity(con, day: date, tolerances: Tolerances):
     per-request cost. allowed_usd / byok_allowed_usd bound a project's costs by its activity (+ tolerance).
     Empty until per-request data (marts.fct_generations) has rows for the day.
     """
-    return frame_of(
-        con,
-        """
-        with
-        per_request as (
-            select
-                coalesce(project, '(unowned)') as project,
-                count(*) as records,
-                count(*) filter (where is_cost_measured) as measured_records,
-                coalesce(marts.exact_sum(case when is_cost_measured then cost_usd end), 0) as measured_cost_usd,
-                coalesce(marts.exact_sum(case when is_cost_measured then byok_cost_usd end), 0) as measured_byok_usd,
-                coalesce(marts.exact_sum(case when not coalesce(is_cost_measured, false) then cost_usd end), 0)
-                    as estimated_cost_usd,
-                coalesce(marts.exact_sum(case when not coalesce(is_cost_measured, false) then byok_cost_usd end), 0)
-                    as estimated_byok_usd
-            from marts.fct_generations where usage_date = $day
-            group by all
-        ),
-        activity as (
-            select project, marts.exact_sum(spend_usd) as spend_usd, marts.exact_sum(byok_spend_usd) as byok_usd
-            from marts.fct_daily_spend where usage_date = $day
-            group by project
-        )
-        select
-            $day::date as usage_date,
-            per_request.project,
-            per_request.records,
-            per_request.measured_records,
-            per_request.measured_cost_usd,
-            per_request.measured_byok_usd,
-            per_request.estimated_cost_usd,
-            per_request.estimated_byok_usd,
-            per_request.measured_cost_usd + per_request.estimated_cost_usd as per_request_cost_usd,
-            per_request.estimated_cost_usd
-                / nullif(per_request.measured_cost_usd + per_request.estimated_cost_usd, 0) as estimated_share,
-            coalesce(activity.spend_usd, 0) as activity_spend_usd,
-            coalesce(activity.byok_usd, 0) as activity_byok_usd,
-            per_request.measured_cost_usd + per_request.estimated_cost_usd - coalesce(activity.spend_usd, 0)
-                as excess_usd,
-            coalesce(activity.spend_usd, 0) * (1 + $rel_tol) + $abs_tol as allowed_usd,
-            coalesce(activity.byok_usd, 0) * (1 + $rel_tol) + $abs_tol as byok_allowed_usd
-        from per_request
-        left join activity using (project)
-        order by per_request.project
-        """,
-        {"day": day, "abs_tol": tolerances.per_request_abs_usd, "rel_tol": tolerances.per_request_relative},
-    )
+    return frame_of(con, audit_sql("per_request_vs_activity"),
+                    {"day": day, "abs_tol": tolerances.per_request_abs_usd, "rel_tol": tolerances.per_request_relative})
 
 
 def is_permanent_gap(con, day: date) -> bool:
     """True when the day was never loaded and is recorded in meta.extraction_gaps (it can never be fetched)."""
-    loaded, gaps = con.execute(
-        "select (select count(*) from meta.load_runs where partition_date = $day and status = 'loaded'),"
-        " (select count(*) from meta.extraction_gaps where partition_date = $day)",
-        {"day": day},
-    ).fetchone()
-    return loaded == 0 and gaps > 0
+    return bool(con.execute(audit_sql("day_is_permanent_gap"), {"day": day}).fetchone()[0])
 
 
 def endpoint_freshness(con, day: date, expected_endpoints: tuple[str, ...]):
@@ -431,78 +173,15 @@ def endpoint_freshness(con, day: date, expected_endpoints: tuple[str, ...]):
     Per-key /activity is expected on top of the configured endpoints whenever the account-level /activity
     of the day has rows (keys spent, so their per-key rows must be there).
     """
-    return frame_of(
-        con,
-        """
-        with
-        landed as (
-            select
-                case when endpoint = '/activity' and json_extract_string(request_params, '$.api_key_hash') is not null
-                    then $per_key else endpoint end as endpoint,
-                count(*) as landed_files,
-                sum(item_count) as landed_items
-            from meta.landed_files
-            where partition_date = $day
-            group by all
-        ),
-        account_rows as (
-            select count(*) as account_rows from staging.stg_account_activity where usage_date = $day
-        ),
-        expected as (
-            select unnest($endpoints::varchar[]) as endpoint
-            union all
-            select $per_key from account_rows where account_rows > 0
-        ),
-        gap as (
-            select
-                count(*) filter (where partition_date = $day) > 0 as is_gap,
-                (select count(*) from meta.load_runs where partition_date = $day and status = 'loaded') = 0
-                    as never_loaded
-            from meta.extraction_gaps
-        )
-        select
-            $day::date as usage_date,
-            expected.endpoint,
-            coalesce(landed.landed_files, 0) as landed_files,
-            coalesce(landed.landed_items, 0) as landed_items,
-            case
-                when coalesce(landed.landed_files, 0) > 0 then 'landed'
-                when gap.is_gap and gap.never_loaded then 'permanent_gap'
-                else 'missing'
-            end as status
-        from expected
-        cross join gap
-        left join landed using (endpoint)
-        order by expected.endpoint
-        """,
-        {"day": day, "endpoints": list(expected_endpoints), "per_key": PER_KEY_ACTIVITY},
-    )
+    return frame_of(con, audit_sql("endpoint_freshness"),
+                    {"day": day, "endpoints": list(expected_endpoints), "per_key": PER_KEY_ACTIVITY})
 
 
 def record_unreachable_gaps(con, day: date, window_days: int, run_id: str) -> list[date]:
     """Record days never loaded that left the API window before `day` as permanent gaps; returns them."""
     oldest_fetchable = day - timedelta(days=window_days - 1)
-    found = [row[0] for row in con.execute(
-        """
-        with
-        bounds as (
-            select min(partition_date) as first_day from (
-                select partition_date from meta.load_runs
-                union all
-                select partition_date from meta.extraction_gaps
-            )
-        ),
-        days as (
-            select unnest(generate_series((select first_day from bounds), $before::timestamp, interval 1 day))::date
-                as partition_date
-        )
-        select partition_date from days
-        where partition_date not in (select partition_date from meta.load_runs where status = 'loaded')
-            and partition_date not in (select partition_date from meta.extraction_gaps)
-        order by 1
-        """,
-        {"before": oldest_fetchable - timedelta(days=1)},
-    ).fetchall()]
+    found = [row[0] for row in con.execute(audit_sql("unreachable_days"),
+                                           {"before": oldest_fetchable - timedelta(days=1)}).fetchall()]
     for gap_day in found:
         con.execute(
             "insert or ignore into meta.extraction_gaps (partition_date, endpoint, reason, run_id) "
@@ -515,40 +194,223 @@ def record_unreachable_gaps(con, day: date, window_days: int, run_id: str) -> li
 
 def history_completeness(con, day: date, window_days: int):
     """One row per day from the first loaded (or gap) day to `day`: loaded, permanent_gap or missing."""
-    return frame_of(
-        con,
-        """
-        with
-        bounds as (
-            select least(min(partition_date), $day::date) as first_day from (
-                select partition_date from meta.load_runs
-                union all
-                select partition_date from meta.extraction_gaps
-            )
-        ),
-        days as (
-            select unnest(generate_series(
-                coalesce((select first_day from bounds), $day::date)::timestamp, $day::timestamp, interval 1 day
-            ))::date as usage_date
-        ),
-        loaded as (
-            select distinct partition_date as usage_date from meta.load_runs where status = 'loaded'
-        ),
-        gaps as (
-            select distinct partition_date as usage_date from meta.extraction_gaps
-        )
-        select
-            days.usage_date,
-            case
-                when loaded.usage_date is not null then 'loaded'
-                when gaps.usage_date is not null then 'permanent_gap'
-                else 'missing'
-            end as status,
-            days.usage_date >= $day::date - ($window - 1) as is_in_window
-        from days
-        left join loaded using (usage_date)
-        left join gaps using (usage_date)
-        order by days.usage_date
-        """,
-        {"day": day, "window": window_days},
-    )
+    return frame_of(con, audit_sql("history_completeness"), {"day": day, "window": window_days})
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f} USD" if abs(value) >= 0.01 or value == 0 else f"{value:.6f} USD"
+
+
+def _top_rows(frame, mask, order_column: str, limit: int = 3):
+    return frame[mask].sort_values(order_column, ascending=False, key=abs).head(limit)
+
+
+def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Dataset]:
+    """Sources against each other: per-key vs account activity, marts vs activity, /credits and /keys deltas."""
+    tol = config.tolerances
+    noise = tol.float_noise_usd
+
+    key_frame = key_vs_account(con, day)
+
+    def explain_key_excess(column: str, unit: str) -> Callable[[Any], str]:
+        def explain(frame) -> str:
+            over = frame[column] > (0 if unit == "requests" else noise)
+            parts = [f"{r.model_permaslug} via {r.provider_name}: keys {r.key_usage_usd:.6f} vs account "
+                     f"{r.account_usage_usd:.6f} USD, {int(r.key_requests)} vs {int(r.account_requests)} requests"
+                     for r in _top_rows(frame, over, column).itertuples()]
+            return f"per-key activity exceeds the account's on {int(over.sum())} model × provider(s): " + "; ".join(parts)
+        return explain
+
+    name = "reconcile.key_vs_account"
+    key_checks = [
+        _check(name, "key_usage_within_account", "ExpectColumnValuesToBeBetween",
+               "per-key activity summed never exceeds the account-level activity (usage)",
+               column="key_excess_usage_usd", max_value=noise, explain=explain_key_excess("key_excess_usage_usd", "usd"),
+               compared_values="measured"),
+        _check(name, "key_byok_within_account", "ExpectColumnValuesToBeBetween",
+               "per-key activity summed never exceeds the account-level activity (BYOK)",
+               column="key_excess_byok_usd", max_value=noise, explain=explain_key_excess("key_excess_byok_usd", "usd"),
+               compared_values="measured"),
+        _check(name, "key_requests_within_account", "ExpectColumnValuesToBeBetween",
+               "per-key requests summed never exceed the account-level requests",
+               column="key_excess_requests", max_value=0,
+               explain=explain_key_excess("key_excess_requests", "requests"), compared_values="measured"),
+    ]
+
+    marts_frame = marts_vs_account(con, day)
+    name = "reconcile.marts_vs_account"
+
+    def explain_marts(column: str, what: str) -> Callable[[Any], str]:
+        def explain(frame) -> str:
+            row = frame.iloc[0]
+            return (f"{what}: fct_daily_spend {_money(row.mart_spend_usd)} vs account activity "
+                    f"{_money(row.account_usage_usd)}; unattributed remainder {_money(row.unattributed_usd)}, in the "
+                    f"mart as '(unattributed)' {_money(row.mart_unattributed_usd)} ({column} = {row[column]:.6g})")
+        return explain
+
+    def explain_unattributed(frame) -> str:
+        row = frame.iloc[0]
+        return (f"{_money(row.unattributed_usd)} ({row.unattributed_share:.1%}) of the day's "
+                f"{_money(row.account_usage_usd)} is not attributed to any listed key (deleted keys?); it is kept "
+                f"as api_key_hash '(unattributed)'")
+
+    marts_checks = [
+        _check(name, "spend_matches_account", "ExpectColumnValuesToBeBetween",
+               "fct_daily_spend (with '(unattributed)') adds up to the account's activity usage",
+               column="mart_minus_account_usd", min_value=-noise, max_value=noise,
+               explain=explain_marts("mart_minus_account_usd", "mart spend does not add up"), compared_values="measured"),
+        _check(name, "byok_matches_account", "ExpectColumnValuesToBeBetween",
+               "fct_daily_spend BYOK spend adds up to the account's activity",
+               column="mart_minus_account_byok_usd", min_value=-noise, max_value=noise,
+               explain=explain_marts("mart_minus_account_byok_usd", "mart BYOK spend does not add up"), compared_values="measured"),
+        _check(name, "requests_match_account", "ExpectColumnValuesToBeBetween",
+               "fct_daily_spend requests add up to the account's activity requests",
+               column="mart_minus_account_requests", min_value=0, max_value=0,
+               explain=explain_marts("mart_minus_account_requests", "mart requests do not add up"), compared_values="measured"),
+        _check(name, "unattributed_kept_in_mart", "ExpectColumnValuesToBeBetween",
+               "spend no listed key accounts for is kept in fct_daily_spend as '(unattributed)'",
+               column="mart_minus_unattributed_usd", min_value=-noise, max_value=noise,
+               explain=explain_marts("mart_minus_unattributed_usd", "unattributed spend vanished"), compared_values="measured"),
+        _check(name, "unattributed_share", "ExpectColumnValuesToBeBetween",
+               f"unattributed spend is at most {config.unattributed_max_share:.0%} of the day's spend",
+               column="unattributed_share", max_value=config.unattributed_max_share,
+               severity=config.unattributed_severity, explain=explain_unattributed, compared_values="measured"),
+    ]
+
+    credits_pair = snapshot_pair(con, day, "/credits", tol)
+    credits_frame = credits_vs_activity(con, day, tol, credits_pair)
+
+    def explain_credits(frame) -> str:
+        lines = []
+        for r in frame[frame.abs_difference_usd > frame.tolerance_usd].itertuples():
+            missing = f"; never loaded in between: {r.missing_days}" if r.missing_day_count else ""
+            lines.append(f"/credits total_usage rose {_money(r.usage_delta_usd)} from {r.previous_snapshot_date:%Y-%m-%d} "
+                         f"to {r.as_of_date:%Y-%m-%d} but /activity sums {_money(r.activity_usage_usd)} (difference "
+                         f"{r.difference_usd:+,.2f} USD, tolerance {_money(r.tolerance_usd)}){missing}")
+        return "; ".join(lines)
+
+    name = "reconcile.credits_vs_activity"
+    credits_checks = [_check(name, "usage_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+                             "the /credits end-of-day total_usage delta matches the activity summed since the previous "
+                             f"on-time snapshot (within {tol.credits_usage_abs_usd:g} USD + "
+                             f"{tol.credits_usage_relative:.0%})",
+                             column_A="tolerance_usd", column_B="abs_difference_usd", or_equal=True,
+                             explain=explain_credits, **_snapshot_basis(credits_pair))]
+
+    keys_pair = snapshot_pair(con, day, "/keys", tol)
+    keys_frame = key_usage_vs_activity(con, day, tol, keys_pair)
+
+    def explain_keys(difference: str, abs_difference: str, tolerance: str, delta: str, activity: str) -> Callable:
+        def explain(frame) -> str:
+            bad = frame[frame[abs_difference] > frame[tolerance]]
+            rows = bad.sort_values(abs_difference, ascending=False).head(3)
+            parts = [f"{r.api_key_name or r.api_key_hash[:12]}: /keys delta {_money(getattr(r, delta))} vs activity "
+                     f"{_money(getattr(r, activity))} ({getattr(r, difference):+,.4f} USD)" for r in rows.itertuples()]
+            return f"{len(bad)} key(s) whose /keys usage delta disagrees with their activity: " + "; ".join(parts)
+        return explain
+
+    name = "reconcile.key_usage_vs_activity"
+    keys_checks = [
+        _check(name, "usage_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+               "each key's /keys lifetime usage delta matches its activity since the previous snapshot",
+               column_A="tolerance_usd", column_B="abs_difference_usd", or_equal=True,
+               explain=explain_keys("difference_usd", "abs_difference_usd", "tolerance_usd", "usage_delta_usd",
+                                    "activity_usage_usd"), **_snapshot_basis(keys_pair)),
+        _check(name, "byok_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+               "each key's /keys lifetime BYOK usage delta matches its BYOK activity since the previous snapshot",
+               column_A="byok_tolerance_usd", column_B="abs_byok_difference_usd", or_equal=True,
+               explain=explain_keys("byok_difference_usd", "abs_byok_difference_usd", "byok_tolerance_usd",
+                                    "byok_delta_usd", "activity_byok_usd"), **_snapshot_basis(keys_pair)),
+    ]
+
+    per_request_frame = per_request_vs_activity(con, day, tol)
+
+    def explain_per_request(cost: str, allowed: str, activity: str, what: str) -> Callable[[Any], str]:
+        def explain(frame) -> str:
+            bad = frame[frame[cost] > frame[allowed]]
+            return "; ".join(f"{r.project}: {int(r.measured_records if cost.startswith('measured') else r.records)} "
+                             f"per-request records {what} {_money(getattr(r, cost))} but activity shows "
+                             f"{_money(getattr(r, activity))}" for r in bad.itertuples())
+        return explain
+
+    estimated = float(per_request_frame.estimated_cost_usd.sum()) if len(per_request_frame) else 0.0
+    total = float(per_request_frame.per_request_cost_usd.sum()) if len(per_request_frame) else 0.0
+    share = f"{estimated / total:.0%} of the day's per-request cost" if total > 0 else "none of it"
+    slack = (f"(+{tol.per_request_relative:.0%} + {tol.per_request_abs_usd:g} USD)" if tol.per_request_relative
+             else f"(+{tol.per_request_abs_usd:g} USD)")
+    name = "reconcile.per_request_vs_activity"
+    per_request_checks = [
+        _check(name, "measured_cost_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+               f"measured per-request costs summed per project do not exceed its activity credits spend {slack}",
+               column_A="allowed_usd", column_B="measured_cost_usd", or_equal=True,
+               explain=explain_per_request("measured_cost_usd", "allowed_usd", "activity_spend_usd", "measured at"),
+               compared_values="measured"),
+        _check(name, "measured_byok_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+               f"measured per-request BYOK costs summed per project do not exceed its activity BYOK spend {slack}",
+               column_A="byok_allowed_usd", column_B="measured_byok_usd", or_equal=True,
+               explain=explain_per_request("measured_byok_usd", "byok_allowed_usd", "activity_byok_usd",
+                                           "measured BYOK at"),
+               compared_values="measured"),
+        # Allocated costs add up to activity by construction; an estimate is reported, never failing the gate.
+        _check(name, "estimated_cost_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+               f"per-request costs with the estimated ones ({share} is estimated: allocated from activity or "
+               f"imputed) summed per project stay within its activity credits spend {slack}",
+               column_A="allowed_usd", column_B="per_request_cost_usd", or_equal=True, severity="warning",
+               explain=explain_per_request("per_request_cost_usd", "allowed_usd", "activity_spend_usd",
+                                           "measured and estimated at"),
+               compared_values="estimated"),
+    ]
+
+    return [
+        Dataset("reconcile.key_vs_account", "reconciliation", key_frame, key_checks,
+                ["model_permaslug", "provider_name"]),
+        Dataset("reconcile.marts_vs_account", "reconciliation", marts_frame, marts_checks, ["usage_date"]),
+        Dataset("reconcile.credits_vs_activity", "reconciliation", credits_frame, credits_checks,
+                ["as_of_date", "previous_snapshot_date"]),
+        Dataset("reconcile.key_usage_vs_activity", "reconciliation", keys_frame, keys_checks, ["api_key_hash"]),
+        Dataset("reconcile.per_request_vs_activity", "reconciliation", per_request_frame, per_request_checks,
+                ["project"]),
+    ]
+
+
+def _snapshot_basis(pair: SnapshotPair) -> dict[str, str | None]:
+    """compared_values and skip_reason of a snapshot reconciliation."""
+    return {"compared_values": "measured" if pair.compared else "skipped", "skip_reason": pair.note}
+
+
+def freshness_datasets(con, day: date, config: QualityConfig) -> list[Dataset]:
+    """Every expected endpoint landed for the day, and no day since the first one is missing."""
+    endpoints = endpoint_freshness(con, day, config.expected_endpoints)
+
+    def explain_endpoints(frame) -> str:
+        missing = frame[frame.status == "missing"]
+        return f"no response landed for {day} from: {', '.join(missing.endpoint)}"
+
+    def explain_gap(frame) -> str:
+        return f"{day} is a permanent gap: it left the API's window before it was captured (meta.extraction_gaps)"
+
+    name = "freshness.endpoints"
+    endpoint_checks = [
+        _check(name, "every_endpoint_landed", "ExpectColumnValuesToBeInSet",
+               "every expected endpoint landed for the day (or the day is a recorded permanent gap)",
+               column="status", value_set=["landed", "permanent_gap"], explain=explain_endpoints),
+        _check(name, "day_not_a_gap", "ExpectColumnValuesToNotBeInSet",
+               "the day was captured (not a permanent gap)", column="status", value_set=["permanent_gap"],
+               severity="warning", explain=explain_gap),
+    ]
+    history = history_completeness(con, day, config.activity_window_days)
+
+    def explain_history(frame) -> str:
+        missing = list(frame[frame.status == "missing"].usage_date.dt.date)
+        first, last = min(missing), max(missing)
+        return (f"{len(missing)} day(s) inside the API window were never loaded: "
+                f"{', '.join(d.isoformat() for d in missing[:10])}{' …' if len(missing) > 10 else ''} "
+                f"(backfill with `openrouter-spend run --start {first} --end {last}`)")
+
+    name = "freshness.history"
+    history_checks = [_check(name, "no_missing_days", "ExpectColumnValuesToBeInSet",
+                             "every day since the first one is loaded or a recorded permanent gap",
+                             column="status", value_set=["loaded", "permanent_gap"],
+                             severity=config.missing_day_severity, explain=explain_history)]
+    return [Dataset("freshness.endpoints", "freshness", endpoints, endpoint_checks, ["endpoint"]),
+            Dataset("freshness.history", "freshness", history, history_checks, ["usage_date"])]

@@ -108,6 +108,8 @@ class Dataset:
     source: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
+    # A view (JSON parsed, windows over history) is computed once into a temporary table, not once per query.
+    materialize: bool = False
 
     @property
     def column_names(self) -> list[str]:

@@ -175,7 +175,7 @@ def raw_datasets(con, day: date, config: QualityConfig, is_gap: bool) -> list[Da
         if relation in ROW_COUNT_BOUNDED:
             checks.append(_row_count_check(con, relation, "partition_date", day, config, is_gap))
         datasets.append(Dataset(relation, "raw", None, checks, [c for c in grain if c in columns], source=sql,
-                                params={"day": day}, columns=columns))
+                                params={"day": day}, columns=columns, materialize=True))
     return datasets
 
 
@@ -204,7 +204,8 @@ def relation_datasets(con, layer: str, day: date, config: QualityConfig, is_gap:
             checks.append(_row_count_check(con, relation, day_column, day, config, is_gap))
         datasets.append(Dataset(relation, layer, None, checks, list(grain),
                                 source=f"select * from {_quoted(relation)}{where}",
-                                params={"day": day} if day_column else {}, columns=columns))
+                                params={"day": day} if day_column else {}, columns=columns,
+                                materialize=layer == "staging"))
     return datasets
 
 

@@ -20,6 +20,7 @@ from openrouter_spend.quality.checks import Check, Dataset
 
 SAMPLE_ROWS = 5
 FRAME_VIEW = "quality_dataset_frame"
+SOURCE_TABLE = "quality_dataset_rows"
 MAP_EXPECTATIONS = {"ExpectColumnValuesToNotBeNull", "ExpectColumnValuesToBeBetween", "ExpectColumnValuesToBeInSet",
                     "ExpectColumnValuesToNotBeInSet", "ExpectColumnValuesToBeUnique",
                     "ExpectCompoundColumnsToBeUnique", "ExpectColumnPairValuesAToBeGreaterThanB"}
@@ -105,6 +106,12 @@ def _plain(value: Any) -> Any:
 
 def measure(con, dataset: Dataset) -> dict[str, Measurement]:
     """Every check of the dataset whose columns exist, computed in one DuckDB query; keyed by check id."""
+    if dataset.frame is None and dataset.materialize:
+        con.execute(f"create or replace temporary table {SOURCE_TABLE} as {dataset.source}", dataset.params or None)
+        try:
+            return _measure(con, dataset, f"select * from {SOURCE_TABLE}", {})
+        finally:
+            con.execute(f"drop table if exists {SOURCE_TABLE}")
     if dataset.frame is None:
         return _measure(con, dataset, dataset.source, dataset.params)
     con.register(FRAME_VIEW, dataset.frame)

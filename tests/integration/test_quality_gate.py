@@ -137,7 +137,9 @@ def test_clean_default_scenario_passes_every_expectation_then_publishes(home):
     assert "reconcile.credits_vs_activity:usage_delta_matches_activity" in reconciled  # compared, not skipped
     assert "reconcile.key_usage_vs_activity:usage_delta_matches_activity" in reconciled
     index = Path(outcome["data_docs"])
-    assert index == home / "quality" / "docs" / "index.html" and "reconcile.credits_vs_activity" in index.read_text()
+    assert index == home / "quality" / "docs" / "index.html" and "quality.gate" in index.read_text()
+    # The run's page: every check of the day in one batch (as before, the site lists the newest run).
+    assert len(list((index.parent / "validations" / "quality" / "gate").glob(f"clean-{LAST}/*/*.html"))) == 1
     published = gate_then_publish(LAST, "clean-publish")
     with connect(published, read_only=True) as con:
         assert con.execute("select status from marts.fct_quality_runs where run_id = 'clean-publish'").fetchall() == \

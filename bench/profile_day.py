@@ -4,8 +4,8 @@
 
 Run it on a home that holds history (e.g. after `bench.py --child history-expand`) to see which statements grow
 with it. Marts are rebuilt for the days the given day reaches inside a transaction that is rolled back; rules
-run their SQL for the day; the gate's datasets are the frames it hands Great Expectations (query + pandas
-conversion, no expectations run). With --explain, EXPLAIN ANALYZE of the N slowest mart and rule statements is
+run their SQL for the day; each gate dataset is built and its checks computed in DuckDB as the gate does
+(no Great Expectations run). With --explain, EXPLAIN ANALYZE of the N slowest mart and rule statements is
 written to DIR.
 """
 
@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explain", type=Path)
     parser.add_argument("--top", type=int, default=4)
     args = parser.parse_args(argv)
-    from openrouter_spend import quality
     from openrouter_spend.alerts.rules import evaluate_rule, load_rules
+    from openrouter_spend.quality import load_quality_config, metrics, reconcile
+    from openrouter_spend.quality.datasets import raw_datasets, relation_datasets
     from openrouter_spend.warehouse import connect
     from openrouter_spend.warehouse.marts import (
         MARTS,
@@ -51,22 +52,24 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             rows = evaluate_rule(con, rule, args.day)
             timings.append(("rule", rule.rule_id, time.perf_counter() - started, f"{len(rows):,} candidates"))
-        config = quality.load_quality_config()
+        config = load_quality_config()
         for layer in ("staging", "marts"):
             relations = [f"{layer}.{name}" for (name,) in con.execute(
                 "select table_name from information_schema.tables where table_schema = ?", [layer]).fetchall()]
             for relation in relations:
                 started = time.perf_counter()
-                datasets = quality.relation_datasets(con, layer, args.day, config, False, [relation])
-                rows = len(datasets[0].frame) if datasets else 0
-                timings.append(("gate frame", relation, time.perf_counter() - started, f"{rows:,} rows"))
-        for name, build in (("raw", lambda: quality.raw_datasets(con, args.day, config, False)),
-                            ("reconciliation", lambda: quality.reconciliation_datasets(con, args.day, config)),
-                            ("freshness", lambda: quality.freshness_datasets(con, args.day, config))):
+                datasets = relation_datasets(con, layer, args.day, config, False, [relation])
+                checks = sum(len(metrics.measure(con, dataset)) for dataset in datasets)
+                timings.append(("gate checks", relation, time.perf_counter() - started, f"{checks:,} checks in SQL"))
+        for name, build in (("raw", lambda: raw_datasets(con, args.day, config, False)),
+                            ("reconciliation", lambda: reconcile.reconciliation_datasets(con, args.day, config)),
+                            ("freshness", lambda: reconcile.freshness_datasets(con, args.day, config))):
             started = time.perf_counter()
-            frames = build()
-            timings.append(("gate frame", f"({name} datasets)", time.perf_counter() - started,
-                            f"{sum(len(d.frame) for d in frames):,} rows"))
+            datasets = build()
+            checks = sum(len(metrics.measure(con, dataset)) for dataset in datasets)
+            frame_rows = sum(len(d.frame) for d in datasets if d.frame is not None)
+            timings.append(("gate checks", f"({name} datasets)", time.perf_counter() - started,
+                            f"{checks:,} checks, {frame_rows:,} frame rows"))
         if args.explain:
             args.explain.mkdir(parents=True, exist_ok=True)
             slowest = sorted((t for t in timings if t[0] == "mart"), key=lambda t: -t[2])[:args.top]

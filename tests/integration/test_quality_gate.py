@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from openrouter_spend import marts, quality
-from openrouter_spend.config import ConfigError
+from openrouter_spend import quality
+from openrouter_spend.config.yamlnode import ConfigError
 from openrouter_spend.quality import QualityGateFailed
-from openrouter_spend.warehouse import connect
+from openrouter_spend.warehouse import connect, marts
+from openrouter_spend.warehouse.publish import publish_warehouse
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,7 @@ def home(default_home, tmp_path, monkeypatch) -> Path:
 def gate_then_publish(day: date, run_id: str) -> Path:
     """What the DAG does after build_marts: validate_warehouse, then publish_warehouse downstream of it."""
     quality.validate_day(day, run_id)
-    return marts.publish_warehouse()
+    return publish_warehouse()
 
 
 def digest(path: Path) -> str:
@@ -121,7 +122,9 @@ def test_clean_default_scenario_passes_every_expectation_then_publishes(home):
     assert "reconcile.credits_vs_activity:usage_delta_matches_activity" in reconciled  # compared, not skipped
     assert "reconcile.key_usage_vs_activity:usage_delta_matches_activity" in reconciled
     index = Path(outcome["data_docs"])
-    assert index == home / "quality" / "docs" / "index.html" and "reconcile.credits_vs_activity" in index.read_text()
+    assert index == home / "quality" / "docs" / "index.html" and "quality.gate" in index.read_text()
+    # The run's page: every check of the day in one batch (as before, the site lists the newest run).
+    assert len(list((index.parent / "validations" / "quality" / "gate").glob(f"clean-{LAST}/*/*.html"))) == 1
     published = gate_then_publish(LAST, "clean-publish")
     with connect(published, read_only=True) as con:
         assert con.execute("select status from marts.fct_quality_runs where run_id = 'clean-publish'").fetchall() == \

@@ -8,8 +8,7 @@ import pytest
 from marts_fixtures import FixtureWarehouse
 from test_quality_reconcile import D1, D2, D3, organisation
 
-from openrouter_spend import marts
-from openrouter_spend.warehouse import connect
+from openrouter_spend.warehouse import connect, marts
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from openrouter_spend.config import ConfigError
+from openrouter_spend.config.yamlnode import ConfigError
 from openrouter_spend.quality import QualityConfig, load_quality_config
-from openrouter_spend.reconcile import Tolerances
+from openrouter_spend.quality.config import Tolerances
 
 SHIPPED = Path(__file__).resolve().parents[2] / "include" / "config"
 

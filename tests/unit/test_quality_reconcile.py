@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
 
-from openrouter_spend import reconcile
-from openrouter_spend.reconcile import PER_KEY_ACTIVITY, Tolerances
+from openrouter_spend.quality import reconcile
+from openrouter_spend.quality.reconcile import PER_KEY_ACTIVITY, Tolerances
 from openrouter_spend.warehouse import connect
 
 D1, D2, D3 = DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)
@@ -281,7 +281,8 @@ def test_history_marks_missing_days_and_records_those_out_of_window_as_permanent
 
 
 def test_the_gate_says_which_values_each_reconciliation_compared_and_why_a_snapshot_was_skipped(warehouse):
-    from openrouter_spend.quality import QualityConfig, reconciliation_datasets
+    from openrouter_spend.quality.config import QualityConfig
+    from openrouter_spend.quality.reconcile import reconciliation_datasets
 
     with connect(warehouse.path) as con:
         con.execute("update raw.credits set fetched_at = fetched_at + interval 3 day where partition_date = ?", [D3])

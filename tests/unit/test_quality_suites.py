@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, date, datetime
 
@@ -10,17 +11,18 @@ import duckdb
 import pandas as pd
 import pytest
 
-from openrouter_spend import quality, settings
-from openrouter_spend.quality import (
+from openrouter_spend.config import settings
+from openrouter_spend.quality import checks, gate
+from openrouter_spend.quality.checks import (
     NOT_VALIDATED,
     Check,
     Dataset,
-    QualityConfig,
     _column_checks,
     declared_grain,
     declared_nullable,
     relation_grain,
 )
+from openrouter_spend.quality.config import QualityConfig
 from openrouter_spend.warehouse import DUCKDB_CONFIG, build_staging, migrate
 
 
@@ -71,7 +73,7 @@ def test_every_staging_view_and_mart_declares_a_grain_made_of_its_columns(refere
         assert nullable <= set(grain), relation
         sql_file = settings.sql_dir() / schema / f"{name}.sql"
         if schema == "staging":  # staging views have no primary key: the header is the only declaration
-            header = next(line for line in quality._sql_header(sql_file).splitlines() if line.startswith("Grain:"))
+            header = next(line for line in checks._sql_header(sql_file).splitlines() if line.startswith("Grain:"))
             assert grain == declared_grain(header), relation
 
 
@@ -118,7 +120,7 @@ def validated(tmp_path_factory):
                   "differences within tolerance", explain=lambda f: f"key b is off by {f.abs_difference_usd[1]:.2f}"),
         ], ["key"]),
     ]
-    rows = quality.run_datasets(datasets, "run-1", datetime(2026, 3, 2, tzinfo=UTC), docs,
+    rows = gate.run_datasets(datasets, "run-1", datetime(2026, 3, 2, tzinfo=UTC), docs,
                                 QualityConfig(warn_only=("marts.toy:key:*",)))
     return {row["check_id"]: row for row in rows}, docs
 
@@ -145,16 +147,18 @@ def test_results_name_the_failing_rows_by_their_keys(validated):
     assert rows["reconcile.toy:within"]["column_name"] == "tolerance_usd,abs_difference_usd"
 
 
-def test_data_docs_are_written_for_every_dataset(validated):
+def test_data_docs_show_the_run_and_name_its_failed_checks(validated):
     _, docs = validated
-    index = (docs / "index.html").read_text()
-    assert "marts.toy" in index and "reconcile.toy" in index
-    assert list((docs / "validations" / "marts" / "toy").glob("run-1/*/*.html"))
+    assert "quality.gate" in (docs / "index.html").read_text()  # one suite, every check one row of its batch
+    [page] = (docs / "validations" / "quality" / "gate").glob("run-1/*/*.html")
+    named = set(re.findall(r"(?:marts|reconcile)\.toy:[a-z_:]+", page.read_text()))
+    assert named == {"marts.toy:spend_usd:non_negative", "marts.toy:key:not_null", "marts.toy:row_count",
+                     "reconcile.toy:within"}
 
 
 def test_summary_lists_errors_then_warnings(validated):
     rows, docs = validated
-    summary = quality.summarize(date(2026, 3, 2), "run-1", list(rows.values()), docs / "index.html")
+    summary = gate.summarize(date(2026, 3, 2), "run-1", list(rows.values()), docs / "index.html")
     lines = summary.splitlines()
     assert lines[0] == ("Data-quality gate FAILED for 2026-03-02 (run run-1): 3 of 6 expectations failed; "
                         "nothing is published for this day.")
@@ -164,7 +168,7 @@ def test_summary_lists_errors_then_warnings(validated):
     assert lines[4] == "Warnings (not blocking):"
     assert {line.split(":")[0] for line in lines[5:7]} == {"- [marts] marts.toy"}
     assert lines[-1] == f"Data Docs: {docs / 'index.html'}"
-    passed = quality.summarize(date(2026, 3, 2), "run-2", [rows["marts.toy:grain_unique"]], None)
+    passed = gate.summarize(date(2026, 3, 2), "run-2", [rows["marts.toy:grain_unique"]], None)
     assert passed == "Data-quality gate passed for 2026-03-02 (run run-2): 1 expectations held."
 
 
@@ -179,7 +183,7 @@ def test_prune_keeps_the_newest_runs(tmp_path):
             os.utime(path, (stamp, stamp))
             os.utime(path.parent, (stamp, stamp))
         os.utime(page.parent.parent, (time.time() - 100 * age,) * 2)
-    assert quality.prune_outputs(tmp_path, keep_runs=2) == 2
+    assert gate.prune_outputs(tmp_path, keep_runs=2) == 2
     assert sorted(p.name for p in (tmp_path / "docs" / "validations" / "marts" / "toy").iterdir()) == ["mid", "new"]
     assert sorted(p.stem for p in (tmp_path / "results" / "2026-03-02").iterdir()) == ["mid", "new"]
 
@@ -193,9 +197,9 @@ def test_a_gate_that_cannot_run_still_marks_the_day_failed(tmp_path, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(quality, "build_datasets", broken)
+    monkeypatch.setattr(gate, "build_datasets", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        quality.validate_day(date(2026, 3, 2), "crash")
+        gate.validate_day(date(2026, 3, 2), "crash")
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     status, summary = con.execute("select status, summary from marts.fct_quality_runs where run_id = 'crash'").fetchone()
     assert status == "failed"
@@ -212,8 +216,8 @@ def test_a_malformed_config_is_recorded_as_a_failed_run(tmp_path, monkeypatch):
     config = tmp_path / "quality-config"
     config.mkdir()
     (config / "quality.yaml").write_text("freshness:\n  activity_window_days: -3\n")
-    with pytest.raises(quality.QualityGateFailed) as caught:
-        quality.validate_day(date(2026, 3, 2), "bad", config_dir=config)
+    with pytest.raises(gate.QualityGateFailed) as caught:
+        gate.validate_day(date(2026, 3, 2), "bad", config_dir=config)
     assert caught.value.summary.splitlines()[1] == (
         f"- [config] config:quality.yaml:valid: {config / 'quality.yaml'}: at freshness, field "
         "'activity_window_days': expected a whole number >= 1, got int -3")

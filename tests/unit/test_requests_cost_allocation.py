@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
 
-from openrouter_spend import reconcile
 from openrouter_spend.ingest import requests_log
-from openrouter_spend.reconcile import Tolerances
+from openrouter_spend.quality import reconcile
+from openrouter_spend.quality.reconcile import Tolerances
 from openrouter_spend.warehouse import connect
 
 WEB = key_hash("a-web")

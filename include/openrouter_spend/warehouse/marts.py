@@ -237,6 +237,3 @@ def table_docs() -> dict[str, dict]:
     """The documentation of every marts and config table, as written in sql/marts/schema.yml."""
     return _schema_docs()
 
-
-# Compatibility until the quality gate imports the package layout (it calls marts.publish_warehouse).
-from openrouter_spend.warehouse.publish import publish_warehouse  # noqa: E402, F401

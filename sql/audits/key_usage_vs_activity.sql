@@ -1,0 +1,62 @@
+-- key_usage_vs_activity: per key listed in both the day's and the previous on-time /keys snapshot, its end-of-day
+-- usage delta (credits and BYOK) against its activity since the previous snapshot; no rows when $previous is NULL.
+-- Grain: api_key_hash. Key: api_key_hash.
+-- Upstream: staging.stg_key_snapshots, staging.stg_activity.
+-- Parameters: $day, $previous (the previous snapshot's date), $abs_tol, $rel_tol.
+with
+snapshots as (
+    select
+        snapshot_date,
+        api_key_hash,
+        api_key_name,
+        end_of_day_usage_usd as usage_usd,
+        end_of_day_byok_usage_usd as byok_usage_usd
+    from staging.stg_key_snapshots
+),
+
+previous_date as (
+    select $previous::date as snapshot_date
+),
+
+current as (
+    select * from snapshots where snapshot_date = $day
+),
+
+previous as (
+    select * from snapshots semi join previous_date using (snapshot_date)
+),
+
+activity as (
+    select
+        api_key_hash,
+        marts.exact_sum(usage_usd) as usage_usd,
+        marts.exact_sum(byok_usage_usd) as byok_usd
+    from staging.stg_activity
+    where usage_date > (select snapshot_date from previous_date) and usage_date <= $day
+    group by api_key_hash
+),
+
+compared as (
+    select
+        current.api_key_hash,
+        current.api_key_name,
+        previous.snapshot_date as previous_snapshot_date,
+        coalesce(current.usage_usd, 0) - coalesce(previous.usage_usd, 0) as usage_delta_usd,
+        coalesce(activity.usage_usd, 0) as activity_usage_usd,
+        coalesce(current.byok_usage_usd, 0) - coalesce(previous.byok_usage_usd, 0) as byok_delta_usd,
+        coalesce(activity.byok_usd, 0) as activity_byok_usd
+    from current
+    inner join previous using (api_key_hash)
+    left join activity using (api_key_hash)
+)
+
+select
+    *,
+    usage_delta_usd - activity_usage_usd as difference_usd,
+    abs(usage_delta_usd - activity_usage_usd) as abs_difference_usd,
+    $abs_tol + $rel_tol * abs(activity_usage_usd) as tolerance_usd,
+    byok_delta_usd - activity_byok_usd as byok_difference_usd,
+    abs(byok_delta_usd - activity_byok_usd) as abs_byok_difference_usd,
+    $abs_tol + $rel_tol * abs(activity_byok_usd) as byok_tolerance_usd
+from compared
+order by api_key_hash

@@ -160,7 +160,7 @@ def measure_build(file: Path, work: Path) -> dict:
     warehouse.connect; without a limit DuckDB keeps up to 80% of RAM as cache and the peak means little).
     """
     os.environ["OPENROUTER_SPEND_HOME"] = str(work / "home")
-    from openrouter_spend.ingest import enrich, requests_log
+    from openrouter_spend.ingest import enrich, enrich_plan, requests_log
     from openrouter_spend.warehouse import build_staging, connect, migrate
     from openrouter_spend.warehouse.marts import build_marts
 
@@ -176,7 +176,7 @@ def measure_build(file: Path, work: Path) -> dict:
         result = requests_log.ingest(con, root)
         timings["ingest"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        plan = enrich.plan_enrichment(con, DAY, "bench", enrich.EnrichmentSettings())
+        plan = enrich_plan.plan_enrichment(con, DAY, "bench", enrich.EnrichmentSettings())
         enrich.load_enrichment(con, DAY, "bench")
         timings["plan_and_load_enrichment"] = time.perf_counter() - mark
         mark = time.perf_counter()

@@ -118,12 +118,12 @@ def reconcile_keys(day: date, run_id: str, account: dict, chunk_totals: list[dic
 
 def ingest_request_logs(day: date, run_id: str) -> dict[str, Any]:
     """Load new or changed app request logs and plan the /generation calls (metadata first, within the budget)."""
-    from openrouter_spend.ingest import enrich, requests_log
+    from openrouter_spend.ingest import enrich_plan, requests_log
 
     with connect() as con:
         migrate(con)
         ingested = requests_log.ingest(con)
-        plan = enrich.plan_enrichment(con, day, run_id)
+        plan = enrich_plan.plan_enrichment(con, day, run_id)
     return {"ingested": {k: v for k, v in ingested.items() if k != "outcomes"}, "plan": plan}
 
 

@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime, time, timedelta
 
 from openrouter_emulator.request_logs import write_emulated_logs
-from openrouter_spend.ingest import enrich, requests_log
+from openrouter_spend.ingest import enrich, enrich_plan, requests_log
 from openrouter_spend.ingest.fallbacks import classify
 from openrouter_spend.warehouse import build_staging, connect, migrate
 from openrouter_spend.warehouse.marts import build_marts
@@ -30,7 +30,7 @@ def test_outage_surge_coverage_and_consistent_classification(spend_home, emulato
         with connect() as con:
             migrate(con)
             requests_log.ingest(con)
-            plan = enrich.plan_enrichment(con, day, f"run-{day}", settings)
+            plan = enrich_plan.plan_enrichment(con, day, f"run-{day}", settings)
         assert plan["calls_planned"] == 30 and plan["not_sampled"] > 0  # support-bot logs more than the budget
         enrich.enrich_pending(day, f"run-{day}", settings)
         with connect() as con:

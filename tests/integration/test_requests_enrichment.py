@@ -10,7 +10,7 @@ import pytest
 
 from openrouter_emulator import EmulatorServer, FaultRule
 from openrouter_spend.config.settings import ExtractionSettings
-from openrouter_spend.ingest import enrich, requests_log
+from openrouter_spend.ingest import enrich, enrich_plan, requests_log
 from openrouter_spend.ingest.client import OpenRouterClient
 from openrouter_spend.warehouse import connect, migrate
 
@@ -46,7 +46,7 @@ def _run(day, run_id, settings, client=None):
     with connect() as con:
         migrate(con)
         requests_log.ingest(con)
-        plan = enrich.plan_enrichment(con, day, run_id, settings)
+        plan = enrich_plan.plan_enrichment(con, day, run_id, settings)
     called = enrich.enrich_pending(day, run_id, settings, client=client)
     with connect() as con:
         loaded = enrich.load_enrichment(con, day, run_id, settings)
@@ -121,7 +121,7 @@ def test_rate_limits_are_waited_out_as_told_with_bounded_concurrency(spend_home,
     with connect() as con:
         migrate(con)
         requests_log.ingest(con)
-        enrich.plan_enrichment(con, day, "run-1", settings)
+        enrich_plan.plan_enrichment(con, day, "run-1", settings)
     emulator.set_faults([FaultRule("rate_limit", path_prefix="/generation", times=2, retry_after=4)])
     sleeps = Sleeps()
     client = OpenRouterClient(emulator.base_url, emulator.management_key,
@@ -157,7 +157,7 @@ def test_the_client_gets_the_enrichment_rate_and_pool(spend_home, emulator, monk
     with connect() as con:
         migrate(con)
         requests_log.ingest(con)
-        enrich.plan_enrichment(con, day, "run-1", settings)
+        enrich_plan.plan_enrichment(con, day, "run-1", settings)
     built = []
     real = client_module.client_from_environment
 

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from openrouter_spend.ingest import enrich, requests_log
+from openrouter_spend.ingest import enrich, enrich_plan, requests_log
 from openrouter_spend.warehouse import connect, migrate
 
 DAYS = [date(2026, 11, 20) + timedelta(days=offset) for offset in range(3)]
@@ -76,7 +76,7 @@ def test_a_backfill_is_planned_one_usage_day_at_a_time(tmp_path, monkeypatch):
 
 def _check_backfill_plan(con) -> None:
     recording = RecordingConnection(con)
-    plan = enrich.plan_enrichment(recording, DAYS[-1], "run-1", SETTINGS)
+    plan = enrich_plan.plan_enrichment(recording, DAYS[-1], "run-1", SETTINGS)
 
     # every earlier day with ids never queued is planned, each in its own transaction over its own ids only
     assert set(plan["usage_days"]) == {day.isoformat() for day in DAYS}
@@ -89,7 +89,7 @@ def _check_backfill_plan(con) -> None:
 
     # a rerun re-derives the same plan and changes no queue row
     before = con.execute("select * from meta.generation_queue order by generation_id").fetchall()
-    again = enrich.plan_enrichment(con, DAYS[-1], "run-2", SETTINGS)
+    again = enrich_plan.plan_enrichment(con, DAYS[-1], "run-2", SETTINGS)
     assert (again["new_ids"], again["calls_planned"]) == (0, plan["calls_planned"])
     assert con.execute("select * from meta.generation_queue order by generation_id").fetchall() == before
 
@@ -97,7 +97,7 @@ def _check_backfill_plan(con) -> None:
 @pytest.mark.parametrize("failing_commit", [1, 2, 3])
 def test_a_plan_that_crashed_is_rebuilt_by_the_retry_as_a_clean_run_plans_it(tmp_path, monkeypatch, failing_commit):
     with connect(_home(tmp_path, monkeypatch, "clean")) as clean:
-        enrich.plan_enrichment(clean, DAYS[-1], "run-1", SETTINGS)
+        enrich_plan.plan_enrichment(clean, DAYS[-1], "run-1", SETTINGS)
         expected, expected_worklist = _queue(clean), _worklist(DAYS[-1], "run-1")
     with connect(_home(tmp_path, monkeypatch, "crashed")) as con:
         _crash_then_retry(con, failing_commit)
@@ -107,11 +107,11 @@ def test_a_plan_that_crashed_is_rebuilt_by_the_retry_as_a_clean_run_plans_it(tmp
 
 def _crash_then_retry(con, failing_commit: int) -> None:
     with pytest.raises(RuntimeError, match="simulated crash"):
-        enrich.plan_enrichment(RecordingConnection(con, fail_commit=failing_commit), DAYS[-1], "run-1", SETTINGS)
+        enrich_plan.plan_enrichment(RecordingConnection(con, fail_commit=failing_commit), DAYS[-1], "run-1", SETTINGS)
     # what a commit that failed half-way can leave behind: some of the day's rows written, with stale states
     con.execute("insert or replace into meta.generation_queue (generation_id, usage_date, sampling_stratum, status, "
                 "planned_on, planned_run_id) select generation_id, usage_date, 'stale', 'not_sampled', usage_date, "
                 "'run-0' from raw.request_log where usage_date = ? and generation_id like '%-bot-%'",
                 [DAYS[failing_commit - 1]])
 
-    enrich.plan_enrichment(con, DAYS[-1], "run-1", SETTINGS)
+    enrich_plan.plan_enrichment(con, DAYS[-1], "run-1", SETTINGS)

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from openrouter_spend.ingest import enrich, requests_log
+from openrouter_spend.ingest import enrich, enrich_plan, requests_log
 from openrouter_spend.warehouse import connect, migrate
 
 DAY = date(2026, 11, 24)
@@ -23,7 +23,7 @@ DAY = date(2026, 11, 24)
     ({"a": 5}, 0, 2, {}),
 ])
 def test_allocation(counts, budget, minimum, expected):
-    allocation = enrich.allocate_sample(counts, budget, minimum)
+    allocation = enrich_plan.allocate_sample(counts, budget, minimum)
     assert allocation == expected
     assert sum(allocation.values()) == min(budget, sum(counts.values()))
     assert all(allocation[s] <= counts[s] for s in allocation)
@@ -49,7 +49,7 @@ def test_plan_keeps_to_the_budget_with_a_stratified_sample_and_is_idempotent(tmp
     with connect(tmp_path / "w.duckdb") as con:
         migrate(con)
         requests_log.ingest(con, root, quarantine_dir=tmp_path / "q")
-        plan = enrich.plan_enrichment(con, DAY, "run-1", settings)
+        plan = enrich_plan.plan_enrichment(con, DAY, "run-1", settings)
         queued = con.execute("select sampling_stratum, status, count(*) from meta.generation_queue "
                              "group by all order by all").fetchall()
         assert (plan["calls_planned"], plan["new_ids"], plan["not_sampled"]) == (8, 16, 8)
@@ -66,7 +66,7 @@ def test_plan_keeps_to_the_budget_with_a_stratified_sample_and_is_idempotent(tmp
             "select generation_id from meta.generation_queue where status = 'pending'").fetchall()}
         assert set(worklist) == pending and len(worklist) == 8
 
-        again = enrich.plan_enrichment(con, DAY, "run-2", settings)
+        again = enrich_plan.plan_enrichment(con, DAY, "run-2", settings)
         assert (again["new_ids"], again["retries"], again["calls_planned"]) == (0, 8, 8)
         assert set(json.loads(enrich.worklist_path(DAY, "run-2").read_text())["generation_ids"]) == pending
 

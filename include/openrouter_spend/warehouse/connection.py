@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from openrouter_spend.config import settings
+
+log = logging.getLogger(__name__)
 
 DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -38,7 +41,10 @@ def transaction(con) -> Iterator:
         yield con
         con.execute("commit")
     except BaseException:  # an interrupt too: nothing half-written stays behind
-        con.execute("rollback")
+        try:
+            con.execute("rollback")
+        except Exception as exc:  # a failed commit may have ended the transaction; the first error is the news
+            log.warning("rollback after a failed transaction: %s", exc)
         raise
 
 

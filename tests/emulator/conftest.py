@@ -15,6 +15,8 @@ import requests
 from openrouter_emulator import EmulatorServer
 
 ANCHOR = date(2026, 11, 20)
+# Generous: a loaded machine can take well over 10 s to answer; tests that need a short timeout pass their own.
+REQUEST_TIMEOUT_SECONDS = 60
 
 
 class Api:
@@ -27,10 +29,10 @@ class Api:
             self.session.headers["Authorization"] = f"Bearer {key}"
 
     def get(self, path: str, **params) -> requests.Response:
-        return self.session.get(self.server.base_url + path, params=params, timeout=10)
+        return self.session.get(self.server.base_url + path, params=params, timeout=REQUEST_TIMEOUT_SECONDS)
 
     def post(self, path: str, body) -> requests.Response:
-        return self.session.post(self.server.base_url + path, json=body, timeout=10)
+        return self.session.post(self.server.base_url + path, json=body, timeout=REQUEST_TIMEOUT_SECONDS)
 
     def data(self, path: str, **params):
         response = self.get(path, **params)

@@ -632,7 +632,9 @@ def test_a_failed_pipeline_task_pages_the_data_engineering_route_through_its_air
     assert posted[0]["text"] == "[openrouter-spend] pipeline task load_raw failed in failing_pipeline"
     assert "RuntimeError: raw partition 2026-11-22 is missing the /credits snapshot" in \
         posted[0]["blocks"][0]["text"]["text"]
-    assert [m["To"] for m in inbox.messages] == ["data-engineering@northwind-labs.example"]
+    # The failing DAG reads the configuration in force (the shipped example unless a directory is set).
+    route = yaml.safe_load((settings.config_dir() / "rules.yaml").read_text())["routes"]["data-engineering"]
+    assert [m["To"] for m in inbox.messages] == route["email"]["to"]
     assert "Task: load_raw (try 1)" in inbox.messages[0].get_content()
     assert SLACK_SECRET not in result.stdout + result.stderr
     assert SMTP_PASSWORD not in result.stdout + result.stderr

@@ -27,7 +27,9 @@ class Sleeps(list):
 
 def make_client(server, key=None, **overrides) -> tuple[OpenRouterClient, Sleeps]:
     sleeps = Sleeps()
-    settings = ExtractionSettings(**{"max_retries": 3, "http_timeout_seconds": 2.0, "requests_per_second": 1000,
+    # A generous timeout: the emulator is local, but a loaded CI machine can hold an answer for seconds; the
+    # tests about timeouts pass their own.
+    settings = ExtractionSettings(**{"max_retries": 3, "http_timeout_seconds": 30.0, "requests_per_second": 1000,
                                      **overrides})
     return OpenRouterClient(server.base_url, key or server.management_key, settings, sleep=sleeps), sleeps
 

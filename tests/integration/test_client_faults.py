@@ -315,4 +315,17 @@ def test_exhausted_retries_never_show_the_key(emulator, caplog, fault, error):
         client.credits()
     assert caplog.records and "retry 2/2" in caplog.text
     assert key not in caplog.text
-    assert all(key not in str(e) and key not in repr(e) for e in _chain(failure.value))
+    chain = _chain(failure.value)
+    assert all(key not in str(e) and key not in repr(e) for e in chain)
+    # A requests exception holds the prepared request, Authorization header included: none rides along.
+    assert all(getattr(e, "request", None) is None for e in chain)
+
+
+def test_the_analytics_query_is_retried_after_its_rate_limit(emulator):
+    emulator.set_faults([FaultRule("rate_limit", path_prefix="/analytics", times=1, retry_after=3)])
+    client, sleeps = make_client(emulator)
+    body = {"metrics": ["request_count"],
+            "time_range": {"start": "2025-01-01T00:00:00Z", "end": "2025-01-02T00:00:00Z"}}
+    assert "data" in client.analytics_query(body)
+    assert sleeps == [3.0]
+    assert [r["method"] for r in emulator.requests if r["path"] == "/analytics/query"] == ["POST", "POST"]

@@ -3,33 +3,43 @@
 from __future__ import annotations
 
 import time
+from email.utils import formatdate
+from types import SimpleNamespace
 
 import pytest
 
 from openrouter_spend.ingest.client import (
+    ApiRetry,
     ConfigurationError,
     OpenRouterClient,
     resolve_credentials,
 )
-from openrouter_spend.ingest.pacing import TokenBucket, retry_after_seconds
+from openrouter_spend.ingest.pacing import TokenBucket, rate_limit_hint_seconds
 
 NOW = 1445412480.0  # 2015-10-21 07:28:00 GMT
 
 
 @pytest.mark.parametrize(("headers", "expected"), [
-    ({"Retry-After": "3"}, 3.0),
-    ({"Retry-After": "0.5"}, 0.5),
-    ({"Retry-After": "Wed, 21 Oct 2015 07:28:05 GMT"}, 5.0),
-    ({"X-RateLimit-Reset": "1445412485000"}, 5.0),  # epoch milliseconds
-    ({"X-RateLimit-Reset": "1445412485"}, 5.0),  # epoch seconds
-    ({"X-RateLimit-Reset": "7"}, 7.0),  # seconds from now
+    (lambda now: {"Retry-After": "3"}, 3.0),  # urllib3 reads whole seconds ...
+    (lambda now: {"Retry-After": formatdate(now + 5, usegmt=True)}, 5.0),  # ... and HTTP dates
+    (lambda now: {"Retry-After": "0.5"}, 0.5),  # fractional seconds: not HTTP, but sent
+    (lambda now: {"X-RateLimit-Reset": str(int((now + 5) * 1000))}, 5.0),  # epoch milliseconds
+    (lambda now: {"X-RateLimit-Reset": str(int(now + 5))}, 5.0),  # epoch seconds
+    (lambda now: {"X-RateLimit-Reset": "7"}, 7.0),  # seconds from now
+    (lambda now: {"Retry-After": "2", "X-RateLimit-Reset": "7"}, 2.0),  # Retry-After wins
 ])
 def test_retry_after_is_read_from_either_header(headers, expected):
-    assert retry_after_seconds(headers, NOW) == pytest.approx(expected)
+    answer = SimpleNamespace(headers=headers(time.time()))
+    assert ApiRetry().get_retry_after(answer) == pytest.approx(expected, abs=1.0)
+
+
+def test_rate_limit_hints_count_from_the_given_moment():
+    assert rate_limit_hint_seconds({"X-RateLimit-Reset": "1445412485000"}, NOW) == pytest.approx(5.0)
+    assert rate_limit_hint_seconds({"Retry-After": "soon"}, NOW) is None
 
 
 def test_no_rate_limit_header_means_no_hint():
-    assert retry_after_seconds({}, NOW) is None
+    assert ApiRetry().get_retry_after(SimpleNamespace(headers={})) is None
 
 
 def test_token_bucket_spaces_calls_to_the_rate():
@@ -89,6 +99,6 @@ def test_a_deadline_stops_the_retry_ladder_instead_of_waiting():
     client = OpenRouterClient(base_url="http://127.0.0.1:9", api_key="sk-or-v1-x", sleep=waits.append)
     with pytest.raises(OutOfTimeError, match="time budget ran out"):
         client.request("/generation", {"id": "gen-1"}, deadline=time.monotonic() + 0.2)
-    assert waits == []  # the backoff would have overrun the deadline, so it was never slept
+    assert waits == []  # a retry could not have finished before the deadline, so none was waited for
     with pytest.raises(OutOfTimeError):
         client.request("/generation", {"id": "gen-1"}, deadline=time.monotonic() - 1)

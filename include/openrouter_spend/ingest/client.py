@@ -3,15 +3,20 @@
 The client returns raw response bodies (`RawResponse`) so callers can land them before parsing; the
 `*_json` helpers parse on top. The API key lives only in the session's Authorization header: it is never
 part of a message, a log line or an exception.
+
+Retries are urllib3's `Retry` on the session's adapter (statuses, backoff, Retry-After); `ApiRetry` adds
+only what urllib3 has no notion of: a ceiling on Retry-After, a per-call time budget, the client's pacing
+before each retry, and the rate-limit hints urllib3 does not read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -19,9 +24,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError, ResponseError
+from urllib3.exceptions import TimeoutError as SocketTimeout
+from urllib3.util.retry import Retry
 
 from openrouter_spend.config.settings import ExtractionSettings
-from openrouter_spend.ingest.pacing import ObservedLatency, TokenBucket, retry_after_seconds
+from openrouter_spend.ingest.pacing import ObservedLatency, TokenBucket, rate_limit_hint_seconds
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +102,10 @@ PERMANENT = (AuthenticationError, PermissionDeniedError, PaymentRequiredError, C
 
 @dataclass(frozen=True)
 class RawResponse:
-    """One successful HTTP exchange, body untouched; `fetched_at` is the server's time (Date header)."""
+    """One successful HTTP exchange, body untouched; `fetched_at` is the server's time (Date header).
+
+    `elapsed_seconds` and `attempts` cover the whole call, retries and their waits included.
+    """
 
     endpoint: str
     params: dict[str, str]
@@ -170,6 +182,87 @@ def _error_message(response: requests.Response) -> str:
     return response.text[:200] or response.reason or "no message"
 
 
+# Statuses worth another attempt: 408 and every 5xx (the API also answers 524 and 529), and 429.
+RETRY_STATUSES = frozenset({408, 429, *range(500, 600)})
+
+
+@dataclass
+class _CallState:
+    """One call's time budget and what its retries did; set around the call, read by ApiRetry."""
+
+    deadline: float | None = None
+    # The longest one attempt may take (its read timeout): a retry is only started if it can finish in time.
+    attempt_seconds: float = 0.0
+    retries: int = 0
+    out_of_time: bool = False
+
+
+_current_call: ContextVar[_CallState | None] = ContextVar("openrouter_current_call", default=None)
+
+
+class ApiRetry(Retry):
+    """urllib3's Retry plus a Retry-After ceiling, the per-call time budget and pacing before each retry.
+
+    urllib3 counts the attempts, picks the statuses, computes the backoff and parses Retry-After (seconds or
+    HTTP date). It has no wall-clock budget, so `increment` refuses a retry whose wait plus one attempt would
+    end past the call's deadline, and one whose Retry-After exceeds `max_retry_after`; both end the ladder
+    the way an exhausted count does (the last answer or error goes back to the client to be typed).
+    """
+
+    # urllib3 would also retry a 413 that carries Retry-After; a request too large stays too large.
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+
+    def __init__(self, *args: Any, max_retry_after: float = math.inf,
+                 wait_with: Callable[[float], None] = time.sleep,
+                 before_attempt: Callable[[], None] = lambda: None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_retry_after = max_retry_after
+        self.wait_with = wait_with
+        self.before_attempt = before_attempt
+        self.planned_wait = 0.0
+
+    def new(self, **kw: Any) -> ApiRetry:
+        retry = super().new(**kw)
+        retry.max_retry_after, retry.wait_with, retry.before_attempt = (
+            self.max_retry_after, self.wait_with, self.before_attempt)
+        return retry
+
+    def get_retry_after(self, response: Any) -> float | None:
+        """Retry-After as urllib3 reads it, else the hints it does not read (fractional seconds, X-RateLimit-Reset)."""
+        try:
+            seconds = super().get_retry_after(response)
+        except InvalidHeader:
+            seconds = None
+        if seconds is None:
+            seconds = rate_limit_hint_seconds(response.headers, time.time())
+        return seconds
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> ApiRetry:
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        retry_after = self.get_retry_after(response) if response is not None else None
+        if retry_after is not None and retry_after > self.max_retry_after:
+            raise MaxRetryError(_pool, url, ResponseError(f"Retry-After of {retry_after:.0f}s is too long"))
+        retry.planned_wait = retry_after if retry_after is not None else retry.get_backoff_time()
+        call = _current_call.get()
+        if call is not None:
+            if call.deadline is not None and \
+                    time.monotonic() + retry.planned_wait + call.attempt_seconds > call.deadline:
+                call.out_of_time = True
+                raise MaxRetryError(_pool, url, error or ResponseError("no time left for another attempt"))
+            call.retries += 1
+        cause = f"HTTP {response.status}" if response is not None else type(error).__name__
+        log.warning("%s: %s; retry %d/%d in %.2fs", url, cause, len(retry.history),
+                    len(retry.history) + (retry.total or 0), retry.planned_wait)
+        return retry
+
+    def sleep(self, response: Any = None) -> None:
+        """Wait as planned in `increment` (Retry-After or backoff), then for the client's pacing."""
+        if self.planned_wait > 0:
+            self.wait_with(self.planned_wait)
+        self.before_attempt()
+
+
 @dataclass
 class OpenRouterClient:
     """Client for one OpenRouter-compatible base URL and one key."""
@@ -191,17 +284,32 @@ class OpenRouterClient:
                 " Airflow connection 'openrouter_default'"
             )
         self.base_url = self.base_url.rstrip("/")
+        self._bucket = TokenBucket(self.settings.requests_per_second, sleep=self.sleep)
+        self._retry = ApiRetry(
+            total=self.settings.max_retries,
+            status_forcelist=RETRY_STATUSES,
+            # GET, and the API's one POST: /analytics/query is a read-only query, and its 64-per-minute limit
+            # answers 429s that have to be waited out like any other.
+            allowed_methods=frozenset({"GET", "POST"}),
+            backoff_factor=self.settings.backoff_base_seconds,
+            backoff_max=self.settings.backoff_max_seconds,
+            backoff_jitter=self.settings.backoff_base_seconds,
+            respect_retry_after_header=True,
+            # The last answer comes back as it is, so it is typed below like any other (RateLimitedError, ...).
+            raise_on_status=False,
+            max_retry_after=self.settings.max_retry_after_seconds,
+            wait_with=self.sleep,
+            before_attempt=self._bucket.acquire,
+        )
         if self.session is None:
             self.session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(
-                pool_connections=4, pool_maxsize=max(4, self.settings.key_activity_concurrency * 2)
-            )
-            self.session.mount("http://", adapter)
-            self.session.mount("https://", adapter)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, self.settings.key_activity_concurrency * 2),
+                              max_retries=self._retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers["Authorization"] = f"Bearer {self.api_key}"
         self.session.headers["User-Agent"] = "openrouter-spend/0.1"
         self.session.headers["HTTP-Referer"] = "https://github.com/openrouter-spend/openrouter-spend"
-        self._bucket = TokenBucket(self.settings.requests_per_second, sleep=self.sleep)
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -216,91 +324,69 @@ class OpenRouterClient:
 
     # --- transport -------------------------------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter, capped."""
-        ceiling = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2**attempt)
-        return random.uniform(ceiling / 2, ceiling)
-
     def request(self, endpoint: str, params: Mapping[str, Any] | None = None, *, method: str = "GET",
                 json_body: Any = None, deadline: float | None = None) -> RawResponse:
         """One API call with retries on 429 / 5xx / timeouts; returns the raw body of the 2xx answer.
 
-        `deadline` (a time.monotonic() value) bounds the whole call, retries and waits included: past it the
-        call raises OutOfTimeError instead of waiting any longer.
+        `deadline` (a time.monotonic() value) bounds the whole call, retries and waits included: a retry that
+        could not finish before it is not started, and the call raises OutOfTimeError instead.
         """
         clean_params = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         source = describe_request(endpoint, clean_params)
         url = f"{self.base_url}/{endpoint.lstrip('/')}"
-        last_error: OpenRouterError | None = None
-        for attempt in range(self.settings.max_retries + 1):
-            if attempt:
-                wait = (
-                    last_error.retry_after
-                    if isinstance(last_error, RateLimitedError) and last_error.retry_after is not None
-                    else self._backoff(attempt - 1)
-                )
-                if deadline is not None and time.monotonic() + wait >= deadline:
-                    raise OutOfTimeError(f"{source}: the time budget ran out before an answer ({last_error})",
-                                         endpoint=source)
-                log.warning("%s: %s; retry %d/%d in %.2fs", source, last_error, attempt,
-                            self.settings.max_retries, wait)
-                self.sleep(wait)
-            read_timeout = (self.latency.read_timeout(endpoint, self.settings.http_timeout_seconds)
-                            if self.latency is not None else self.settings.http_timeout_seconds)
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise OutOfTimeError(f"{source}: the time budget ran out", endpoint=source)
-                read_timeout = min(read_timeout, left)
-            self._bucket.acquire()
-            started = time.monotonic()
-            try:
-                response = self.session.request(method, url, params=clean_params, json=json_body,
-                                                timeout=(self.settings.connect_timeout_seconds, read_timeout))
-            except requests.Timeout:
-                last_error = RequestTimeoutError(f"{source}: no answer within {read_timeout:.3g}s", endpoint=source)
-                continue
-            except requests.ConnectionError as exc:
-                last_error = RequestTimeoutError(
-                    f"{source}: connection failed ({type(exc).__name__})", endpoint=source
-                )
-                continue
-            try:
-                body = response.content
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                last_error = RequestTimeoutError(
-                    f"{source}: connection broke while reading the body ({type(exc).__name__})",
-                    endpoint=source,
-                )
-                continue
-            status = response.status_code
-            if self.latency is not None:
-                self.latency.record(endpoint, time.monotonic() - started)
-            if 200 <= status < 300:
-                return RawResponse(
-                    endpoint=endpoint, params=clean_params, status=status, body=body,
-                    content_type=response.headers.get("Content-Type", ""),
-                    fetched_at=_server_time(response.headers), elapsed_seconds=time.monotonic() - started,
-                    attempts=attempt + 1,
-                )
-            error = self._error_for(response, source)
-            if not isinstance(error, RETRYABLE):
-                raise error
-            if isinstance(error, RateLimitedError) and error.retry_after is not None \
-                    and error.retry_after > self.settings.max_retry_after_seconds:
-                raise RateLimitedError(
-                    f"{source}: rate limited and asked to wait {error.retry_after:.0f}s, longer than the"
-                    f" {self.settings.max_retry_after_seconds:.0f}s allowed (OPENROUTER_SPEND_MAX_RETRY_AFTER)",
-                    endpoint=source, retry_after=error.retry_after,
-                )
-            last_error = error
-        assert last_error is not None
-        raise type(last_error)(
-            f"{last_error} (gave up after {self.settings.max_retries + 1} attempts)",
-            endpoint=source,
-            **({"retry_after": last_error.retry_after} if isinstance(last_error, RateLimitedError) else
-               {"status": last_error.status}),
-        )
+        read_timeout = (self.latency.read_timeout(endpoint, self.settings.http_timeout_seconds)
+                        if self.latency is not None else self.settings.http_timeout_seconds)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OutOfTimeError(f"{source}: the time budget ran out", endpoint=source)
+            read_timeout = min(read_timeout, left)
+        call = _CallState(deadline=deadline, attempt_seconds=read_timeout)
+        self._bucket.acquire()
+        started = time.monotonic()
+        # Typed errors are raised outside the `except` blocks: a requests exception holds the prepared request,
+        # Authorization header included, and must not ride along as the typed error's context.
+        failure = None
+        token = _current_call.set(call)
+        try:
+            response = self.session.request(method, url, params=clean_params, json=json_body,
+                                            timeout=(self.settings.connect_timeout_seconds, read_timeout))
+        except requests.RequestException as exc:
+            failure = _transport_failure(exc, read_timeout)
+        finally:
+            _current_call.reset(token)
+        if failure is not None and call.out_of_time:
+            raise OutOfTimeError(f"{source}: the time budget ran out before an answer ({failure})", endpoint=source)
+        if failure is not None:
+            raise RequestTimeoutError(f"{source}: {failure} ({_gave_up(call)})", endpoint=source)
+        try:
+            body = response.content
+        except requests.RequestException as exc:
+            # urllib3 retries up to the headers; requests reads the body after it, so a break here ends the call.
+            failure = f"connection broke while reading the body ({type(exc).__name__})"
+        if failure is not None:
+            raise RequestTimeoutError(f"{source}: {failure}", endpoint=source)
+        elapsed = time.monotonic() - started
+        status = response.status_code
+        if self.latency is not None and not call.retries:  # a retried call's time includes its waits
+            self.latency.record(endpoint, elapsed)
+        if 200 <= status < 300:
+            return RawResponse(
+                endpoint=endpoint, params=clean_params, status=status, body=body,
+                content_type=response.headers.get("Content-Type", ""),
+                fetched_at=_server_time(response.headers), elapsed_seconds=elapsed, attempts=call.retries + 1,
+            )
+        error = self._error_for(response, source)
+        if call.out_of_time:
+            raise OutOfTimeError(f"{source}: the time budget ran out before an answer ({error})", endpoint=source)
+        if not isinstance(error, RETRYABLE):
+            raise error
+        retry_after = self._retry.get_retry_after(response)
+        if retry_after is not None and retry_after > self.settings.max_retry_after_seconds:
+            raise _with_note(error, f"asked to wait {retry_after:.0f}s, longer than the"
+                                    f" {self.settings.max_retry_after_seconds:.0f}s OPENROUTER_SPEND_MAX_RETRY_AFTER"
+                                    " allows")
+        raise _with_note(error, _gave_up(call))
 
     def _error_for(self, response: requests.Response, source: str) -> OpenRouterError:
         status = response.status_code
@@ -319,8 +405,7 @@ class OpenRouterClient:
         if status == 404:
             return NotFoundError(message, endpoint=source, status=status)
         if status == 429:
-            return RateLimitedError(message, endpoint=source,
-                                    retry_after=retry_after_seconds(response.headers, time.time()))
+            return RateLimitedError(message, endpoint=source, retry_after=self._retry.get_retry_after(response))
         if status == 408 or status >= 500:
             return ServerError(message, endpoint=source, status=status)
         return OpenRouterError(message, endpoint=source, status=status)
@@ -421,6 +506,25 @@ class OpenRouterClient:
         """Items of a list endpoint across every page."""
         for raw in self.iter_pages(endpoint, params):
             yield from data_of(raw.json(), describe_request(raw.endpoint, raw.params), expect=list)
+
+
+def _gave_up(call: _CallState) -> str:
+    attempts = call.retries + 1
+    return f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}"
+
+
+def _with_note(error: OpenRouterError, note: str) -> OpenRouterError:
+    """The same typed error with `note` added to its message."""
+    extra = {"retry_after": error.retry_after} if isinstance(error, RateLimitedError) else {"status": error.status}
+    return type(error)(f"{error} ({note})", endpoint=error.endpoint, **extra)
+
+
+def _transport_failure(exc: requests.RequestException, read_timeout: float) -> str:
+    """What went wrong below HTTP, by the exception's type only (its text holds the host and more)."""
+    reason = exc.args[0].reason if exc.args and isinstance(exc.args[0], MaxRetryError) else exc
+    if isinstance(reason, requests.Timeout | SocketTimeout) and not isinstance(reason, NewConnectionError):
+        return f"no answer within {read_timeout:.3g}s"
+    return f"connection failed ({type(reason).__name__})"
 
 
 def _param(value: Any) -> str:

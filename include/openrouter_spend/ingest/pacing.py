@@ -1,4 +1,4 @@
-"""Pacing calls to the API: a token bucket, read timeouts learned from the answers, and Retry-After."""
+"""Pacing calls to the API: a token bucket, read timeouts learned from the answers, rate-limit hints."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 
 
 class TokenBucket:
@@ -71,17 +70,17 @@ class ObservedLatency:
         return min(ceiling, max(self.floor_seconds, self.multiplier * p95))
 
 
-def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds to wait from Retry-After (seconds or HTTP date) or X-RateLimit-Reset (epoch s or ms)."""
+def rate_limit_hint_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait from the hints urllib3's Retry does not read: a fractional Retry-After, X-RateLimit-Reset.
+
+    X-RateLimit-Reset comes as epoch seconds, epoch milliseconds or seconds from now; `now` is epoch seconds.
+    """
     retry_after = headers.get("Retry-After")
     if retry_after:
         try:
             return max(0.0, float(retry_after))
         except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - now)
-            except (TypeError, ValueError):
-                pass
+            pass
     reset = headers.get("X-RateLimit-Reset")
     if reset:
         try:

@@ -11,7 +11,7 @@ export OPENROUTER_SPEND_HOME ?= $(CURDIR)/data
 # Test processes: one per core (pytest-xdist); TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= auto
 
-.PHONY: install run test test-fast lint format airflow emulator bench clean
+.PHONY: install run test test-fast lint format schemas airflow emulator bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ lint: install  ## ruff, including Airflow's AIR3 rules
 
 format: install
 	$(VENV)/bin/ruff check --fix dags include plugins tests
+
+schemas: install  ## regenerate schemas/<file>.schema.json from the configuration files' models
+	$(PY) -m openrouter_spend.config.schemas
 
 airflow: install  ## Airflow standalone (UI on :8080) against the bundled emulator on :8090
 	bash scripts/airflow-standalone.sh

@@ -204,7 +204,7 @@ def test_a_malformed_config_fails_the_gate_naming_file_and_field(home, tmp_path,
     error, failed = gate_fails(home, LAST, "bad-config")
     assert failed == {"config:quality.yaml:valid"}
     assert isinstance(error.__cause__, ConfigError)
-    assert f"{config / 'quality.yaml'}: at row_counts, field 'min_ratio': expected a number" in error.summary
+    assert f"{config / 'quality.yaml'} line 2: row_counts.min_ratio: expected a number" in error.summary
 
 
 def test_a_permanent_gap_day_passes_with_a_warning_and_shows_as_a_blind_spot(home):

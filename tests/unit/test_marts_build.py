@@ -139,7 +139,7 @@ def test_a_config_error_stops_the_build_before_it_writes(daily):
     before = warehouse.snapshot()
     owners = warehouse.config_dir / "owners.yaml"
     owners.write_text(owners.read_text().replace("daily: 10", "daily: lots"))
-    with pytest.raises(ConfigError, match=r"owners\.yaml: at projects\.alpha\.budgets_usd, field 'daily'"):
+    with pytest.raises(ConfigError, match=r"owners\.yaml line \d+: projects\.alpha\.budgets_usd\.daily: expected a number"):
         warehouse.build([DAYS[-1]])
     assert warehouse.snapshot() == before
 

@@ -72,15 +72,15 @@ def test_values_override_defaults_and_signed_money_globs_apply(tmp_path):
     ("row_counts: {lookback_days: 1.5}\n", "row_counts", "lookback_days", "whole number"),
     ("unattributed_spend: {severity: fatal}\n", "unattributed_spend", "severity", "error, warning"),
     ("unattributed_spend: {max_share: 2}\n", "unattributed_spend", "max_share", "must be <= 1"),
-    ("freshness: {expected_endpoints: [credits]}\n", "freshness.expected_endpoints[0]", "expected_endpoints",
+    ("freshness: {expected_endpoints: [credits]}\n", "freshness", "expected_endpoints[0]",
      "does not look like"),
     ("signed_money:\n  - columns: [marts.x.y_usd]\n", "signed_money[0]", "reason", "is required"),
-    ("signed_money:\n  - columns: [y_usd]\n    reason: r\n", "signed_money[0].columns[0]", "columns",
+    ("signed_money:\n  - columns: [y_usd]\n    reason: r\n", "signed_money[0]", "columns[0]",
      "does not look like"),
-    ("data_docs: {keep_runs: 0}\n", "data_docs", "keep_runs", "whole number >= 1"),
+    ("data_docs: {keep_runs: 0}\n", "data_docs", "keep_runs", "must be >= 1, got int 0"),
     ("rows_counts: {}\n", "", "rows_counts", "unknown field"),
     ("- just\n- a list\n", "", "(document)", "expected a mapping"),
-    ("tolerances: {float_noise_usd: [1\n", "line 2", "(yaml)", "not valid YAML"),
+    ("tolerances: {float_noise_usd: [1\n", "", "(yaml)", "line 2: (yaml): not valid YAML"),
 ])
 def test_malformed_values_name_file_path_and_field(tmp_path, text, path, field, problem):
     folder = tmp_path / "config"

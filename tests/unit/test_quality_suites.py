@@ -219,8 +219,8 @@ def test_a_malformed_config_is_recorded_as_a_failed_run(tmp_path, monkeypatch):
     with pytest.raises(gate.QualityGateFailed) as caught:
         gate.validate_day(date(2026, 3, 2), "bad", config_dir=config)
     assert caught.value.summary.splitlines()[1] == (
-        f"- [config] config:quality.yaml:valid: {config / 'quality.yaml'}: at freshness, field "
-        "'activity_window_days': expected a whole number >= 1, got int -3")
+        f"- [config] config:quality.yaml:valid: {config / 'quality.yaml'} line 2: "
+        "freshness.activity_window_days: must be >= 1, got int -3")
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     assert con.execute("select status, failed_count from marts.fct_quality_runs where run_id = 'bad'").fetchone() == (
         "failed", 1)

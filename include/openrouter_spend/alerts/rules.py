@@ -1,6 +1,7 @@
 """Decision rules: load and validate rules.yaml, and evaluate each rule's SQL (sql/rules/<rule id>.sql) for a day.
 
-Every problem in rules.yaml raises config.ConfigError naming the file, the path inside it and the field.
+RulesFile is the file's pydantic model (schemas/rules.schema.json is its schema); every problem in rules.yaml
+raises config.ConfigError naming the file, the line and the field.
 A rule's SQL reads its parameters with getvariable(); each variable it reads must be configured, so a
 typo can never silently turn a threshold into NULL. docs/alerts.md describes every rule.
 """
@@ -12,10 +13,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, create_model, model_validator
 
 from openrouter_spend.config import settings
-from openrouter_spend.config.yamlnode import ConfigError, Node, read_yaml
+from openrouter_spend.config.crossfile import check_budget_owner, known_names
+from openrouter_spend.config.yamlnode import ConfigError, ConfigModel, FieldError, Text, load_file
 
 RULES_FILE = "rules.yaml"
 RULE_IDS = (
@@ -69,7 +73,6 @@ _BASELINES: dict[str, tuple[str, ...]] = {
     "premium_share_rise": ("pooled",),
     "provider_concentration": ("pooled",),
 }
-_COMMON_FIELDS = ("description", "enabled", "severity", "escalate_after_days", "resolve_after_days", "baseline")
 
 
 @dataclass(frozen=True)
@@ -157,156 +160,192 @@ class RulesConfig:
         return [self.rules[rule_id] for rule_id in RULE_IDS if self.rules[rule_id].enabled]
 
 
-def _whole(node: Node, key: str, minimum: int, *, allow_null: bool = False, default: Any = None) -> int | None:
-    if key not in node.value:
-        return default
-    value = node.value[key]
-    if value is None and allow_null:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise node.error(key, f"expected a whole number >= {minimum}" + (" or null" if allow_null else "")
-                         + f", got {value!r}")
+# ----- rules.yaml, as its model ------------------------------------------------------------------------------
+
+Days = Annotated[int, Field(ge=1)]
+
+
+def _share(value: float) -> float:
+    if value > 1:
+        raise ValueError(f"is a share of 1 (0.1 = 10%), got {value!r}")
     return value
 
 
-def _severity(node: Node, key: str, default: str | None = None) -> str:
-    value = node.value.get(key, default)
-    if value not in SEVERITIES:
-        raise node.error(key, f"expected one of {', '.join(SEVERITIES)}, got {value!r}")
-    return value
+# The type of each parameter kind (see _PARAMETERS).
+_KINDS: dict[str, Any] = {
+    "days": Days,
+    "count": Annotated[int, Field(ge=0)],
+    "usd": Annotated[float, Field(ge=0)],
+    "share": Annotated[float, Field(ge=0, json_schema_extra={"maximum": 1}), AfterValidator(_share)],
+    "ratio": Annotated[float, Field(gt=0)],
+    "levels": Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1, description="budget shares (0.8 = 80%)"),
+                        AfterValidator(sorted)],
+    "periods": list[Literal[BUDGET_PERIODS]],
+}
 
 
-def _parameter(node: Node, name: str, kind: str) -> Any:
-    value = node.value.get(name)
-    if value is None:
-        raise node.error(name, "is required")
-    if kind in ("days", "count"):
-        return _whole(node, name, 1 if kind == "days" else 0)
-    if kind in ("usd", "share", "ratio"):
-        number = node.number(name, exclusive=kind == "ratio")
-        if kind == "share" and number > 1:
-            raise node.error(name, f"is a share of 1 (0.1 = 10%), got {value!r}")
-        return number
-    if kind == "levels":
-        if not isinstance(value, list) or not value or any(
-                isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 for v in value):
-            raise node.error(name, f"expected a non-empty list of budget shares > 0 (0.8 = 80%), got {value!r}")
-        return sorted(float(v) for v in value)
-    if kind == "periods":
-        if not isinstance(value, list) or any(v not in BUDGET_PERIODS for v in value):
-            raise node.error(name, f"expected a list of {', '.join(BUDGET_PERIODS)}, got {value!r}")
-        return list(value)
-    raise AssertionError(kind)
+class RuleFile(ConfigModel):
+    """Fields every rule has; escalate_after_days and resolve_after_days default to `defaults`."""
+
+    description: str | None = None
+    enabled: bool = True
+    severity: Literal[SEVERITIES]
+    escalate_after_days: Days | None = Field(None, description="null: never escalate; absent: defaults")
+    resolve_after_days: Days | None = Field(None, description="absent or null: defaults")
 
 
-def _rule(node: Node, rule_id: str, defaults: dict[str, Any]) -> Rule:
-    node.mapping(rule_id, (), _COMMON_FIELDS + tuple(_PARAMETERS[rule_id]))
-    enabled = node.value.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise node.error("enabled", f"expected true or false, got {enabled!r}")
-    method = days = None
+def _rule_model(rule_id: str) -> type[RuleFile]:
+    fields: dict[str, Any] = {name: (_KINDS[kind], ...) for name, kind in _PARAMETERS[rule_id].items()}
     if rule_id in _BASELINES:
-        baseline = node.child("baseline")
-        baseline.mapping("baseline", ("method", "days"))
-        method = baseline.value["method"]
-        if method not in _BASELINES[rule_id]:
-            raise baseline.error("method", f"{rule_id} supports {', '.join(_BASELINES[rule_id])}, got {method!r}")
-        days = _whole(baseline, "days", 1)
-    elif "baseline" in node.value:
-        raise node.error("baseline", f"{rule_id} compares with no baseline")
-    escalate = _whole(node, "escalate_after_days", 1, allow_null=True, default=defaults["escalate_after_days"])
-    resolve = _whole(node, "resolve_after_days", 1, default=defaults["resolve_after_days"])
-    parameters = {name: _parameter(node, name, kind) for name, kind in _PARAMETERS[rule_id].items()}
-    description = node.value.get("description") or rule_id
-    return Rule(rule_id, " ".join(str(description).split()), enabled, _severity(node, "severity"), escalate,
-                resolve, method, days, parameters)
+        baseline = create_model(f"{_camel(rule_id)}Baseline", __base__=ConfigModel,
+                                __doc__=f"How {rule_id} computes its baseline.",
+                                method=(Literal[_BASELINES[rule_id]], ...), days=(Days, ...))
+        fields["baseline"] = (baseline, ...)
+    return create_model(f"{_camel(rule_id)}Rule", __base__=RuleFile, __doc__=f"The {rule_id} rule (docs/alerts.md).",
+                        **fields)
 
 
-def _route(node: Node, name: str, owners: set[str] | None) -> Route:
-    node.mapping(name, (), ("description", "budget_owners", "min_severity", "email", "slack"))
-    budget_owners = node.value.get("budget_owners") or []
-    if not isinstance(budget_owners, list) or any(not isinstance(o, str) or not o.strip() for o in budget_owners):
-        raise node.error("budget_owners", f"expected a list of budget owner names, got {budget_owners!r}")
-    if owners is not None:
-        for owner in budget_owners:
-            if owner not in owners:
-                raise node.error("budget_owners", f"{owner!r} is no budget owner in owners.yaml "
-                                                  f"(known: {', '.join(sorted(owners))})")
-    email_to: tuple[str, ...] = ()
-    if node.value.get("email") is not None:
-        email = node.child("email")
-        email.mapping("email", ("to",))
-        recipients = email.value["to"]
-        if not isinstance(recipients, list) or any(
-                not isinstance(r, str) or (r != BUDGET_OWNER_TOKEN and "@" not in r) for r in recipients):
-            raise email.error("to", f"expected a list of email addresses or '{BUDGET_OWNER_TOKEN}', got {recipients!r}")
-        email_to = tuple(recipients)
-    connection_id = env_var = None
-    if node.value.get("slack") is not None:
-        slack = node.child("slack")
-        slack.mapping("slack", (), ("connection_id", "env_var"))
-        connection_id = slack.text("connection_id", required=False)
-        env_var = slack.text("env_var", required=False)
-        if not connection_id and not env_var:
-            raise slack.error("connection_id", "name an Airflow connection or an env_var holding the webhook URL")
-        if env_var and env_var.lower().startswith("http"):
-            raise slack.error("env_var", "is the NAME of an environment variable; never put the webhook URL here")
-    return Route(name, tuple(budget_owners), _severity(node, "min_severity", "warning"), email_to, connection_id,
-                 env_var)
+def _camel(rule_id: str) -> str:
+    return "".join(part.title() for part in rule_id.split("_"))
+
+
+def _rules_present(data: Any) -> Any:
+    if isinstance(data, dict):
+        missing = [rule_id for rule_id in RULE_IDS if data.get(rule_id) is None]
+        if missing:
+            raise FieldError((missing[0],), "every rule id needs an entry (set enabled: false to turn one off); "
+                                            f"missing: {', '.join(missing)}")
+    return data
+
+
+RulesSection = create_model("RulesSection", __base__=ConfigModel, __doc__="One entry per rule id.",
+                            __validators__={"_rules_present": model_validator(mode="before")(_rules_present)},
+                            **{rule_id: (_rule_model(rule_id), ...) for rule_id in RULE_IDS})
+
+
+class DefaultsFile(ConfigModel):
+    """What a rule without its own escalate_after_days / resolve_after_days uses."""
+
+    escalate_after_days: Days | None = 3
+    resolve_after_days: Days = 3
+
+
+def _recipient(address: str) -> str:
+    if address != BUDGET_OWNER_TOKEN and "@" not in address:
+        raise ValueError(f"expected an email address or '{BUDGET_OWNER_TOKEN}', got {address!r}")
+    return address
+
+
+def _env_var_name(name: str | None) -> str | None:
+    if name and name.lower().startswith("http"):
+        raise ValueError("is the NAME of an environment variable; never put the webhook URL here")
+    return name
+
+
+class RouteEmailFile(ConfigModel):
+    """Who a route emails; 'budget_owner' stands for the owner's contact in owners.yaml."""
+
+    to: list[Annotated[str, AfterValidator(_recipient)]]
+
+
+class RouteSlackFile(ConfigModel):
+    """Where a route posts: an Airflow connection and/or an environment variable holding the webhook URL."""
+
+    connection_id: Text | None = None
+    env_var: Annotated[Text | None, AfterValidator(_env_var_name)] = None
+
+    @model_validator(mode="after")
+    def _some_target(self) -> RouteSlackFile:
+        if not self.connection_id and not self.env_var:
+            raise FieldError(("connection_id",), "name an Airflow connection or an env_var holding the webhook URL")
+        return self
+
+
+class RouteFile(ConfigModel):
+    """Who hears about an alert: the budget owners the route serves and its email and Slack targets."""
+
+    description: str | None = None
+    budget_owners: list[Annotated[Text, AfterValidator(check_budget_owner)]] = []
+    min_severity: Literal[SEVERITIES] = "warning"
+    email: RouteEmailFile | None = None
+    slack: RouteSlackFile | None = None
+
+    def route(self, name: str) -> Route:
+        """The route named `name`."""
+        return Route(name, tuple(self.budget_owners), self.min_severity, tuple(self.email.to) if self.email else (),
+                     self.slack.connection_id if self.slack else None, self.slack.env_var if self.slack else None)
+
+
+class EmailChannelFile(ConfigModel):
+    """How to reach the SMTP server (the secrets themselves live in the connection or the environment)."""
+
+    connection_id: Text | None = None
+    env_prefix: Text = "OPENROUTER_SPEND_SMTP"
+    from_address: Text | None = Field(None, alias="from")
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+
+class SlackChannelFile(ConfigModel):
+    """Incoming-webhook delivery settings shared by every route."""
+
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    alerts_per_message: Days = 10
+
+
+class ChannelsFile(ConfigModel):
+    """Channel settings shared by every route."""
+
+    email: EmailChannelFile = EmailChannelFile()
+    slack: SlackChannelFile = SlackChannelFile()
+
+
+class RulesFile(ConfigModel):
+    """rules.yaml: the decision rules and where their alerts go."""
+
+    defaults: DefaultsFile = DefaultsFile()
+    rules: RulesSection
+    routes: dict[str, RouteFile]
+    channels: ChannelsFile = ChannelsFile()
+
+    @model_validator(mode="after")
+    def _routes_complete_and_unambiguous(self) -> RulesFile:
+        for required in (DEFAULT_ROUTE, DATA_ENGINEERING_ROUTE):
+            if required not in self.routes:
+                raise FieldError(("routes",), f"needs a '{required}' route")
+        claimed: dict[str, str] = {}
+        for name, route in self.routes.items():
+            for owner in route.budget_owners:
+                if owner in claimed:
+                    raise FieldError(("routes", name), f"budget owner {owner!r} is also routed to {claimed[owner]!r}")
+                claimed[owner] = name
+        return self
+
+    def rule(self, rule_id: str) -> Rule:
+        """One rule as configured, its parameters typed for its SQL."""
+        entry = getattr(self.rules, rule_id)
+        escalate = entry.escalate_after_days if "escalate_after_days" in entry.model_fields_set \
+            else self.defaults.escalate_after_days
+        baseline = getattr(entry, "baseline", None)
+        return Rule(rule_id, " ".join((entry.description or rule_id).split()), entry.enabled, entry.severity,
+                    escalate, entry.resolve_after_days or self.defaults.resolve_after_days,
+                    baseline.method if baseline else None, baseline.days if baseline else None,
+                    {name: getattr(entry, name) for name in _PARAMETERS[rule_id]})
 
 
 def load_rules(config_dir: Path | None = None, *, budget_owners: set[str] | None = None) -> RulesConfig:
     """Read and validate rules.yaml of the config directory; `budget_owners` cross-checks route owners."""
     folder = Path(config_dir) if config_dir else settings.config_dir()
     path = folder / RULES_FILE
-    root = Node(str(path), "", read_yaml(path, "file not found (the alert rules and routes live here)"))
-    if not isinstance(root.value, dict):
-        raise ConfigError(str(path), "", "(document)", f"expected a mapping at the top, got {root.value!r}")
-    root.mapping("(document)", ("rules", "routes"), ("defaults", "channels"))
-
-    defaults_node = root.child("defaults")
-    defaults_node.mapping("defaults", (), ("escalate_after_days", "resolve_after_days"))
-    defaults = {
-        "escalate_after_days": _whole(defaults_node, "escalate_after_days", 1, allow_null=True, default=3),
-        "resolve_after_days": _whole(defaults_node, "resolve_after_days", 1, default=3),
-    }
-
-    rules_node = root.child("rules")
-    rules_node.mapping("rules", (), RULE_IDS)
-    missing = [rule_id for rule_id in RULE_IDS if rule_id not in rules_node.value]
-    if missing:
-        raise root.error("rules", f"every rule id needs an entry (set enabled: false to turn one off); "
-                                  f"missing: {', '.join(missing)}")
-    rules = {rule_id: _rule(rules_node.child(rule_id), rule_id, defaults) for rule_id in RULE_IDS}
-
-    routes_node = root.child("routes")
-    routes_node.mapping("routes", any_keys=True)
-    routes = {str(name): _route(routes_node.child(name), str(name), budget_owners) for name in routes_node.value}
-    for required in (DEFAULT_ROUTE, DATA_ENGINEERING_ROUTE):
-        if required not in routes:
-            raise root.error("routes", f"needs a '{required}' route")
-    claimed: dict[str, str] = {}
-    for route in routes.values():
-        for owner in route.budget_owners:
-            if owner in claimed:
-                raise routes_node.error(route.name, f"budget owner {owner!r} is also routed to {claimed[owner]!r}")
-            claimed[owner] = route.name
-
-    channels = root.child("channels")
-    channels.mapping("channels", (), ("email", "slack"))
-    email = channels.child("email")
-    email.mapping("email", (), ("connection_id", "env_prefix", "from", "timeout_seconds"))
-    slack = channels.child("slack")
-    slack.mapping("slack", (), ("timeout_seconds", "alerts_per_message"))
-    email_settings = EmailSettings(
-        email.text("connection_id", required=False),
-        email.text("env_prefix", required=False) or "OPENROUTER_SPEND_SMTP",
-        email.text("from", required=False),
-        email.number("timeout_seconds", exclusive=True) or 10.0,
+    document, _ = load_file(RulesFile, path, missing="file not found (the alert rules and routes live here)",
+                            context=known_names(budget_owners=budget_owners))
+    email, slack = document.channels.email, document.channels.slack
+    config = RulesConfig(
+        path,
+        {rule_id: document.rule(rule_id) for rule_id in RULE_IDS},
+        {name: route.route(name) for name, route in document.routes.items()},
+        EmailSettings(email.connection_id, email.env_prefix, email.from_address, email.timeout_seconds),
+        SlackSettings(slack.timeout_seconds, slack.alerts_per_message),
     )
-    slack_settings = SlackSettings(slack.number("timeout_seconds", exclusive=True) or 10.0,
-                                   _whole(slack, "alerts_per_message", 1, default=10))
-    config = RulesConfig(path, rules, routes, email_settings, slack_settings)
     for rule in config.rules.values():
         _check_sql_variables(rule)
     return config

@@ -1,7 +1,8 @@
-"""Ownership, premium and annotation configuration: load and validate the YAML files.
+"""Ownership, premium and annotation configuration: the files' models, and the Config they make.
 
-Every problem raises ConfigError naming the file, the path inside it and the field; config.versions records
-each loaded configuration in the warehouse.
+Each file has a pydantic model (OwnersFile, PremiumFile, AnnotationsFile; schemas/*.schema.json are theirs);
+every problem raises ConfigError naming the file, the line and the field. config.versions records each
+loaded configuration in the warehouse.
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
 from openrouter_spend.config import settings
+from openrouter_spend.config.crossfile import check_project, known_names
 from openrouter_spend.config.yamlnode import (
     ANNOTATIONS_FILE,
     CONFIG_FILES,
     OWNERS_FILE,
     PREMIUM_FILE,
-    ConfigError,
-    Node,
-    describe,
-    read_yaml,
+    ConfigModel,
+    Day,
+    FieldError,
+    Text,
+    load_file,
 )
 
 ACCOUNT_PROJECT = "*"
@@ -35,6 +40,7 @@ DEFAULT_UNUSED_KEY_DAYS = 30
 
 _KEY_HASH = re.compile(r"^[0-9a-f]{64}$")
 _GLOB_CHARS = set("*?[]")
+_MATCH_FIELDS = {"key_hash": "key_hashes", "key_name": "key_names", "workspace": "workspaces"}
 
 
 @dataclass(frozen=True)
@@ -138,55 +144,218 @@ class Config:
         return hashlib.sha256(json.dumps(self.content(), sort_keys=True).encode()).hexdigest()
 
 
-def _root(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> Node:
-    root = Node(str(path), "", read_yaml(path))
-    if not isinstance(root.value, dict):
-        raise ConfigError(str(path), "", "(document)", f"expected a mapping at the top, got {describe(root.value)}")
-    root.mapping("(document)", required, optional + ("anchor",))
-    if root.value.get("anchor") is not None:
-        root.anchor = root.day("anchor")
-    return root
+# ----- the files, as their models -------------------------------------------------------------------------
+
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
 
 
-def _project_name(node: Node, name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise node.error(str(name), "project names must be non-empty strings")
+def _key_hash(pattern: str) -> str:
+    if not _KEY_HASH.match(pattern):
+        raise ValueError(f"expected a 64-character lowercase hex key hash, got {pattern!r}")
+    return pattern
+
+
+def _project_name(name: str) -> str:
     if name in (ACCOUNT_PROJECT, UNOWNED_PROJECT) or name.startswith("("):
-        raise node.error(name, f"'{name}' is reserved ('{ACCOUNT_PROJECT}' is the whole account, "
-                               f"'{UNOWNED_PROJECT}' the unowned keys)")
+        raise ValueError(f"'{name}' is reserved ('{ACCOUNT_PROJECT}' is the whole account, "
+                         f"'{UNOWNED_PROJECT}' the unowned keys)")
     return name
 
 
-def _launch_window(node: Node) -> LaunchWindow:
-    node.mapping("launch_windows", ("start", "end", "velocity_multiplier"), ("description",))
-    start, end = node.day("start"), node.day("end")
-    if end < start:
-        raise node.error("end", f"{end} is before start {start}")
-    return LaunchWindow(start, end, node.number("velocity_multiplier", exclusive=True, required=True),
-                        node.text("description", required=False) or "")
+KeyHash = Annotated[Text, AfterValidator(_key_hash),
+                    Field(description="sha256 of the API key", json_schema_extra={"pattern": _KEY_HASH.pattern})]
+ProjectName = Annotated[Text, AfterValidator(_project_name)]
 
 
-def _matcher_items(node: Node, key: str, project: str, kind: str, order: list[int]) -> list[KeyMatcher]:
-    matchers = []
-    for item in node.items(key):
-        valid_from = valid_to = None
-        if isinstance(item.value, dict):
-            item.mapping(key, ("pattern",), ("valid_from", "valid_to"))
-            pattern = item.text("pattern")
-            valid_from, valid_to = item.day("valid_from", required=False), item.day("valid_to", required=False)
-            if valid_from and valid_to and valid_to < valid_from:
-                raise item.error("valid_to", f"{valid_to} is before valid_from {valid_from}")
-        elif isinstance(item.value, str) and item.value.strip():
-            pattern = item.value.strip()
-        else:
-            raise ConfigError(item.file, node.child(key).path, key, "items must be strings or "
-                              f"{{pattern, valid_from, valid_to}}, got {describe(item.value)}")
-        if kind == "key_hash" and not _KEY_HASH.match(pattern):
-            raise ConfigError(item.file, item.path, key,
-                              f"expected a 64-character lowercase hex key hash, got {pattern!r}")
-        order[0] += 1
-        matchers.append(KeyMatcher(project, kind, pattern, order[0], valid_from, valid_to))
-    return matchers
+class LaunchWindowFile(ConfigModel):
+    """A period in which the project is expected to spend faster than usual."""
+
+    start: Day
+    end: Day
+    velocity_multiplier: Positive
+    description: Text | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LaunchWindowFile:
+        if self.end < self.start:
+            raise FieldError(("end",), f"{self.end} is before start {self.start}")
+        return self
+
+
+class DatedPattern(ConfigModel):
+    """A matcher that applies only from valid_from and/or until valid_to (inclusive UTC dates)."""
+
+    pattern: Text
+    valid_from: Day | None = None
+    valid_to: Day | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DatedPattern:
+        if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
+            raise FieldError(("valid_to",), f"{self.valid_to} is before valid_from {self.valid_from}")
+        return self
+
+
+class DatedKeyHash(DatedPattern):
+    """A key hash matcher that applies only for a date range."""
+
+    pattern: KeyHash
+
+
+def _matcher_entries(pattern: Any, dated: type[DatedPattern]) -> Any:
+    """Matcher list items: a plain pattern, or a mapping with a pattern and its validity dates."""
+    return list[Annotated[Annotated[pattern, Tag("pattern")] | Annotated[dated, Tag("dated")],
+                          Discriminator(lambda item: "dated" if isinstance(item, dict) else "pattern")]]
+
+
+class MatchFile(ConfigModel):
+    """The API keys a project owns: by sha256 key hash, key-name glob or workspace."""
+
+    key_hashes: _matcher_entries(KeyHash, DatedKeyHash) = []
+    key_names: _matcher_entries(Text, DatedPattern) = []
+    workspaces: _matcher_entries(Text, DatedPattern) = []
+
+
+class BudgetsFile(ConfigModel):
+    """Budgets in USD of OpenRouter credits."""
+
+    daily: NonNegative | None = None
+    weekly: NonNegative | None = None
+    monthly: NonNegative | None = None
+
+
+class ProjectFile(ConfigModel):
+    """One project of the ownership registry."""
+
+    team: Text
+    budget_owner: Text
+    contact: Text
+    description: Text | None = None
+    budgets_usd: BudgetsFile = BudgetsFile()
+    launch_windows: list[LaunchWindowFile] = []
+    match: MatchFile = MatchFile()
+
+
+class OwnersFile(ConfigModel):
+    """owners.yaml: the ownership registry."""
+
+    anchor: Day | None = None
+    unused_key_days: Annotated[int, Field(ge=1)] = DEFAULT_UNUSED_KEY_DAYS
+    projects: Annotated[dict[ProjectName, ProjectFile], Field(min_length=1)]
+
+    def matchers(self) -> tuple[KeyMatcher, ...]:
+        """Every matcher in file order: per project its key hashes, key names, then workspaces."""
+        found = []
+        for name, project in self.projects.items():
+            for kind, entries in zip(MATCH_KINDS, (project.match.key_hashes, project.match.key_names,
+                                                   project.match.workspaces), strict=True):
+                for entry in entries:
+                    dated = entry if isinstance(entry, DatedPattern) else DatedPattern(pattern=entry)
+                    found.append(KeyMatcher(name, kind, dated.pattern, len(found) + 1, dated.valid_from,
+                                            dated.valid_to))
+        return tuple(found)
+
+    @model_validator(mode="after")
+    def _one_project_per_key(self) -> OwnersFile:
+        seen: dict[tuple[str, str], KeyMatcher] = {}
+        for matcher in self.matchers():
+            other = seen.setdefault((matcher.kind, matcher.pattern), matcher)
+            if other.project != matcher.project and _overlaps(other, matcher):
+                raise FieldError(("projects", matcher.project, "match", _MATCH_FIELDS[matcher.kind]),
+                                 f"{matcher.pattern!r} is also claimed by project {other.project!r} for "
+                                 "overlapping dates; give one of them valid_from/valid_to")
+        return self
+
+    def projects_tuple(self) -> tuple[Project, ...]:
+        """The registry's projects, in file order."""
+        return tuple(
+            Project(name, p.team, p.budget_owner, p.contact, p.description, p.budgets_usd.daily,
+                    p.budgets_usd.weekly, p.budgets_usd.monthly,
+                    tuple(LaunchWindow(w.start, w.end, w.velocity_multiplier, w.description or "")
+                          for w in p.launch_windows))
+            for name, p in self.projects.items())
+
+
+class BlendedWeightsFile(ConfigModel):
+    """Weights of prompt and completion prices in the blended price."""
+
+    prompt: NonNegative = 3.0
+    completion: NonNegative = 1.0
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> BlendedWeightsFile:
+        if self.prompt + self.completion <= 0:
+            raise FieldError(("completion",), "prompt and completion weights cannot both be 0")
+        return self
+
+
+ModelGlob = Annotated[Text, Field(description="a model slug or glob, e.g. anthropic/claude-*")]
+
+
+class PremiumFile(ConfigModel):
+    """premium.yaml: which models count as premium, given a day's price snapshot."""
+
+    anchor: Day | None = None
+    completion_price_per_mtok_usd: NonNegative | None = None
+    blended_price_per_mtok_usd: NonNegative | None = None
+    blended_weights: BlendedWeightsFile = BlendedWeightsFile()
+    premium_models: list[ModelGlob] = []
+    never_premium_models: list[ModelGlob] = []
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> PremiumFile:
+        if self.completion_price_per_mtok_usd is None and self.blended_price_per_mtok_usd is None \
+                and not self.premium_models:
+            raise FieldError(("completion_price_per_mtok_usd",), "no premium rule: set a price threshold "
+                             "(completion_price_per_mtok_usd or blended_price_per_mtok_usd) or premium_models")
+        return self
+
+    def rule(self) -> PremiumRule:
+        """The premium rule this file states."""
+        return PremiumRule(self.completion_price_per_mtok_usd, self.blended_price_per_mtok_usd,
+                           self.blended_weights.prompt, self.blended_weights.completion,
+                           tuple(self.premium_models), tuple(self.never_premium_models))
+
+
+class AnnotationFile(ConfigModel):
+    """A release, incident or launch that explains movements of some signals."""
+
+    id: Text
+    kind: Literal[ANNOTATION_KINDS]
+    start: Day
+    end: Day | None = None
+    project: Annotated[Text, AfterValidator(check_project)]
+    signals: Annotated[list[Literal[SIGNALS]], Field(min_length=1)]
+    description: Text
+    expected_change: Positive | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnnotationFile:
+        if self.end is not None and self.end < self.start:
+            raise FieldError(("end",), f"{self.end} is before start {self.start}")
+        return self
+
+
+class AnnotationsFile(ConfigModel):
+    """annotations.yaml: the calendar of releases, incidents and launches."""
+
+    anchor: Day | None = None
+    annotations: list[AnnotationFile] = []
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> AnnotationsFile:
+        ids: set[str] = set()
+        for index, annotation in enumerate(self.annotations):
+            if annotation.id in ids:
+                raise FieldError(("annotations", index, "id"), f"duplicate annotation id {annotation.id!r}")
+            ids.add(annotation.id)
+        return self
+
+    def annotations_tuple(self) -> tuple[Annotation, ...]:
+        """The calendar's annotations, in file order (an annotation without `end` lasts one day)."""
+        return tuple(Annotation(a.id, a.kind, a.start, a.end or a.start, a.project, tuple(a.signals),
+                                a.description, a.expected_change) for a in self.annotations)
 
 
 def _overlaps(a: KeyMatcher, b: KeyMatcher) -> bool:
@@ -195,117 +364,13 @@ def _overlaps(a: KeyMatcher, b: KeyMatcher) -> bool:
     return a_from <= b_to and b_from <= a_to
 
 
-def _load_owners(path: Path) -> tuple[tuple[Project, ...], tuple[KeyMatcher, ...], int]:
-    root = _root(path, ("projects",), ("unused_key_days",))
-    unused_days = root.value.get("unused_key_days", DEFAULT_UNUSED_KEY_DAYS)
-    if isinstance(unused_days, bool) or not isinstance(unused_days, int) or unused_days < 1:
-        raise root.error("unused_key_days", f"expected a whole number of days >= 1, got {describe(unused_days)}")
-    projects_node = root.child("projects")
-    projects_node.mapping("projects", any_keys=True)
-    if not projects_node.value:
-        raise root.error("projects", "needs at least one project")
-    projects, matchers, order = [], [], [0]
-    for name in projects_node.value:
-        project = _project_name(projects_node, name)
-        node = projects_node.child(project)
-        node.mapping(project, ("team", "budget_owner", "contact"),
-                     ("description", "budgets_usd", "launch_windows", "match"))
-        budgets = node.child("budgets_usd")
-        budgets.mapping("budgets_usd", (), ("daily", "weekly", "monthly"))
-        daily, weekly, monthly = (budgets.number(k) for k in ("daily", "weekly", "monthly"))
-        windows = tuple(_launch_window(item) for item in node.items("launch_windows"))
-        match = node.child("match")
-        match.mapping("match", (), ("key_hashes", "key_names", "workspaces"))
-        matchers += _matcher_items(match, "key_hashes", project, "key_hash", order)
-        matchers += _matcher_items(match, "key_names", project, "key_name", order)
-        matchers += _matcher_items(match, "workspaces", project, "workspace", order)
-        projects.append(Project(project, node.text("team"), node.text("budget_owner"), node.text("contact"),
-                                node.text("description", required=False), daily, weekly, monthly, windows))
-    seen: dict[tuple[str, str], KeyMatcher] = {}
-    for matcher in matchers:
-        other = seen.get((matcher.kind, matcher.pattern))
-        if other and other.project != matcher.project and _overlaps(other, matcher):
-            field_name = {"key_hash": "key_hashes", "key_name": "key_names", "workspace": "workspaces"}[matcher.kind]
-            raise ConfigError(str(path), f"projects.{matcher.project}.match", field_name,
-                              f"{matcher.pattern!r} is also claimed by project {other.project!r} for "
-                              "overlapping dates; give one of them valid_from/valid_to")
-        seen.setdefault((matcher.kind, matcher.pattern), matcher)
-    return tuple(projects), tuple(matchers), unused_days
-
-
-def _model_globs(node: Node, key: str) -> tuple[str, ...]:
-    patterns = []
-    for item in node.items(key):
-        if not isinstance(item.value, str) or not item.value.strip():
-            raise ConfigError(item.file, item.path, key, f"expected a model slug or glob, got {describe(item.value)}")
-        patterns.append(item.value.strip())
-    return tuple(patterns)
-
-
-def _load_premium(path: Path) -> PremiumRule:
-    root = _root(path, (), ("completion_price_per_mtok_usd", "blended_price_per_mtok_usd", "blended_weights",
-                            "premium_models", "never_premium_models"))
-    weights = root.child("blended_weights")
-    weights.mapping("blended_weights", (), ("prompt", "completion"))
-    prompt_weight = weights.number("prompt")
-    completion_weight = weights.number("completion")
-    prompt_weight = 3.0 if prompt_weight is None else prompt_weight
-    completion_weight = 1.0 if completion_weight is None else completion_weight
-    if prompt_weight + completion_weight <= 0:
-        raise weights.error("completion", "prompt and completion weights cannot both be 0")
-    rule = PremiumRule(
-        root.number("completion_price_per_mtok_usd"),
-        root.number("blended_price_per_mtok_usd"),
-        prompt_weight,
-        completion_weight,
-        _model_globs(root, "premium_models"),
-        _model_globs(root, "never_premium_models"),
-    )
-    if rule.completion_price_per_mtok_usd is None and rule.blended_price_per_mtok_usd is None \
-            and not rule.premium_models:
-        raise root.error("completion_price_per_mtok_usd", "no premium rule: set a price threshold "
-                         "(completion_price_per_mtok_usd or blended_price_per_mtok_usd) or premium_models")
-    return rule
-
-
-def _load_annotations(path: Path, projects: set[str]) -> tuple[Annotation, ...]:
-    root = _root(path, (), ("annotations",))
-    annotations, ids = [], set()
-    for item in root.items("annotations"):
-        item.mapping("annotations", ("id", "kind", "start", "project", "signals", "description"),
-                     ("end", "expected_change"))
-        annotation_id = item.text("id")
-        if annotation_id in ids:
-            raise item.error("id", f"duplicate annotation id {annotation_id!r}")
-        ids.add(annotation_id)
-        kind = item.text("kind")
-        if kind not in ANNOTATION_KINDS:
-            raise item.error("kind", f"expected one of {', '.join(ANNOTATION_KINDS)}, got {kind!r}")
-        start = item.day("start")
-        end = item.day("end", required=False) or start
-        if end < start:
-            raise item.error("end", f"{end} is before start {start}")
-        project = item.text("project")
-        if project != ACCOUNT_PROJECT and project not in projects:
-            raise item.error("project", f"unknown project {project!r} (not in {OWNERS_FILE}; use '*' for the "
-                                        "whole account)")
-        signals = item.value.get("signals")
-        if not isinstance(signals, list) or not signals:
-            raise item.error("signals", f"expected a non-empty list of {', '.join(SIGNALS)}")
-        for signal in signals:
-            if signal not in SIGNALS:
-                raise item.error("signals", f"unknown signal {signal!r}; expected {', '.join(SIGNALS)}")
-        expected_change = item.number("expected_change", exclusive=True)
-        annotations.append(Annotation(annotation_id, kind, start, end, project, tuple(signals),
-                                      item.text("description"), expected_change))
-    return tuple(annotations)
-
-
 def load_config(config_dir: Path | None = None) -> Config:
     """Read and validate the configuration directory (default: settings.config_dir())."""
     folder = Path(config_dir) if config_dir else settings.config_dir()
-    projects, matchers, unused_days = _load_owners(folder / OWNERS_FILE)
-    premium = _load_premium(folder / PREMIUM_FILE)
-    annotations = _load_annotations(folder / ANNOTATIONS_FILE, {p.name for p in projects})
+    owners, _ = load_file(OwnersFile, folder / OWNERS_FILE)
+    premium, _ = load_file(PremiumFile, folder / PREMIUM_FILE)
+    annotations, _ = load_file(AnnotationsFile, folder / ANNOTATIONS_FILE,
+                               context=known_names(projects=owners.projects))
     hashes = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in CONFIG_FILES}
-    return Config(folder, projects, matchers, premium, annotations, unused_days, hashes)
+    return Config(folder, owners.projects_tuple(), owners.matchers(), premium.rule(),
+                  annotations.annotations_tuple(), owners.unused_key_days, hashes)

@@ -1,10 +1,18 @@
-"""Runtime settings read from the environment (product.md §5.2), resolved late so tests can override them."""
+"""Runtime settings read from the environment (product.md §5.2), resolved late so tests can override them.
+
+The tuning knobs (ExtractionSettings, ingest.enrich.EnrichmentSettings) are dataclasses whose fields name their
+variable; `from_environment` validates them with pydantic, so every bad value gets the same error.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from pydantic import Field, TypeAdapter, ValidationError
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 CONNECTION_ID = "openrouter_default"
@@ -13,21 +21,33 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG_DIR = PROJECT_ROOT / "include" / "config"
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+T = TypeVar("T")
+ENV_PREFIX = "OPENROUTER_SPEND_"
+
+
+def env(name: str, **constraints: Any) -> Any:
+    """A settings field read from the environment variable OPENROUTER_SPEND_<name>, with pydantic constraints."""
+    return Field(validation_alias=ENV_PREFIX + name, **constraints)
+
+
+@cache
+def _adapter(settings_class: type[T]) -> TypeAdapter[T]:
+    return TypeAdapter(settings_class)
+
+
+def from_environment(settings_class: type[T]) -> T:
+    """The settings dataclass with every field whose variable is set (and not blank) read from os.environ.
+
+    Fields name their variable with `env()`; a bad value raises ValueError naming the variable.
+    """
+    values = {name: raw.strip() for name, raw in os.environ.items() if name.startswith(ENV_PREFIX) and raw.strip()}
     try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from exc
+        return _adapter(settings_class).validate_python(values)
+    except ValidationError as exc:
+        from openrouter_spend.config.yamlnode import problem_text
 
-
-def _env_int(name: str, default: int) -> int:
-    value = _env_float(name, default)
-    if value != int(value):
-        raise ValueError(f"environment variable {name} must be an integer, got {value!r}")
-    return int(value)
+        error = exc.errors(include_url=False)[0]
+        raise ValueError(f"environment variable {error['loc'][0]}: {problem_text(error)}") from None
 
 
 @dataclass(frozen=True)
@@ -114,34 +134,17 @@ def sql_dir() -> Path:
 class ExtractionSettings:
     """Tuning knobs for one day's extraction; every value has an OPENROUTER_SPEND_* override."""
 
-    http_timeout_seconds: float = 30.0
-    connect_timeout_seconds: float = 5.0
-    max_retries: int = 5
-    backoff_base_seconds: float = 0.5
-    backoff_max_seconds: float = 30.0
-    max_retry_after_seconds: float = 120.0
-    key_activity_concurrency: int = 4
-    requests_per_second: float = 20.0
-    key_chunk_size: int = 50
+    http_timeout_seconds: Annotated[float, env("HTTP_TIMEOUT")] = 30.0
+    connect_timeout_seconds: Annotated[float, env("CONNECT_TIMEOUT")] = 5.0
+    max_retries: Annotated[int, env("HTTP_MAX_RETRIES")] = 5
+    backoff_base_seconds: Annotated[float, env("BACKOFF_BASE")] = 0.5
+    backoff_max_seconds: Annotated[float, env("BACKOFF_MAX")] = 30.0
+    max_retry_after_seconds: Annotated[float, env("MAX_RETRY_AFTER")] = 120.0
+    key_activity_concurrency: Annotated[int, env("KEY_CONCURRENCY")] = 4
+    requests_per_second: Annotated[float, env("REQUESTS_PER_SECOND")] = 20.0
+    key_chunk_size: Annotated[int, env("KEY_CHUNK_SIZE")] = 50
 
     @classmethod
     def from_env(cls) -> ExtractionSettings:
         """Read the OPENROUTER_SPEND_HTTP_* / _KEY_* overrides."""
-        base = cls()
-        return cls(
-            http_timeout_seconds=_env_float("OPENROUTER_SPEND_HTTP_TIMEOUT", base.http_timeout_seconds),
-            connect_timeout_seconds=_env_float(
-                "OPENROUTER_SPEND_CONNECT_TIMEOUT", base.connect_timeout_seconds
-            ),
-            max_retries=_env_int("OPENROUTER_SPEND_HTTP_MAX_RETRIES", base.max_retries),
-            backoff_base_seconds=_env_float("OPENROUTER_SPEND_BACKOFF_BASE", base.backoff_base_seconds),
-            backoff_max_seconds=_env_float("OPENROUTER_SPEND_BACKOFF_MAX", base.backoff_max_seconds),
-            max_retry_after_seconds=_env_float(
-                "OPENROUTER_SPEND_MAX_RETRY_AFTER", base.max_retry_after_seconds
-            ),
-            key_activity_concurrency=_env_int(
-                "OPENROUTER_SPEND_KEY_CONCURRENCY", base.key_activity_concurrency
-            ),
-            requests_per_second=_env_float("OPENROUTER_SPEND_REQUESTS_PER_SECOND", base.requests_per_second),
-            key_chunk_size=_env_int("OPENROUTER_SPEND_KEY_CHUNK_SIZE", base.key_chunk_size),
-        )
+        return from_environment(cls)

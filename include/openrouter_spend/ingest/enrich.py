@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
-from typing import Any
+from typing import Annotated, Any
 
 from openrouter_spend.config import settings
 from openrouter_spend.ingest.requests_log import record_change
@@ -44,66 +44,26 @@ WORKLIST = "_worklist.json"
 GENERATION_ENDPOINT = "/generation"
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"environment variable {name} must be true or false, got {raw!r}")
-
-
-def _env_number(name: str, default: float, *, integer: bool = False, minimum: float = 0) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from None
-    if value < minimum or (integer and value != int(value)):
-        raise ValueError(f"environment variable {name} must be {'an integer' if integer else 'a number'} "
-                         f">= {minimum:g}, got {raw!r}")
-    return int(value) if integer else value
-
-
 @dataclass(frozen=True)
 class EnrichmentSettings:
     """Knobs of the /generation enrichment; each has an OPENROUTER_SPEND_GENERATION_* override."""
 
     # Distinct ids called per usage day (a daily rate limit; see plan_enrichment).
-    daily_call_budget: int = 1000
-    concurrency: int = 4
-    requests_per_second: float = 10.0
-    give_up_days: int = 3
-    min_sample_per_stratum: int = 2
-    discovery_enabled: bool = False
+    daily_call_budget: Annotated[int, settings.env("GENERATION_CALL_BUDGET", ge=0)] = 1000
+    concurrency: Annotated[int, settings.env("GENERATION_CONCURRENCY", ge=1)] = 4
+    requests_per_second: Annotated[float, settings.env("GENERATION_RPS", ge=0.01)] = 10.0
+    give_up_days: Annotated[int, settings.env("GENERATION_GIVE_UP_DAYS", ge=0)] = 3
+    min_sample_per_stratum: Annotated[int, settings.env("GENERATION_MIN_PER_STRATUM", ge=1)] = 2
+    discovery_enabled: Annotated[bool, settings.env("ANALYTICS_DISCOVERY")] = False
     # Wall time one run may spend calling /generation; what does not fit waits for the next run.
-    time_budget_seconds: float = 600.0
+    time_budget_seconds: Annotated[float, settings.env("GENERATION_TIME_BUDGET", ge=0)] = 600.0
     # The longest a /generation call waits for its answer (shorter once answers show the API is fast).
-    read_timeout_seconds: float = 10.0
+    read_timeout_seconds: Annotated[float, settings.env("GENERATION_READ_TIMEOUT", ge=0.01)] = 10.0
 
     @classmethod
     def from_env(cls) -> EnrichmentSettings:
         """Read OPENROUTER_SPEND_GENERATION_* and OPENROUTER_SPEND_ANALYTICS_DISCOVERY."""
-        base = cls()
-        return cls(
-            daily_call_budget=_env_number("OPENROUTER_SPEND_GENERATION_CALL_BUDGET", base.daily_call_budget,
-                                          integer=True),
-            concurrency=_env_number("OPENROUTER_SPEND_GENERATION_CONCURRENCY", base.concurrency, integer=True,
-                                    minimum=1),
-            requests_per_second=_env_number("OPENROUTER_SPEND_GENERATION_RPS", base.requests_per_second,
-                                            minimum=0.01),
-            give_up_days=_env_number("OPENROUTER_SPEND_GENERATION_GIVE_UP_DAYS", base.give_up_days, integer=True),
-            min_sample_per_stratum=_env_number("OPENROUTER_SPEND_GENERATION_MIN_PER_STRATUM",
-                                               base.min_sample_per_stratum, integer=True, minimum=1),
-            discovery_enabled=_env_bool("OPENROUTER_SPEND_ANALYTICS_DISCOVERY", base.discovery_enabled),
-            time_budget_seconds=_env_number("OPENROUTER_SPEND_GENERATION_TIME_BUDGET", base.time_budget_seconds),
-            read_timeout_seconds=_env_number("OPENROUTER_SPEND_GENERATION_READ_TIMEOUT", base.read_timeout_seconds,
-                                             minimum=0.01),
-        )
+        return settings.from_environment(cls)
 
 
 def generation_landing_root():

@@ -1,17 +1,18 @@
-"""quality.yaml: the gate's thresholds, tolerances and documented negative money columns, validated on load."""
+"""quality.yaml: the gate's thresholds, tolerances and documented negative money columns; QualityFile is its model."""
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
 
 from openrouter_spend.config import settings
-from openrouter_spend.config.yamlnode import ConfigError, Node, read_yaml
+from openrouter_spend.config.yamlnode import ConfigModel, FieldError, Text, load_file
 
 log = logging.getLogger(__name__)
 
@@ -89,44 +90,88 @@ class QualityConfig:
         return severity
 
 
-def _integer(node: Node, key: str, default: int, minimum: int) -> int:
-    value = node.value.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise node.error(key, f"expected a whole number >= {minimum}, got {_describe(value)}")
-    return value
+# ----- quality.yaml, as its model ----------------------------------------------------------------------------
+
+Whole = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Severity = Literal[SEVERITIES]
+ColumnGlob = Annotated[Text, StringConstraints(pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$"),
+                       Field(description="schema.table.column glob")]
+Endpoint = Annotated[Text, StringConstraints(pattern=r"^/[A-Za-z0-9_/{}-]*$")]
+_BASE = Tolerances()
 
 
-def _number(node: Node, key: str, default: float | None, *, maximum: float | None = None) -> float | None:
-    value = node.number(key)
-    if value is None:
-        return default
-    if maximum is not None and value > maximum:
-        raise node.error(key, f"must be <= {maximum:g}, got {value!r}")
-    return value
+class TolerancesFile(ConfigModel):
+    """How far two sides of a reconciliation may differ."""
+
+    float_noise_usd: NonNegative = _BASE.float_noise_usd
+    credits_usage_abs_usd: NonNegative = _BASE.credits_usage_abs_usd
+    credits_usage_relative: NonNegative = _BASE.credits_usage_relative
+    key_usage_abs_usd: NonNegative = _BASE.key_usage_abs_usd
+    key_usage_relative: NonNegative = _BASE.key_usage_relative
+    per_request_abs_usd: NonNegative = _BASE.per_request_abs_usd
+    per_request_relative: NonNegative = _BASE.per_request_relative
+    share_epsilon: NonNegative = _BASE.share_epsilon
+    # null (the default) means "compare snapshots whenever they were fetched"
+    snapshot_max_lag_hours: Annotated[float, Field(gt=0)] | None = _BASE.snapshot_max_lag_hours
 
 
-def _severity(node: Node, key: str, default: str) -> str:
-    value = node.value.get(key, default)
-    if value not in SEVERITIES:
-        raise node.error(key, f"expected one of {', '.join(SEVERITIES)}, got {_describe(value)}")
-    return value
+class RowCountsFile(ConfigModel):
+    """A day's row count against the median of the days before it."""
+
+    lookback_days: Whole = 7
+    min_history_days: Whole = 3
+    min_ratio: Share = 0.5
+    max_ratio: Annotated[float, Field(ge=1)] = 2.0
+    severity: Severity = "error"
+
+    @model_validator(mode="after")
+    def _history_fits(self) -> RowCountsFile:
+        if self.min_history_days > self.lookback_days:
+            raise FieldError(("min_history_days",),
+                             f"{self.min_history_days} is more than lookback_days {self.lookback_days}")
+        return self
 
 
-def _describe(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {repr(value)[:60]}"
+class UnattributedSpendFile(ConfigModel):
+    """The share of spend no project owns before the gate complains."""
+
+    max_share: Share = 0.05
+    severity: Severity = "warning"
 
 
-def _strings(node: Node, key: str, default: tuple[str, ...], *, pattern: re.Pattern | None = None) -> tuple[str, ...]:
-    if node.value.get(key) is None:
-        return default
-    found = []
-    for item in node.items(key):
-        if not isinstance(item.value, str) or not item.value.strip():
-            raise ConfigError(item.file, item.path, key, f"expected a non-empty string, got {_describe(item.value)}")
-        if pattern is not None and not pattern.match(item.value.strip()):
-            raise ConfigError(item.file, item.path, key, f"{item.value!r} does not look like {pattern.pattern}")
-        found.append(item.value.strip())
-    return tuple(found)
+class FreshnessFile(ConfigModel):
+    """The endpoints every day must have landed, and the activity window checked for missing days."""
+
+    expected_endpoints: list[Endpoint] = list(QualityConfig.expected_endpoints)
+    activity_window_days: Whole = 30
+    missing_day_severity: Severity = "error"
+
+
+class SignedMoneyFile(ConfigModel):
+    """Money columns documented to go negative, and why."""
+
+    columns: Annotated[list[ColumnGlob], Field(min_length=1)]
+    reason: Text
+
+
+class DataDocsFile(ConfigModel):
+    """How many runs of Data Docs to keep."""
+
+    keep_runs: Whole = 30
+
+
+class QualityFile(ConfigModel):
+    """quality.yaml: the gate's thresholds, tolerances and documented negative money columns."""
+
+    tolerances: TolerancesFile = TolerancesFile()
+    row_counts: RowCountsFile = RowCountsFile()
+    unattributed_spend: UnattributedSpendFile = UnattributedSpendFile()
+    freshness: FreshnessFile = FreshnessFile()
+    signed_money: list[SignedMoneyFile] | None = Field(None, description="replaces the built-in list when set")
+    warn_only: list[Text] = Field([], description="check id globs whose failures only warn")
+    data_docs: DataDocsFile = DataDocsFile()
 
 
 def load_quality_config(config_dir: Path | None = None) -> QualityConfig:
@@ -136,61 +181,24 @@ def load_quality_config(config_dir: Path | None = None) -> QualityConfig:
     if not path.is_file():
         log.info("%s not found: using the built-in quality thresholds", path)
         return QualityConfig()
-    raw = read_yaml(path)
-    root = Node(str(path), "", raw)
-    if not isinstance(raw, dict):
-        raise ConfigError(str(path), "", "(document)", f"expected a mapping at the top, got {_describe(raw)}")
-    root.mapping("(document)", (), ("tolerances", "row_counts", "unattributed_spend", "freshness", "signed_money",
-                                    "warn_only", "data_docs"))
-    base = Tolerances()
-    tolerances_node = root.child("tolerances")
-    tolerances_node.mapping("tolerances", (), tuple(Tolerances.__dataclass_fields__))
-    tolerance_values: dict[str, Any] = {
-        name: _number(tolerances_node, name, getattr(base, name)) for name in Tolerances.__dataclass_fields__
-    }
-    # null (the default) means "compare snapshots whenever they were fetched"
-    tolerance_values["snapshot_max_lag_hours"] = tolerances_node.number("snapshot_max_lag_hours", exclusive=True)
-    counts = root.child("row_counts")
-    counts.mapping("row_counts", (), ("lookback_days", "min_history_days", "min_ratio", "max_ratio", "severity"))
-    lookback = _integer(counts, "lookback_days", 7, 1)
-    min_history = _integer(counts, "min_history_days", 3, 1)
-    if min_history > lookback:
-        raise counts.error("min_history_days", f"{min_history} is more than lookback_days {lookback}")
-    min_ratio = _number(counts, "min_ratio", 0.5, maximum=1.0)
-    max_ratio = _number(counts, "max_ratio", 2.0)
-    if max_ratio < 1.0:
-        raise counts.error("max_ratio", f"must be >= 1, got {max_ratio!r}")
-    unattributed = root.child("unattributed_spend")
-    unattributed.mapping("unattributed_spend", (), ("max_share", "severity"))
-    freshness = root.child("freshness")
-    freshness.mapping("freshness", (), ("expected_endpoints", "activity_window_days", "missing_day_severity"))
-    docs = root.child("data_docs")
-    docs.mapping("data_docs", (), ("keep_runs",))
-    signed = []
-    for item in root.items("signed_money"):
-        item.mapping("signed_money", ("columns", "reason"))
-        columns = _strings(item, "columns", (), pattern=re.compile(r"^[^.\s]+\.[^.\s]+\.[^.\s]+$"))
-        if not columns:
-            raise item.error("columns", "needs at least one schema.table.column glob")
-        signed.append(SignedMoney(columns, item.text("reason")))
+    document, _ = load_file(QualityFile, path)
+    counts, freshness = document.row_counts, document.freshness
     return QualityConfig(
-        tolerances=Tolerances(**tolerance_values),
-        row_count_lookback_days=lookback,
-        row_count_min_history_days=min_history,
-        row_count_min_ratio=min_ratio,
-        row_count_max_ratio=max_ratio,
-        row_count_severity=_severity(counts, "severity", "error"),
-        unattributed_max_share=_number(unattributed, "max_share", 0.05, maximum=1.0),
-        unattributed_severity=_severity(unattributed, "severity", "warning"),
-        expected_endpoints=_strings(freshness, "expected_endpoints", QualityConfig.expected_endpoints,
-                                    pattern=re.compile(r"^/[A-Za-z0-9_/{}-]*$")),
-        activity_window_days=_integer(freshness, "activity_window_days", 30, 1),
-        missing_day_severity=_severity(freshness, "missing_day_severity", "error"),
-        signed_money=tuple(signed) if root.value.get("signed_money") is not None else DEFAULT_SIGNED_MONEY,
-        warn_only=_strings(root, "warn_only", ()),
-        data_docs_keep_runs=_integer(docs, "keep_runs", 30, 1),
+        tolerances=Tolerances(**document.tolerances.model_dump()),
+        row_count_lookback_days=counts.lookback_days,
+        row_count_min_history_days=counts.min_history_days,
+        row_count_min_ratio=counts.min_ratio,
+        row_count_max_ratio=counts.max_ratio,
+        row_count_severity=counts.severity,
+        unattributed_max_share=document.unattributed_spend.max_share,
+        unattributed_severity=document.unattributed_spend.severity,
+        expected_endpoints=tuple(freshness.expected_endpoints),
+        activity_window_days=freshness.activity_window_days,
+        missing_day_severity=freshness.missing_day_severity,
+        signed_money=DEFAULT_SIGNED_MONEY if document.signed_money is None else
+        tuple(SignedMoney(tuple(entry.columns), entry.reason) for entry in document.signed_money),
+        warn_only=tuple(document.warn_only),
+        data_docs_keep_runs=document.data_docs.keep_runs,
         path=str(path),
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
-
-

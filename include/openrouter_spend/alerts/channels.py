@@ -1,8 +1,10 @@
 """Alert channels: the daily JSONL file, Slack incoming webhooks and SMTP email, with secrets kept secret.
 
-Webhook URLs and SMTP credentials are read from an environment variable or an Airflow connection at send
-time and never logged, stored or put in an exception: every error raised here is a ChannelError whose
-message has been scrubbed of them.
+Slack and email go through the Airflow providers' hooks (`SlackWebhookHook`, `SmtpHook`) on an Airflow
+connection, so secrets come from any Airflow secrets backend and Airflow masks them in task logs. Where the
+configuration names an environment variable instead (a route's `env_var`, the SMTP `env_prefix`), it wins
+and becomes an in-memory connection of the provider's type, its secret registered with Airflow's masker.
+Every error raised here is a ChannelError whose message names the channel and the cause, scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -10,16 +12,27 @@ from __future__ import annotations
 import email.policy
 import json
 import logging
+import math
 import os
-import smtplib
-import ssl
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+from airflow.providers.smtp.hooks.smtp import SmtpHook
+from airflow.sdk import Connection
+from airflow.sdk.log import mask_secret
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SENDER = "openrouter-spend@localhost"
+
+# slack_sdk writes the webhook URL into its log (before each request at DEBUG, before a retry at INFO); the
+# client logs here, and only warnings and errors get through.
+_SLACK_CLIENT_LOG = logging.getLogger(f"{__name__}.slack_client")
+_SLACK_CLIENT_LOG.setLevel(logging.WARNING)
 
 
 class ChannelError(Exception):
@@ -50,60 +63,102 @@ def airflow_connection(conn_id: str | None):
     return client.airflow_connection(conn_id)
 
 
+class _ResolvedConnection:
+    """A hook on the connection resolved in this module (the environment fallback included), not looked up again."""
+
+    _connection: Connection
+
+    def get_connection(self, conn_id: str) -> Connection:
+        return self._connection
+
+
 # ----- Slack ----------------------------------------------------------------------------------------------
 
 
-def slack_webhook_url(connection_id: str | None, env_var: str | None) -> str | None:
-    """The route's webhook URL: the environment variable first, else the Airflow connection."""
-    if env_var and os.environ.get(env_var, "").strip():
-        return os.environ[env_var].strip()
-    connection = airflow_connection(connection_id)
-    if connection is None:
-        return None
-    extra = connection.extra_dejson if hasattr(connection, "extra_dejson") else {}
-    for candidate in (extra.get("webhook_url"), connection.password, connection.host):
-        if candidate and str(candidate).startswith("http"):
-            return str(candidate)
-    if connection.password:  # the Slack provider's convention: host https://hooks.slack.com/services + token
-        host = (connection.host or "https://hooks.slack.com/services").rstrip("/")
-        if "://" not in host:
-            host = f"https://{host}"
-        return f"{host}/{connection.password.lstrip('/')}"
-    return None
+class RouteSlackHook(_ResolvedConnection, SlackWebhookHook):
+    """The Slack provider's incoming-webhook hook on a route's resolved connection."""
+
+    def __init__(self, connection: Connection, timeout_seconds: float):
+        super().__init__(slack_webhook_conn_id=connection.conn_id, timeout=math.ceil(timeout_seconds),
+                         logger=_SLACK_CLIENT_LOG)
+        self._connection = connection
 
 
-def send_slack(url: str, payload: dict[str, Any], timeout_seconds: float) -> None:
-    """POST one message to an incoming webhook; raises ChannelError (without the URL) on any failure."""
-    import requests
+def slack_connection(connection_id: str | None, env_var: str | None) -> Connection | None:
+    """The route's incoming-webhook connection: from the environment variable first, else the Airflow connection."""
+    url = os.environ.get(env_var, "").strip() if env_var else ""
+    if not url:
+        connection = airflow_connection(connection_id)
+        if connection is None:
+            return None
+        if (connection.password or "").strip():
+            return connection  # the provider's forms: the whole URL, or host + token
+        # Also accepted: a connection of another type with the whole URL in `host` or extra `webhook_url`.
+        extra = connection.extra_dejson
+        url = next((str(value) for value in (extra.get("webhook_url"), connection.host)
+                    if value and str(value).startswith("http")), "")
+        if not url:
+            return None
+    mask_secret(url)
+    return Connection(conn_id=connection_id or env_var, conn_type="slackwebhook", password=url)
 
+
+def slack_hook(connection_id: str | None, env_var: str | None, timeout_seconds: float) -> RouteSlackHook | None:
+    """The route's SlackWebhookHook, or None when neither its environment variable nor its connection is set."""
+    connection = slack_connection(connection_id, env_var)
+    return RouteSlackHook(connection, timeout_seconds) if connection is not None else None
+
+
+def _slack_secrets(hook: RouteSlackHook) -> list[str | None]:
+    """The webhook's secret forms: the connection's password (the URL or the token) and its path."""
+    password = (hook.get_connection(hook.slack_webhook_conn_id).password or "").strip()
+    return [password, urlsplit(password).path.strip("/")]
+
+
+def slack_failure(exc: BaseException, hook: RouteSlackHook) -> ChannelError:
+    """A ChannelError for an exception raised while posting to the hook's webhook, naming no secret."""
+    reason = getattr(exc, "reason", None)  # urllib's URLError wraps the socket error
+    cause = type(reason if isinstance(reason, BaseException) else exc).__name__
+    detail = scrub(str(exc), _slack_secrets(hook))[:200]
+    if isinstance(exc, OSError):
+        return ChannelError(f"Slack webhook unreachable: {cause}")
+    return ChannelError(f"Slack webhook failed: {cause}: {detail}")
+
+
+def send_slack(hook: RouteSlackHook, payload: dict[str, Any]) -> None:
+    """POST one message through the hook's webhook client; raises ChannelError (without the URL) on any failure."""
     try:
-        response = requests.post(url, json=payload, timeout=(min(5.0, timeout_seconds), timeout_seconds))
-    except requests.RequestException as exc:
-        raise ChannelError(f"Slack webhook unreachable: {type(exc).__name__}") from None
-    if response.status_code >= 300:
-        body = scrub(response.text[:200], [url])
+        # The hook's client answers with the status and body (send_dict folds both into one exception text).
+        client = hook.get_conn()
+        response = client.send_dict(payload)
+    except Exception as exc:
+        raise slack_failure(exc, hook) from None
+    if response.status_code != 200:
+        body = scrub(str(response.body), [client.url, *_slack_secrets(hook)])[:200]
         raise ChannelError(f"Slack webhook answered HTTP {response.status_code}: {body}")
 
 
 # ----- email ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SmtpServer:
-    """Where and how to send email; repr hides the password."""
+class RouteSmtpHook(_ResolvedConnection, SmtpHook):
+    """The smtp provider's hook on a resolved connection, able to send a message built by the caller."""
 
-    host: str
-    port: int
-    user: str | None
-    password: str | None
-    from_address: str
-    starttls: bool
-    use_ssl: bool
-    timeout_seconds: float
+    def __init__(self, connection: Connection):
+        super().__init__(smtp_conn_id=connection.conn_id)
+        self._connection = self.smtp_connection = connection
 
-    def __repr__(self) -> str:
-        return (f"SmtpServer(host={self.host!r}, port={self.port}, user={self.user!r}, password=***, "
-                f"from_address={self.from_address!r}, starttls={self.starttls}, use_ssl={self.use_ssl})")
+    def send_message(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        """Connect and log in as the hook does, send `message` as built, close; returns the refused recipients."""
+        # send_email_smtp builds its own single-part HTML message; alerts are text/plain with a Message-ID,
+        # the digest multipart/alternative with inline images.
+        try:
+            self.get_conn()
+            return self._smtp_client.send_message(message)
+        finally:
+            if self._smtp_client is not None:
+                self._smtp_client.close()
+                self._smtp_client = None
 
 
 def _flag(value: Any, default: bool) -> bool:
@@ -114,65 +169,79 @@ def _flag(value: Any, default: bool) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def smtp_server(connection_id: str | None, env_prefix: str, from_address: str | None,
-                timeout_seconds: float) -> SmtpServer | None:
-    """The SMTP server from <env_prefix>_HOST/_PORT/_USER/_PASSWORD/_FROM/_STARTTLS/_SSL, else the connection."""
+def smtp_connection(connection_id: str | None, env_prefix: str, from_address: str | None,
+                    timeout_seconds: float) -> Connection | None:
+    """The SMTP server as an smtp-provider connection: <env_prefix>_HOST/... first, else the Airflow connection."""
     env = {key: os.environ.get(f"{env_prefix}_{key}", "").strip()
            for key in ("HOST", "PORT", "USER", "PASSWORD", "FROM", "STARTTLS", "SSL")}
+    timeout = math.ceil(timeout_seconds)
     if env["HOST"]:
         port = int(env["PORT"]) if env["PORT"] else 25
-        return SmtpServer(env["HOST"], port, env["USER"] or None, env["PASSWORD"] or None,
-                          env["FROM"] or from_address or "openrouter-spend@localhost",
-                          _flag(env["STARTTLS"], port == 587), _flag(env["SSL"], port == 465), timeout_seconds)
+        use_ssl = _flag(env["SSL"], port == 465)
+        starttls = not use_ssl and _flag(env["STARTTLS"], port == 587)
+        if env["PASSWORD"]:
+            mask_secret(env["PASSWORD"])
+        return Connection(
+            conn_id=connection_id or env_prefix.lower(), conn_type="smtp", host=env["HOST"], port=port,
+            login=env["USER"] or None, password=env["PASSWORD"] or None,
+            extra=json.dumps({"from_email": env["FROM"] or from_address or DEFAULT_SENDER, "timeout": timeout,
+                              "disable_ssl": not use_ssl, "disable_tls": not starttls}))
     connection = airflow_connection(connection_id)
     if connection is None or not connection.host:
         return None
-    # The smtp provider's conventions, so one smtp_default serves SmtpNotifier and these alerts alike:
-    # SSL unless extra.disable_ssl, else STARTTLS unless extra.disable_tls; extra.from_email.
-    extra = connection.extra_dejson if hasattr(connection, "extra_dejson") else {}
+    extra = connection.extra_dejson
     use_ssl = not _flag(extra.get("disable_ssl"), False)
-    starttls = not use_ssl and not _flag(extra.get("disable_tls"), False)
-    port = int(connection.port or (465 if use_ssl else 25))
-    return SmtpServer(connection.host, port, connection.login or None, connection.password or None,
-                      extra.get("from_email") or from_address or "openrouter-spend@localhost", starttls, use_ssl,
-                      timeout_seconds)
+    # The provider would also STARTTLS inside an SSL session (which servers refuse): SSL, else STARTTLS
+    # unless disable_tls. The rules.yaml sender and timeout apply where the connection sets none.
+    extra.update(disable_tls=use_ssl or _flag(extra.get("disable_tls"), False),
+                 from_email=extra.get("from_email") or from_address or DEFAULT_SENDER,
+                 timeout=extra.get("timeout") or timeout)
+    return Connection(conn_id=connection.conn_id, conn_type="smtp", host=connection.host,
+                      port=int(connection.port or (465 if use_ssl else 25)), login=connection.login or None,
+                      password=connection.password or None, extra=json.dumps(extra))
 
 
-def build_email(server: SmtpServer, to: list[str], subject: str, text: str, message_key: str) -> EmailMessage:
+def smtp_hook(connection_id: str | None, env_prefix: str, from_address: str | None,
+              timeout_seconds: float) -> RouteSmtpHook | None:
+    """The SmtpHook for alert and digest email, or None when no SMTP server is configured."""
+    connection = smtp_connection(connection_id, env_prefix, from_address, timeout_seconds)
+    return RouteSmtpHook(connection) if connection is not None else None
+
+
+def message_id(message_key: str, from_address: str) -> str:
+    """A Message-ID derived from `message_key`, so a resend of the same message can be recognised."""
+    domain = from_address.rsplit("@", 1)[-1] if "@" in from_address else "openrouter-spend"
+    return make_msgid(idstring=message_key, domain=domain)
+
+
+def build_email(from_address: str, to: list[str], subject: str, text: str, message_key: str) -> EmailMessage:
     """A plain-text email with a Message-ID derived from `message_key`, so a resend can be recognised."""
     # Long subjects stay on one line (RFC 5322 allows 998 characters): folded, they read with a leading space.
     message = EmailMessage(policy=email.policy.default.clone(max_line_length=998))
-    message["From"] = server.from_address
+    message["From"] = from_address
     message["To"] = ", ".join(to)
     message["Subject"] = subject
     message["Date"] = formatdate(usegmt=True)
-    domain = server.from_address.rsplit("@", 1)[-1] if "@" in server.from_address else "openrouter-spend"
-    message["Message-ID"] = make_msgid(idstring=message_key, domain=domain)
+    message["Message-ID"] = message_id(message_key, from_address)
     message["X-OpenRouter-Spend-Batch"] = message_key
     message.set_content(text)
     return message
 
 
-def send_email(server: SmtpServer, message: EmailMessage) -> None:
-    """Send one message; raises ChannelError (without credentials) on any failure."""
-    secrets = [server.password]
+def smtp_failure(exc: BaseException, hook: RouteSmtpHook) -> ChannelError:
+    """A ChannelError for an exception raised while sending through the hook, naming no credential."""
+    detail = scrub(str(exc), [hook.smtp_password])[:200]
+    return ChannelError(f"SMTP {hook.host}:{hook.port} failed: {type(exc).__name__}: {detail}")
+
+
+def send_email(hook: RouteSmtpHook, message: EmailMessage) -> None:
+    """Send one message through the SMTP hook; raises ChannelError (without credentials) on any failure."""
     try:
-        if server.use_ssl:
-            client: smtplib.SMTP = smtplib.SMTP_SSL(server.host, server.port, timeout=server.timeout_seconds,
-                                                    context=ssl.create_default_context())
-        else:
-            client = smtplib.SMTP(server.host, server.port, timeout=server.timeout_seconds)
-        with client:
-            if server.starttls:
-                client.starttls(context=ssl.create_default_context())
-            if server.user and server.password:
-                client.login(server.user, server.password)
-            refused = client.send_message(message)
-    except (OSError, smtplib.SMTPException) as exc:
-        detail = scrub(str(exc), secrets)[:200]
-        raise ChannelError(f"SMTP {server.host}:{server.port} failed: {type(exc).__name__}: {detail}") from None
+        refused = hook.send_message(message)
+    except Exception as exc:
+        raise smtp_failure(exc, hook) from None
     if refused:
-        raise ChannelError(f"SMTP {server.host}:{server.port} refused {', '.join(sorted(refused))}")
+        raise ChannelError(f"SMTP {hook.host}:{hook.port} refused {', '.join(sorted(refused))}")
 
 
 # ----- file -----------------------------------------------------------------------------------------------

@@ -128,8 +128,8 @@ def _deliver_slack(rules_config: RulesConfig, route: Route, day: date,
                    rows: list[dict]) -> dict[str, tuple[str, str | None]]:
     from openrouter_spend.alerts import channels
 
-    url = channels.slack_webhook_url(route.slack_connection_id, route.slack_env_var)
-    if not url:
+    hook = channels.slack_hook(route.slack_connection_id, route.slack_env_var, rules_config.slack.timeout_seconds)
+    if hook is None:
         reason = (f"no Slack webhook for route {route.name!r} (set ${route.slack_env_var} or Airflow connection "
                   f"{route.slack_connection_id!r})")
         return {row["delivery_id"]: (SKIPPED, reason) for row in rows}
@@ -138,10 +138,10 @@ def _deliver_slack(rules_config: RulesConfig, route: Route, day: date,
     for start in range(0, len(rows), size):
         chunk = rows[start:start + size]
         try:
-            channels.send_slack(url, slack_payload(route, day, chunk), rules_config.slack.timeout_seconds)
+            channels.send_slack(hook, slack_payload(route, day, chunk))
             outcomes.update({row["delivery_id"]: (SENT, None) for row in chunk})
         except channels.ChannelError as exc:
-            outcomes.update({row["delivery_id"]: (FAILED, channels.scrub(str(exc), [url])) for row in chunk})
+            outcomes.update({row["delivery_id"]: (FAILED, str(exc)) for row in chunk})
     return outcomes
 
 
@@ -150,16 +150,16 @@ def _deliver_email(rules_config: RulesConfig, route: Route, day: date, target: s
     from openrouter_spend.alerts import channels
 
     email = rules_config.email
-    server = channels.smtp_server(email.connection_id, email.env_prefix, email.from_address, email.timeout_seconds)
-    if server is None:
+    hook = channels.smtp_hook(email.connection_id, email.env_prefix, email.from_address, email.timeout_seconds)
+    if hook is None:
         reason = f"no SMTP server (set {email.env_prefix}_HOST or Airflow connection {email.connection_id!r})"
         return {row["delivery_id"]: (SKIPPED, reason) for row in rows}
     recipients = target.removeprefix("email:").split(",")
     batch_key = hashlib.sha256("|".join(sorted(r["delivery_id"] for r in rows)).encode()).hexdigest()[:16]
     subject, text = email_content(route, day, rows)
-    message = channels.build_email(server, recipients, subject, text, batch_key)
+    message = channels.build_email(hook.from_email, recipients, subject, text, batch_key)
     try:
-        channels.send_email(server, message)
+        channels.send_email(hook, message)
     except channels.ChannelError as exc:
         return {row["delivery_id"]: (FAILED, str(exc)) for row in rows}
     return {row["delivery_id"]: (SENT, None) for row in rows}

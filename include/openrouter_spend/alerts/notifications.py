@@ -1,4 +1,9 @@
-"""Pipeline-failure notifications attached to every task through the DAG's default_args."""
+"""Pipeline-failure notifications attached to every task through the DAG's default_args.
+
+`record_task_failure` keeps every failure; `PipelineFailureNotifier` decides whether to page (a permanent
+error once per run) and pages the route through the Slack and smtp providers' notifiers, on the hooks the
+alert channels resolve (openrouter_spend.alerts.channels).
+"""
 
 from __future__ import annotations
 
@@ -107,18 +112,16 @@ def first_page_of_run(context, ledger: Path | None = None) -> bool:
 
 
 def notify_pipeline_failure(context, route_name: str = "data-engineering", config_dir: Path | None = None) -> dict:
-    """Send a failed task to the route's Slack webhook and email; never raises (returns each channel's outcome).
+    """Page the route's Slack webhook and email through the providers' notifiers; never raises.
 
-    A permanent error pages once per run (`first_page_of_run`), however many tasks it fails.
+    Returns each channel's outcome. A permanent error pages once per run (`first_page_of_run`), however many
+    tasks it fails.
     """
     import logging
 
-    from openrouter_spend import escaping
-    from openrouter_spend.alerts import channels
     from openrouter_spend.alerts.rules import load_rules
 
     log = logging.getLogger(__name__)
-    outcome: dict[str, str] = {}
     if is_permanent(context) and not first_page_of_run(context):
         log.info("pipeline failure not paged again: the run already reported this permanent error")
         return {"route": "already paged for this run"}
@@ -129,47 +132,70 @@ def notify_pipeline_failure(context, route_name: str = "data-engineering", confi
         log.error("cannot notify pipeline failure: %s", exc)
         return {"route": f"unavailable: {type(exc).__name__}"}
     subject, text = failure_message(context)
+    outcome: dict[str, str] = {}
     if route.has_slack:
-        url = channels.slack_webhook_url(route.slack_connection_id, route.slack_env_var)
-        if not url:
-            outcome["slack"] = "skipped: no webhook configured"
-        else:
-            # The error text can carry names from the API or the configuration: Slack-escaped, like alerts.
-            payload = {"text": escaping.slack(subject), "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escaping.slack(subject)}*\n"
-                                             + escaping.slack(text.split("\n", 2)[2])}}]}
-            try:
-                channels.send_slack(url, payload, rules_config.slack.timeout_seconds)
-                outcome["slack"] = "sent"
-            except channels.ChannelError as exc:
-                outcome["slack"] = f"failed: {exc}"
+        outcome["slack"] = _page_slack(context, rules_config, route, subject, text)
     recipients = [address for address in route.email_to if "@" in address]
     if recipients:
-        email = rules_config.email
-        server = channels.smtp_server(email.connection_id, email.env_prefix, email.from_address,
-                                      email.timeout_seconds)
-        if server is None:
-            outcome["email"] = "skipped: no SMTP server configured"
-        else:
-            import hashlib
-
-            key = hashlib.sha256(subject.encode() + str(_context_value(context, "run_id", "run_id")).encode())
-            try:
-                channels.send_email(server, channels.build_email(server, recipients, subject, text,
-                                                                 key.hexdigest()[:16]))
-                outcome["email"] = "sent"
-            except channels.ChannelError as exc:
-                outcome["email"] = f"failed: {exc}"
+        outcome["email"] = _page_email(context, rules_config, recipients, subject, text)
     for channel, state in outcome.items():
         (log.warning if state.startswith("failed") else log.info)("pipeline failure %s: %s", channel, state)
     return outcome
+
+
+def _page_slack(context, rules_config, route, subject: str, text: str) -> str:
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+    from openrouter_spend import escaping
+    from openrouter_spend.alerts import channels
+
+    hook = channels.slack_hook(route.slack_connection_id, route.slack_env_var, rules_config.slack.timeout_seconds)
+    if hook is None:
+        return "skipped: no webhook configured"
+    # The error text can carry names from the API or the configuration: Slack-escaped, like alerts.
+    notifier = SlackWebhookNotifier(
+        slack_webhook_conn_id=hook.slack_webhook_conn_id, text=escaping.slack(subject),
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": f"*{escaping.slack(subject)}*\n"
+                                             + escaping.slack(text.split("\n", 2)[2])}}])
+    notifier.hook = hook  # the route's resolved connection (its environment variable included)
+    try:
+        # notify(), not the notifier's __call__: the texts are data, never rendered as Jinja templates.
+        notifier.notify(context)
+    except Exception as exc:
+        return f"failed: {channels.slack_failure(exc, hook)}"
+    return "sent"
+
+
+def _page_email(context, rules_config, recipients: list[str], subject: str, text: str) -> str:
+    import hashlib
+    import html
+
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    from openrouter_spend.alerts import channels
+
+    email = rules_config.email
+    hook = channels.smtp_hook(email.connection_id, email.env_prefix, email.from_address, email.timeout_seconds)
+    if hook is None:
+        return "skipped: no SMTP server configured"
+    key = hashlib.sha256(subject.encode() + str(_context_value(context, "run_id", "run_id")).encode())
+    notifier = SmtpNotifier(
+        to=recipients, from_email=hook.from_email, subject=subject, smtp_conn_id=hook.smtp_conn_id,
+        html_content=f"<pre>{html.escape(text)}</pre>",  # the notifier sends HTML only
+        custom_headers={"Message-ID": channels.message_id(key.hexdigest()[:16], hook.from_email)})
+    notifier.hook = hook
+    try:
+        notifier.notify(context)  # not __call__: nothing here is a template
+    except Exception as exc:
+        return f"failed: {channels.smtp_failure(exc, hook)}"
+    return "sent"
 
 
 def _pipeline_failure_notifier_class():
     from airflow.sdk import BaseNotifier
 
     class PipelineFailureNotifier(BaseNotifier):
-        """Airflow notifier (task on_failure_callback): a failed task pages the data-engineering route."""
+        """Task on_failure_callback: pages the route through SlackWebhookNotifier and SmtpNotifier."""
 
         template_fields = ("route_name",)
 
@@ -186,7 +212,8 @@ def _pipeline_failure_notifier_class():
 
 
 def __getattr__(name: str):
-    # Built on first use so importing this module (the runner does) does not import the Airflow SDK.
+    # Built on first use so importing this module (the runner does, before it configures Airflow) does not
+    # import the Airflow SDK.
     if name == "PipelineFailureNotifier":
         cls = _pipeline_failure_notifier_class()
         globals()[name] = cls

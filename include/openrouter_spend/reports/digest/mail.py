@@ -1,9 +1,10 @@
 """Optional e-mail of the digest to finance, sent through the alerting SMTP channel (openrouter_spend.alerts.channels).
 
 Recipients come from `OPENROUTER_SPEND_DIGEST_EMAIL_TO` (comma-separated; unset = no e-mail). The server is
-the alert channel's: `OPENROUTER_SPEND_SMTP_HOST/_PORT/_USER/_PASSWORD/_FROM/_STARTTLS/_SSL`, else the
-Airflow connection `smtp_default` (the defaults of `channels.email` in include/config/rules.yaml), so the
-digest and the alerts share one SMTP configuration and one secret-scrubbing sender.
+the alert channel's: the smtp provider's `SmtpHook` on `OPENROUTER_SPEND_SMTP_HOST/_PORT/_USER/_PASSWORD/
+_FROM/_STARTTLS/_SSL`, else on the Airflow connection `smtp_default` (the defaults of `channels.email` in
+include/config/rules.yaml), so the digest and the alerts share one SMTP configuration and one
+secret-scrubbing sender.
 
 The message is the HTML digest with its charts as inline (cid:) images, since mail clients block data: URIs,
 the Markdown as the plain-text part, and the CSV files attached. A ledger under `digests/.sent/` records the
@@ -73,13 +74,13 @@ def _ledger(folder: Path) -> Path:
 
 def send_digest(folder: Path, day: date, subject: str) -> dict:
     """E-mail the digest in `folder` to the configured recipients, unless this exact digest already went to them."""
-    from openrouter_spend.alerts.channels import ChannelError, send_email, smtp_server
+    from openrouter_spend.alerts.channels import ChannelError, send_email, smtp_hook
 
     to = recipients()
     if not to:
         return {"status": "not_configured"}
-    server = smtp_server(SMTP_CONNECTION_ID, SMTP_ENV_PREFIX, DEFAULT_SENDER, TIMEOUT_SECONDS)
-    if server is None:
+    hook = smtp_hook(SMTP_CONNECTION_ID, SMTP_ENV_PREFIX, DEFAULT_SENDER, TIMEOUT_SECONDS)
+    if hook is None:
         raise DigestEmailError(f"{RECIPIENTS_ENV} is set but no SMTP server is configured "
                                f"({SMTP_ENV_PREFIX}_HOST or the Airflow connection {SMTP_CONNECTION_ID})")
     record = {"day": day.isoformat(),
@@ -89,10 +90,10 @@ def send_digest(folder: Path, day: date, subject: str) -> dict:
     if ledger.exists() and json.loads(ledger.read_text()) == record:
         return {"status": "already_sent", "recipients": len(to)}
     try:
-        send_email(server, build_message(folder, subject, server.from_address, to))
+        send_email(hook, build_message(folder, subject, hook.from_email, to))
     except ChannelError as exc:
         raise DigestEmailError(f"e-mailing the {day} digest to {len(to)} recipient(s) failed: {exc}") from exc
     ledger.parent.mkdir(parents=True, exist_ok=True)
     ledger.write_text(json.dumps(record, indent=2) + "\n")
-    log.info("e-mailed the %s digest to %d recipient(s) via %s:%s", day, len(to), server.host, server.port)
+    log.info("e-mailed the %s digest to %d recipient(s) via %s:%s", day, len(to), hook.host, hook.port)
     return {"status": "sent", "recipients": len(to)}

@@ -54,6 +54,8 @@ DEFAULT_SIGNED_MONEY = (
                 "cache-write discounts and BYOK refunds are negative by definition (openrouter-api.md §4.4)"),
     SignedMoney(("marts.fct_generations.fallback_extra_cost_usd", "marts.fct_fallback_daily.*fallback_extra_cost_usd"),
                 "a fallback to a cheaper model or provider saves money"),
+    SignedMoney(("marts.fct_*_mix_daily.spend_*_7d_usd",),
+                "a provider's or model's drift and change against its usual day go negative when spend moves away"),
 )
 
 

@@ -212,6 +212,33 @@ def test_the_email_subject_is_one_header_line_and_the_body_keeps_the_text(name):
     assert rows[0]["message"] in body and f"(route {name})" in body
 
 
+def _unused_key(name: str, number: int, severity: str) -> dict:
+    return {**_alert(name, "unused_key"), "alert_id": f"alt_{number}", "severity": severity, "occurrence": "new",
+            "budget_owner": name, "is_notified": True, "message": f"m{number}\nReproduce: select 1"}
+
+
+@pytest.mark.parametrize("name", STRINGS)
+def test_a_key_notice_lists_each_key_verbatim_and_reaches_slack_escaped(name):
+    from openrouter_spend.alerts import key_notices
+
+    alerts = [_unused_key(name, 1, "info"), _unused_key(name, 2, "warning")]
+    key_notices.bundle_per_owner(alerts, ["info", "warning", "critical"].index)
+    carrier, listed = alerts[1], alerts[0]
+    assert carrier["message"].startswith(carrier["title"] + "\n\n2 enabled key(s)")
+    assert carrier["message"].count(f"- {name} ({name}): idle 4 days") == 2
+    assert listed["message"] == f"m1\nListed in the notice to {name} (alert alt_2); sent with it.\nReproduce: select 1"
+    payload = alert_render.slack_payload(SimpleNamespace(name="r"), DAY, [carrier])
+    assert not [text for text in slack_texts(payload) if "<" in text or ">" in text]
+
+
+def test_the_digest_subject_is_one_header_line():
+    from openrouter_spend.reports.digest import subject
+
+    text = subject({"day": "2026-03-02", "spend_usd": 12.5, "burn_7d_avg_usd": 10.0, "runway_days": 3.25,
+                    "alerts_fired": 2})
+    assert text == "OpenRouter spend 2026-03-02: $12.50 (+25% vs 7-day average), runway 3.2 days, 2 alert(s)"
+
+
 REPRODUCED = [rule for rule in RULE_FACTS if rendering.has_template(f"alerts/reproduce/{rule}.sql.j2")]
 
 
@@ -275,6 +302,8 @@ def test_every_shipped_template_is_rendered_by_these_tests(monkeypatch):
     test_slack_texts_have_no_mention_broadcast_or_link_from_a_name(name)
     test_the_email_subject_is_one_header_line_and_the_body_keeps_the_text(name)
     test_every_reproduce_query_keeps_a_name_a_string_literal(name)
+    test_a_key_notice_lists_each_key_verbatim_and_reaches_slack_escaped(name)
+    test_the_digest_subject_is_one_header_line()
     spend_view = _spend_view()
     Page.of(spend_view._navigation("2026-03-02", [{"day": "2026-03-02", "files": ["a.csv"]}], ""))
     monkeypatch.setattr(spend_view, "_digests", list)

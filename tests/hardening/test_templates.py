@@ -239,6 +239,25 @@ def test_the_digest_subject_is_one_header_line():
     assert text == "OpenRouter spend 2026-03-02: $12.50 (+25% vs 7-day average), runway 3.2 days, 2 alert(s)"
 
 
+@pytest.mark.parametrize("name", STRINGS)
+def test_the_cli_summary_prints_names_as_plain_text_in_their_columns(name, tmp_path):
+    (tmp_path / "warehouse.duckdb").touch()
+    paths = SimpleNamespace(warehouse=tmp_path / "warehouse.duckdb", published=tmp_path / "published",
+                            digests=tmp_path / "digests", home=tmp_path, alerts=tmp_path / "alerts",
+                            quality=tmp_path / "quality")
+    text = rendering.render("reports/summary.txt.j2", paths=paths, landing=tmp_path / "landing",
+                            counts={"marts.fct_daily_spend": 1234}, width=20, spend_rows=[(DAY, 1.5, 0.25, 10, 2)],
+                            balance=(DAY, 100.0, 2.0, 1.5, 66.7), projects=[(name, None, 1.5)], gaps=[])
+    assert f"\n  {name:<24} {'no owner':<20} $      1.50\n" in text
+    assert "  2026-03-02          1.50        0.25          10      2\n" in text
+    assert text.endswith(f"quality    {tmp_path / 'quality' / 'docs' / 'index.html'}")
+
+
+def test_the_cli_summary_without_a_warehouse_says_how_to_make_one(tmp_path):
+    text = rendering.render("reports/summary.txt.j2", paths=SimpleNamespace(warehouse=tmp_path / "none.duckdb"))
+    assert text == f"No warehouse yet at {tmp_path / 'none.duckdb'}; run `openrouter-spend run` first."
+
+
 REPRODUCED = [rule for rule in RULE_FACTS if rendering.has_template(f"alerts/reproduce/{rule}.sql.j2")]
 
 
@@ -304,6 +323,7 @@ def test_every_shipped_template_is_rendered_by_these_tests(monkeypatch):
     test_every_reproduce_query_keeps_a_name_a_string_literal(name)
     test_a_key_notice_lists_each_key_verbatim_and_reaches_slack_escaped(name)
     test_the_digest_subject_is_one_header_line()
+    test_the_cli_summary_without_a_warehouse_says_how_to_make_one(ROOT / "no-such-dir")
     spend_view = _spend_view()
     Page.of(spend_view._navigation("2026-03-02", [{"day": "2026-03-02", "files": ["a.csv"]}], ""))
     monkeypatch.setattr(spend_view, "_digests", list)

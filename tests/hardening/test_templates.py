@@ -258,6 +258,22 @@ def test_the_cli_summary_without_a_warehouse_says_how_to_make_one(tmp_path):
     assert text == f"No warehouse yet at {tmp_path / 'none.duckdb'}; run `openrouter-spend run` first."
 
 
+@pytest.mark.parametrize("name", STRINGS)
+def test_blind_spot_sentences_keep_a_dataset_and_reason_verbatim(name):
+    from openrouter_spend.reports.digest.blind_spots import SENTENCES, sample_label
+
+    blocks = list(rendering.environment("text").get_template(SENTENCES).blocks)
+    sentences = rendering.render_blocks(
+        SENTENCES, tuple(blocks), coverage=0.0042, byok=1234.5, logged=12, requests=1000, missing=1, days_elapsed=5,
+        gap_days=[DAY], unattributed=2.5, pending=3, dataset=name, reason=name)
+    assert sentences["skipped"] == f"{name}: {name}."
+    assert sentences["sampled"].startswith("Per-request figures come from a sample: 12 logged of 1,000 requests "
+                                           "(1.2% of requests, 0.42% of spend).")
+    assert sample_label(0.5) == "per-request figures from a 50% sample of requests"
+    assert all(sentence.strip() == sentence and "\n" not in sentence
+               for block, sentence in sentences.items() if block != "skipped")
+
+
 REPRODUCED = [rule for rule in RULE_FACTS if rendering.has_template(f"alerts/reproduce/{rule}.sql.j2")]
 
 
@@ -323,6 +339,7 @@ def test_every_shipped_template_is_rendered_by_these_tests(monkeypatch):
     test_every_reproduce_query_keeps_a_name_a_string_literal(name)
     test_a_key_notice_lists_each_key_verbatim_and_reaches_slack_escaped(name)
     test_the_digest_subject_is_one_header_line()
+    test_blind_spot_sentences_keep_a_dataset_and_reason_verbatim(name)
     test_the_cli_summary_without_a_warehouse_says_how_to_make_one(ROOT / "no-such-dir")
     spend_view = _spend_view()
     Page.of(spend_view._navigation("2026-03-02", [{"day": "2026-03-02", "files": ["a.csv"]}], ""))

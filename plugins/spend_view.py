@@ -64,17 +64,11 @@ def _folder(day: str) -> Path:
 
 def _navigation(current: str, digests: list[dict], prefix: str) -> str:
     """A strip above the digest: earlier digests and the day's files, as relative links."""
-    from openrouter_spend.escaping import html as escape
+    from openrouter_spend import rendering
 
-    days = " · ".join(
-        f"<b>{escape(item['day'])}</b>" if item["day"] == current
-        else f'<a href="{prefix}{escape(item["day"])}/">{escape(item["day"])}</a>' for item in digests[:31])
     files = next((item.get("files", []) for item in digests if item["day"] == current), [])
-    links = " · ".join(f'<a href="{prefix}{escape(current)}/files/{escape(name)}">{escape(name)}</a>'
-                       for name in files if name.endswith((".csv", ".md")))
-    return ('<nav style="font:12px/1.5 sans-serif;padding:8px 24px;background:#0B3C5D;color:#D9E2EC;'
-            'max-width:940px;margin:0 auto"><style>nav a{color:#FFFFFF}</style>'
-            f"Digests: {days}<br>Files of {escape(current)}: {links}</nav>")
+    return rendering.render("spend_view/navigation.html.j2", current=current, digests=digests,
+                            prefix=prefix, files=[name for name in files if name.endswith((".csv", ".md"))])
 
 
 def _page(day: str, prefix: str) -> HTMLResponse:
@@ -88,9 +82,9 @@ def latest(_: Reader) -> HTMLResponse:
     """The newest digest, or a note that none was written yet."""
     digests = _digests()
     if not digests:
-        return HTMLResponse("<!DOCTYPE html><html><body style=\"font-family:sans-serif;padding:24px\">"
-                            "<h1>No spend digest yet</h1><p>The daily DAG writes one per day (task write_digest); "
-                            "run it or <code>openrouter-spend run</code>.</p></body></html>")
+        from openrouter_spend import rendering
+
+        return HTMLResponse(rendering.render("spend_view/empty.html.j2"))
     return _page(digests[0]["day"], "")
 
 

@@ -3,7 +3,8 @@
 Names are data that other people control: anyone who can create an OpenRouter key names it, and anyone who
 edits the configuration names projects, owners and annotations. Every channel the project writes has its own
 syntax, so a name is escaped for the channel it lands in, at the point where it is put into that channel's
-text, and nowhere earlier (the warehouse keeps names verbatim):
+text, and nowhere earlier (the warehouse keeps names verbatim). The templates (openrouter_spend.rendering) apply
+the channel's function to every value by default and offer each as a filter:
 
 - `html` for the HTML digest and the Airflow Spend view;
 - `slack` for Slack mrkdwn and message text (`<!channel>` stays text, it pings nobody);
@@ -17,9 +18,10 @@ Each function takes any value (None becomes the empty string) and returns text s
 
 from __future__ import annotations
 
-import html as _html
 import re
 from typing import Any
+
+import markupsafe
 
 # Spreadsheets (Excel, LibreOffice, Google Sheets) evaluate a cell whose first character is one of these
 # (OWASP, CSV injection).
@@ -40,8 +42,11 @@ def _text(value: Any) -> str:
 
 
 def html(value: Any) -> str:
-    """Text for HTML element content and quoted attribute values: & < > " ' escaped."""
-    return _html.escape(_text(value), quote=True)
+    """Text for HTML element content and quoted attribute values: & < > " ' escaped.
+
+    The same rule as the HTML templates' autoescape (markupsafe), so a filtered and an autoescaped value agree.
+    """
+    return str(markupsafe.escape(_text(value)))
 
 
 def slack(value: Any) -> str:

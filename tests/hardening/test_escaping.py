@@ -81,11 +81,10 @@ def test_mail_header_is_one_line():
 
 
 def test_reproduce_sql_quotes_a_hostile_project():
-    from openrouter_spend.alerts.render import _REPRODUCE
+    from openrouter_spend.alerts.render import reproduce_sql
 
-    literal = escaping.sql_literal(hostile.PROJECT_SQL)
-    sql = _REPRODUCE["budget_threshold"].format(day=escaping.sql_literal(str(date(2026, 3, 2))), project=literal,
-                                                key="''")
+    sql = reproduce_sql("budget_threshold", date(2026, 3, 2), hostile.PROJECT_SQL, None)
+    assert escaping.sql_literal(hostile.PROJECT_SQL) in sql
     with duckdb.connect() as con:
         con.execute("create schema marts")
         con.execute("create table marts.rpt_budget_status_daily (usage_date date, project varchar)")

@@ -11,8 +11,9 @@ Pulls one completed UTC day of OpenRouter usage and loads it into the DuckDB war
   it, app request logs are ingested and sampled ids enriched through /generation →
   build `marts.*` (config validated; only the partitions the day reaches) → audit the day with Great
   Expectations (write–audit–publish: a failure stops publishing) → evaluate the decision rules into the
-  alert ledger (decision alerts `blocked` and a `data_quality` alert when the audit failed) (→ deliver alerts, skipped when nothing is to be sent) → publish the analysts'
-  copy → write the finance digest (→ e-mail it) and the FOCUS export → summary.
+  alert ledger (decision alerts `blocked` and a `data_quality` alert when the audit failed) → deliver alerts
+  (skipped when nothing is to be sent; settled before publishing) → publish the analysts' copy → write the
+  finance digest (→ e-mail it) and the FOCUS export → summary.
 * **Outputs**: landing files under `$OPENROUTER_SPEND_HOME/landing/openrouter/date=<day>/`, tables in
   `$OPENROUTER_SPEND_HOME/warehouse.duckdb`, the read-only copy `published/warehouse.duckdb`, alerts in
   `alerts/<day>.jsonl` (and Slack/email routes), the digest in `digests/<day>/`, FOCUS in `focus/`.
@@ -29,6 +30,7 @@ import os
 from datetime import timedelta
 
 import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import CronDataIntervalTimetable, ExceptionRetryPolicy, RetryAction, RetryRule, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -214,7 +216,8 @@ def openrouter_spend_daily():
 
         return mail_digest(_day(data_interval_start))
 
-    @task(**WAREHOUSE)
+    # none_failed: a day with no alert to send (emit_alerts skipped) is summarised; a failed delivery is not.
+    @task(trigger_rule="none_failed", **WAREHOUSE)
     def summarize_day(data_interval_start=None) -> dict:
         """Log row counts and the day's spend."""
         from openrouter_spend.pipeline import summarize_day
@@ -237,11 +240,16 @@ def openrouter_spend_daily():
     marts >> validated
     evaluation = evaluate_rules()
     validated >> evaluation
-    emit_alerts(evaluation)
+    emitted = emit_alerts(evaluation)
+    # Deliveries settle before the copy is taken, so analysts see them sent; a failed delivery does not hold
+    # back the data (its ledger row says failed) but still fails the run through summarize_day.
+    alerts_settled = EmptyOperator(task_id="alerts_settled", trigger_rule="all_done",
+                                   doc_md="The day's alert deliveries are settled: sent, failed or skipped.")
     published = publish_warehouse()
-    [validated, evaluation] >> published
+    emitted >> alerts_settled
+    [validated, evaluation, alerts_settled] >> published
     digest = write_digest()
-    published >> [digest, export_focus()] >> summarize_day()
+    published >> [digest, export_focus()] >> summarize_day() << emitted
     digest >> mail_digest()
 
 

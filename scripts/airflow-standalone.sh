@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make airflow`: Airflow standalone (api-server, scheduler, dag-processor, triggerer) on :8080 for the daily DAG.
+# `make airflow`: Airflow standalone (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1:8080 for the daily DAG.
 # Without a management key it serves the bundled emulator on :8090 and points the pipeline at it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$OPENROUTER_SPEND_HOME/airflow-standalone}"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# A local demo listens on this machine only.
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
 export GX_ANALYTICS_ENABLED=False
 mkdir -p "$AIRFLOW_HOME"
 
@@ -32,5 +34,5 @@ fi
 
 "$ROOT/.venv/bin/airflow" db migrate >/dev/null
 "$ROOT/.venv/bin/airflow" pools set duckdb 1 "Serialises access to the DuckDB warehouse file" >/dev/null
-echo "Airflow UI: http://localhost:8080 (user admin; password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+echo "Airflow UI: http://127.0.0.1:8080 (user admin; password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
 "$ROOT/.venv/bin/airflow" standalone

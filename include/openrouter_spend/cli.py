@@ -8,6 +8,7 @@ import os
 import sys
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 from openrouter_spend.config import settings
 
@@ -241,6 +242,35 @@ def command_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_sql(args: argparse.Namespace) -> int:
+    """Query the published copy (or, with --working, the pipeline's warehouse) read-only."""
+    import duckdb
+
+    from openrouter_spend.warehouse import shell
+
+    path = settings.paths().published / "warehouse.duckdb"
+    if args.working:
+        path = settings.paths().warehouse
+    if args.database:
+        path = args.database
+    try:
+        con = shell.open_read_only(path)
+    except shell.ShellError as exc:
+        print(f"openrouter-spend sql: {exc}", file=sys.stderr)
+        return 2
+    with con:
+        if args.query is None and sys.stdin.isatty():
+            shell.interactive(con, path)
+            return 0
+        text = args.query if args.query is not None else sys.stdin.read()
+        try:
+            shell.run_script(con, text, sys.stdout, as_csv=args.csv)
+        except duckdb.Error as exc:
+            print(f"openrouter-spend sql: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openrouter-spend", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="show Airflow's own log output")
@@ -281,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="apply the current configuration to all history (default: each day keeps the"
                               " configuration that was in force when it was first built)")
     rebuild.set_defaults(handler=command_rebuild)
+
+    sql = commands.add_parser("sql", help="a read-only SQL shell on the analysts' published copy")
+    sql.add_argument("query", nargs="?", help="statements to run (default: read stdin, or a prompt on a terminal)")
+    sql.add_argument("--csv", action="store_true", help="print results as CSV instead of tables")
+    sql.add_argument("--working", action="store_true",
+                     help="open the pipeline's own warehouse (read-only; fails while a run holds it)")
+    sql.add_argument("--database", type=Path, help="open this DuckDB file instead")
+    sql.set_defaults(handler=command_sql)
 
     migrate = commands.add_parser("migrate", help="apply pending warehouse migrations")
     migrate.set_defaults(handler=command_migrate)

@@ -14,6 +14,8 @@ WAREHOUSE_TASKS = {"prepare_warehouse", "load_raw", "build_staging", "build_mart
                    "summarize_day"}
 HTTP_TASKS = {"check_activity_window", "extract_snapshots", "extract_key_activity", "reconcile_key_activity",
               "enrich_generations"}
+# Join points the scheduler settles itself (EmptyOperator): no worker, no pool.
+JOIN_TASKS = {"alerts_settled"}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_daily_window_is_a_real_utc_day(daily):
 
 def test_duckdb_tasks_are_serialised_and_http_tasks_never_touch_the_warehouse(daily):
     tasks = {task.task_id: task for task in daily.tasks}
-    assert set(tasks) == WAREHOUSE_TASKS | HTTP_TASKS
+    assert set(tasks) == WAREHOUSE_TASKS | HTTP_TASKS | JOIN_TASKS
     for task_id in WAREHOUSE_TASKS:
         assert tasks[task_id].pool == "duckdb", task_id
         assert tasks[task_id].queue == "warehouse", task_id
@@ -74,12 +76,17 @@ def test_flow_reads_extract_then_load_then_staging(daily):
     # The rules run after the gate passed or failed, never when it did not run (nothing was built).
     assert tasks["evaluate_rules"].trigger_rule == "one_done"
     assert tasks["emit_alerts"].upstream_task_ids == {"evaluate_rules"}
-    assert tasks["publish_warehouse"].upstream_task_ids == {"validate_warehouse", "evaluate_rules"}
+    # Deliveries settle (sent, failed or skipped) before the analysts' copy is taken.
+    assert tasks["alerts_settled"].upstream_task_ids == {"emit_alerts"}
+    assert tasks["alerts_settled"].trigger_rule == "all_done"
+    assert tasks["publish_warehouse"].upstream_task_ids == {"validate_warehouse", "evaluate_rules", "alerts_settled"}
     assert tasks["write_digest"].upstream_task_ids == {"publish_warehouse"}
     assert tasks["export_focus"].upstream_task_ids == {"publish_warehouse"}
     # The e-mail is its own task, so a failed send retries without rendering the digest again.
     assert tasks["mail_digest"].upstream_task_ids == {"write_digest"}
-    assert tasks["summarize_day"].upstream_task_ids == {"write_digest", "export_focus"}
+    # A failed delivery fails the run here, after the data was published; a day with nothing to send does not.
+    assert tasks["summarize_day"].upstream_task_ids == {"write_digest", "export_focus", "emit_alerts"}
+    assert tasks["summarize_day"].trigger_rule == "none_failed"
     assert tasks["load_raw"].trigger_rule == "none_failed"
 
 

@@ -163,7 +163,7 @@ def test_release_spend_jump_is_a_suppressed_credit_burn_spike_with_the_release_a
                                 ("support-bot-tenants", "support-bot-v2-release-tenants")):
         alert = _one(ledger, release["start_date"], "credit_burn_spike", f"project={project}")
         assert (alert["status"], alert["occurrence"], alert["annotation_ids"], alert["channels"]) == \
-            ("suppressed", "new", [annotation], [])
+            ("suppressed", "new", [annotation], ["file"])  # explained: in the day's file, paged nowhere
         assert alert["explanation"].startswith(f"{annotation} (release, ")
         assert "explained, not paged" in alert["message"]
         spend = _rows(home, "select sum(spend_usd) as s from marts.fct_daily_spend where usage_date = ? and "
@@ -341,9 +341,10 @@ def test_a_loop_at_five_times_with_no_accepted_result_signal_pages_once(ledgers,
     linked = [a for a in ledger if a["root_alert_id"] == root["alert_id"]]
     assert sorted(a["rule_id"] for a in linked) == ["budget_threshold", "credit_burn_spike"]
     assert sorted(root["linked_alert_ids"]) == sorted(a["alert_id"] for a in linked)
-    assert root["is_notified"] and not any(a["is_notified"] or a["channels"] for a in linked)
-    sent = _rows(home, "select distinct alert_id from marts.fct_alert_deliveries where usage_date = ?",
-                 [loop["start_date"]])
+    # The linked alerts are in the day's file, and page nobody on their own.
+    assert root["is_notified"] and not any(a["is_notified"] or a["channels"] != ["file"] for a in linked)
+    sent = _rows(home, "select distinct alert_id from marts.fct_alert_deliveries where usage_date = ? "
+                       "and channel <> 'file'", [loop["start_date"]])
     assert {row["alert_id"] for row in sent} == {root["alert_id"], _one(
         ledger, loop["start_date"], "fallback_rate_rise", "project=search")["alert_id"]}
 
@@ -503,17 +504,22 @@ def test_a_failing_channel_is_retried_and_every_alert_is_delivered_exactly_once(
         ("budget_threshold", "growth-experiments", "default"),
         ("runaway_usage", "data-platform", "data-platform"),
     ]
-    assert summary["notified"] == 2 and summary["to_send"] == 2 + 2 * 2  # file + Slack + email for each
+    # The day's file lists every open condition (the loop's linked breaches included); Slack and email the two.
+    open_alerts = sorted(a["alert_id"] for a in _rows(
+        home, "select alert_id from marts.fct_alerts where usage_date = ? and occurrence <> 'resolved' "
+              "and facts->>'notice_alert_id' is null", [day]))
+    assert len(open_alerts) >= 4
+    assert summary["notified"] == 2 and summary["to_send"] == len(open_alerts) + 2 * 2
 
     slack.status, inbox.failing = 500, True
     with pytest.raises(alerts.AlertDeliveryFailed) as failure:
         alerts.emit_day(day, "run-1", config_dir=config)
 
-    assert "4 of 6 alert deliveries" in str(failure.value)
+    assert f"4 of {len(open_alerts) + 4} alert deliveries" in str(failure.value)
     states = _rows(home, "select channel, status, attempts, last_error from marts.fct_alert_deliveries "
                          "where usage_date = ? order by channel", [day])
-    assert [(s["channel"], s["status"]) for s in states] == [("email", "failed")] * 2 + [("file", "sent")] * 2 + \
-        [("slack", "failed")] * 2
+    assert [(s["channel"], s["status"]) for s in states] == [("email", "failed")] * 2 + \
+        [("file", "sent")] * len(open_alerts) + [("slack", "failed")] * 2
     assert {s["last_error"] for s in states if s["channel"] == "slack"} == \
         {"Slack webhook answered HTTP 500: internal_error"}
     assert all("451" in s["last_error"] for s in states if s["channel"] == "email")
@@ -559,11 +565,13 @@ def test_a_failing_channel_is_retried_and_every_alert_is_delivered_exactly_once(
     assert f"${runaway['impact_usd']:,.2f} of the day's spend was measured as waste (per request)." in body
     assert "Reproduce: select * from marts.rpt_key_usage_daily" in body
 
-    # The daily file holds each delivered alert once.
+    # The daily file holds each open alert of the day once, marked as the ledger marks it.
     lines = [json.loads(line) for line in (home / "alerts" / f"{day}.jsonl").read_text().splitlines()]
-    assert sorted(line["alert_id"] for line in lines) == sorted(
-        a["alert_id"] for a in _rows(home, "select alert_id from marts.fct_alerts where usage_date = ? and "
-                                           "is_notified", [day]))
+    assert sorted(line["alert_id"] for line in lines) == open_alerts
+    ledger = {a["alert_id"]: a for a in _rows(home, "select * from marts.fct_alerts where usage_date = ?", [day])}
+    assert all((line["occurrence"], line["is_notified"]) ==
+               (ledger[line["alert_id"]]["occurrence"], ledger[line["alert_id"]]["is_notified"]) for line in lines)
+    assert sum(line["is_notified"] for line in lines) == 2
 
     # Secrets stayed secret: not in the warehouse, the files, the logs or the error.
     leaks = [SLACK_SECRET, SMTP_PASSWORD, SLACK_SECRET.split("/")[-1]]

@@ -1,4 +1,5 @@
-"""fct_provider_mix_daily and rpt_unit_economics_daily on fixture rows with hand-computed shares and unit costs."""
+"""fct_provider_mix_daily, fct_model_mix_daily and rpt_unit_economics_daily on fixture rows with hand-computed
+shares, dollar drifts and unit costs."""
 
 from __future__ import annotations
 
@@ -74,6 +75,51 @@ def test_provider_shares_per_project_and_account_with_drift(built):
         assert row["prior_7d_spend_share"] == (None if prior is None else pytest.approx(prior)), segment
     assert mix[("alpha", "ProviderC")]["spend_share_change_7d"] == pytest.approx(-0.5)
     assert mix[("alpha", "ProviderA")]["spend_share_change_7d"] == pytest.approx(0.25)
+
+
+def test_provider_drift_in_dollars_is_the_share_change_at_todays_project_spend(built):
+    mix = {(r["project"], r["provider_name"]): r
+           for r in built.rows("select * from marts.fct_provider_mix_daily where usage_date = ?", [DAY])}
+    # alpha spent $4 today and $4 yesterday (A $2, C $2); the account $10 today.
+    expected = {
+        # (spend_shift_7d_usd, prior_7d_avg_spend_usd, spend_change_7d_usd)
+        ("alpha", "ProviderA"): (0.25 * 4, 2 / 7, 3 - 2 / 7),
+        ("alpha", "ProviderB"): (0.25 * 4, 0.0, 1.0),
+        ("alpha", "ProviderC"): (-0.5 * 4, 2 / 7, -2 / 7),
+        ("*", "ProviderA"): (0.4 * 10, 2 / 7, 9 - 2 / 7),
+        ("*", "ProviderC"): (-0.5 * 10, 2 / 7, -2 / 7),
+    }
+    for segment, (shift, prior_avg, change) in expected.items():
+        row = mix[segment]
+        assert (row["spend_shift_7d_usd"], row["prior_7d_avg_spend_usd"], row["spend_change_7d_usd"]) == \
+            (pytest.approx(shift), pytest.approx(prior_avg), pytest.approx(change)), segment
+    # Within a project with history the shifts only move money between providers: they sum to zero.
+    assert sum(mix[("alpha", p)]["spend_shift_7d_usd"] for p in ("ProviderA", "ProviderB", "ProviderC")) == \
+        pytest.approx(0)
+    # No history, no drift: beta's first day has no share to move from.
+    assert mix[("beta", "ProviderA")]["spend_shift_7d_usd"] is None
+
+
+def test_model_mix_shares_and_dollar_drift_per_project_and_account(built):
+    mix = {(r["project"], r["model_permaslug"]): r
+           for r in built.rows("select * from marts.fct_model_mix_daily where usage_date = ?", [DAY])}
+    expected = {
+        # (spend, requests, spend_share, prior_7d_spend_share, spend_shift_7d_usd, spend_change_7d_usd)
+        ("alpha", "vendor/cheap"): (3.0, 10, 0.75, 1.0, -0.25 * 4, 3 - 4 / 7),
+        ("alpha", "vendor/pricey"): (1.0, 30, 0.25, 0.0, 0.25 * 4, 1.0),
+        ("beta", "vendor/cheap"): (4.0, 10, 1.0, None, None, 4.0),
+        ("(unowned)", "vendor/cheap"): (2.0, 5, 1.0, None, None, 2.0),
+        ("*", "vendor/cheap"): (9.0, 25, 0.9, 1.0, -0.1 * 10, 9 - 4 / 7),
+        ("*", "vendor/pricey"): (1.0, 30, 0.1, 0.0, 0.1 * 10, 1.0),
+    }
+    assert set(mix) == set(expected)
+    for segment, (spend, requests, share, prior, shift, change) in expected.items():
+        row = mix[segment]
+        assert (row["spend_usd"], row["requests"], row["spend_share"]) == \
+            (pytest.approx(spend), requests, pytest.approx(share)), segment
+        assert row["prior_7d_spend_share"] == (None if prior is None else pytest.approx(prior)), segment
+        assert row["spend_shift_7d_usd"] == (None if shift is None else pytest.approx(shift)), segment
+        assert row["spend_change_7d_usd"] == pytest.approx(change), segment
 
 
 def test_unit_economics_per_project_and_account(built):

@@ -333,7 +333,8 @@ def test_a_runaway_key_is_the_root_of_its_projects_spend_spike_and_budget_breach
     assert [a["root_alert_id"] for a in linked] == [root["alert_id"]] * 3
     assert sorted(root["linked_alert_ids"]) == sorted(a["alert_id"] for a in linked)
     assert root["is_notified"] and not any(a["is_notified"] for a in linked)
-    assert [a["channels"] for a in linked] == [[], [], []]
+    # The linked alerts are lines of the day's file (the day's open conditions), sent nowhere else.
+    assert [a["channels"] for a in linked] == [["file"], ["file"], ["file"]]
     assert "Explains 3 other alert(s) of this day" in root["message"]
     # beta's own spike (and budget breach) has no runaway behind it: a root of its own, which carries beta's
     # budget breach (the excess $6 is what took the day over $10).
@@ -342,8 +343,9 @@ def test_a_runaway_key_is_the_root_of_its_projects_spend_spike_and_budget_breach
     assert (beta_budget["root_alert_id"], beta_budget["is_notified"]) == (beta_spike["alert_id"], False)
     # two causes, two notifications
     assert summary["notified"] == 2 and summary["linked"] == len(ledger) - 2 == 4
-    deliveries = warehouse.rows("select alert_id from marts.fct_alert_deliveries")
-    assert {d["alert_id"] for d in deliveries} == {root["alert_id"], beta_spike["alert_id"]}
+    deliveries = warehouse.rows("select alert_id, channel from marts.fct_alert_deliveries")
+    assert {d["alert_id"] for d in deliveries if d["channel"] != "file"} == {root["alert_id"], beta_spike["alert_id"]}
+    assert {d["alert_id"] for d in deliveries if d["channel"] == "file"} == {a["alert_id"] for a in ledger.values()}
 
 
 def test_a_linked_alert_whose_cause_does_not_explain_it_stays_a_root(make_warehouse):

@@ -107,9 +107,11 @@ def test_weekly_budget_fires_once_at_80_percent_then_escalates_at_100_and_a_new_
     assert "Spend $41.00 = 82.0% of the week-to-date budget (week of 2026-03-02) of $50.00" in ledger[0]["message"]
     deliveries = warehouse.rows("select usage_date, channel, status from marts.fct_alert_deliveries "
                                 "order by usage_date, channel")
+    # The ongoing day (7 March) is in that day's file but pages nobody.
     assert deliveries == [
         {"usage_date": date(2026, 3, 6), "channel": "email", "status": "pending"},
         {"usage_date": date(2026, 3, 6), "channel": "file", "status": "pending"},
+        {"usage_date": date(2026, 3, 7), "channel": "file", "status": "pending"},
         {"usage_date": date(2026, 3, 8), "channel": "email", "status": "pending"},
         {"usage_date": date(2026, 3, 8), "channel": "file", "status": "pending"},
     ]
@@ -371,6 +373,7 @@ def test_a_condition_that_clears_for_longer_than_resolve_after_days_starts_a_new
     assert (weekly["linked_alert_ids"], weekly["is_notified"], weekly["severity"]) == \
         ([daily[2]["alert_id"]], True, "critical")
     assert "Explains 1 other alert(s) of this day" in weekly["message"]
-    assert daily[2]["channels"] == [] and "Explained by: [CRITICAL]" in daily[2]["message"]
+    # It is listed in the day's file (every open condition is) but pages nobody on its own.
+    assert daily[2]["channels"] == ["file"] and "Explained by: [CRITICAL]" in daily[2]["message"]
     assert f"week-to-date budget (week of 2026-03-02) on {days[6]} (alert {weekly['alert_id']}); sent with it." \
         in daily[2]["message"]

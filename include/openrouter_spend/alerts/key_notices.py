@@ -28,6 +28,11 @@ def is_resolution(candidate: dict) -> bool:
     return candidate["rule_id"] in PER_KEY_NOTICE_RULES and _facts(candidate).get("state") == RESOLVED
 
 
+def is_listed_in_another_notice(alert: dict) -> bool:
+    """Whether the alert's key is listed in the owner's notice carried by another row of the day."""
+    return "notice_alert_id" in _facts(alert)
+
+
 def with_open_conditions(con, day: date, previous: dict[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:
     """`previous` with each per-key rule's streak taken from its latest row before `day` (open until resolved).
 

@@ -167,8 +167,14 @@ def _recipients(route: Route, contact: str | None) -> list[str]:
 
 
 def _planned_deliveries(alert: dict, route: Route, contact: str | None, day: date) -> list[dict[str, str]]:
+    """The day's file lists every condition open that day (marked new, escalated, ongoing...; a key listed in
+    its owner's notice rides with that notice); Slack and e-mail carry only what is notified (new or
+    escalated) at or above the route's severity."""
+    if not alert["is_notified"] and (alert["occurrence"] == key_notices.RESOLVED
+                                     or key_notices.is_listed_in_another_notice(alert)):
+        return []
     targets = [("file", f"alerts/{day.isoformat()}.jsonl")]
-    if _rank(alert["severity"]) >= _rank(route.min_severity):
+    if alert["is_notified"] and _rank(alert["severity"]) >= _rank(route.min_severity):
         if route.has_slack:
             targets.append(("slack", f"slack:{route.name}"))
         recipients = _recipients(route, contact)
@@ -366,8 +372,7 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
             route, contact = routing[alert["alert_id"]]
             # A root pages at the most severe level of the alerts it carries.
             severity = max([alert["severity"], *(by_id[i]["severity"] for i in alert["linked_alert_ids"])], key=_rank)
-            planned = (_planned_deliveries({**alert, "severity": severity}, route, contact, day)
-                       if alert["is_notified"] else [])
+            planned = _planned_deliveries({**alert, "severity": severity}, route, contact, day)
             alert["channels"] = ["file" if d["channel"] == "file" else d["target"] for d in planned]
             deliveries += planned
         to_send = _record(con, day, run_id, evaluated_at, alerts, deliveries, quality, evaluated)

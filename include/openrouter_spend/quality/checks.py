@@ -58,7 +58,8 @@ STAGING_DAY_COLUMNS = {"stg_activity": "usage_date", "stg_account_activity": "us
 # Daily tables whose row count should stay near its recent history (volumes of keys, models, providers).
 ROW_COUNT_BOUNDED = ("raw.activity", "raw.keys", "raw.models", "staging.stg_activity",
                      "staging.stg_account_activity", "staging.stg_key_snapshots", "marts.fct_daily_spend",
-                     "marts.rpt_key_usage_daily", "marts.fct_provider_mix_daily", "marts.rpt_unit_economics_daily",
+                     "marts.rpt_key_usage_daily", "marts.fct_provider_mix_daily", "marts.fct_model_mix_daily",
+                     "marts.rpt_unit_economics_daily",
                      "marts.rpt_spend_change", "marts.rpt_budget_status_daily", "marts.rpt_blind_spots_daily")
 GRAIN_OVERRIDES = {"marts.dim_model_price_history": ("model", "valid_from")}
 _VOLUME_COLUMN = re.compile(r"^(requests|.*_requests|.*_tokens|active_keys|attempts|records)$")

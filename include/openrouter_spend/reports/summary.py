@@ -9,7 +9,10 @@ from openrouter_spend.warehouse import connect, table_counts
 
 
 def day_status(day: date) -> str:
-    """'spend $X' for a loaded day (credits + BYOK, per-key activity), or why there is none."""
+    """'credits $X' (and '+ BYOK $Y' when any) for a loaded day, from per-key activity, or why there is none.
+
+    Credits are what the headline's burn counts; BYOK spend is paid to providers directly, so it is named.
+    """
     if not settings.paths().warehouse.exists():
         return "no warehouse"
     with connect(read_only=True) as con:
@@ -19,11 +22,11 @@ def day_status(day: date) -> str:
             return "gap: outside the API's 30-day window"
         if not _has_relation(con, "staging", "stg_activity"):
             return "no staging yet"
-        spend = con.execute(
-            "select coalesce(sum(usage_usd + byok_usage_usd), 0) from staging.stg_activity where usage_date = ?",
-            [day],
-        ).fetchone()[0]
-    return f"spend ${spend:,.2f}"
+        credits, byok = con.execute(
+            "select coalesce(sum(usage_usd), 0), coalesce(sum(byok_usage_usd), 0) from staging.stg_activity"
+            " where usage_date = ?", [day],
+        ).fetchone()
+    return f"credits ${credits:,.2f}" + (f" + BYOK ${byok:,.2f}" if byok else "")
 
 
 def _has_relation(con, schema: str, name: str) -> bool:

@@ -1,6 +1,7 @@
 """Build `marts.*` from staging and the configuration, incrementally and atomically.
 
-Each mart is one SELECT in sql/marts/<name>.sql. Day-partitioned marts are rebuilt only for the days a
+Each mart is one SELECT in sql/marts/<name>.sql; table macros shared by marts live in sql/macros/ and are
+re-created by every build. Day-partitioned marts are rebuilt only for the days a
 change can reach (a changed day plus the windows that read it); small dimensions are rebuilt whole. A
 build runs in one transaction: a failure leaves the previous marts untouched. docs/marts.md has the methods.
 """
@@ -61,6 +62,7 @@ MARTS: tuple[Mart, ...] = (
     Mart("fct_generations", "usage_date", _days_after(1)),
     Mart("rpt_key_usage_daily", "usage_date", _days_after(7)),
     Mart("fct_provider_mix_daily", "usage_date", _days_after(7)),
+    Mart("fct_model_mix_daily", "usage_date", _days_after(7)),
     Mart("fct_fallback_daily", "usage_date"),
     Mart("rpt_unit_economics_daily", "usage_date", _days_after(28)),
     # D compares with D-1 and D-7, whose wasted requests read 7 more days back.
@@ -73,6 +75,18 @@ MARTS: tuple[Mart, ...] = (
     # Reads fct_generations (per-request data) and the gap days of the 30 days before each day.
     Mart("rpt_blind_spots_daily", "usage_date", _days_after(29)),
 )
+
+
+def apply_macros(con) -> list[str]:
+    """(Re)create the table macros of sql/macros/ that marts read, so a build always runs their current text."""
+    applied = []
+    for path in sorted((settings.sql_dir() / "macros").glob("*.sql")):
+        try:
+            con.execute(path.read_text())
+        except Exception as exc:
+            raise RuntimeError(f"applying {path.name} failed: {exc}") from exc
+        applied.append(path.stem)
+    return applied
 
 
 def available_days(con) -> set[date]:
@@ -141,6 +155,7 @@ def _build(con, requested: set[date], *, full: bool, restate_config: bool, confi
         last_built = _last_built_day(con)
         version_id = store_config(con, config, last_built + timedelta(days=1) if last_built else None,
                                   restate=restate_config)
+        apply_macros(con)
         available = available_days(con)
         changed = requested if full else requested | stale_days(con)
         counts: dict[str, int] = {}

@@ -212,6 +212,68 @@ def test_the_email_subject_is_one_header_line_and_the_body_keeps_the_text(name):
     assert rows[0]["message"] in body and f"(route {name})" in body
 
 
+def _unused_key(name: str, number: int, severity: str) -> dict:
+    return {**_alert(name, "unused_key"), "alert_id": f"alt_{number}", "severity": severity, "occurrence": "new",
+            "budget_owner": name, "is_notified": True, "message": f"m{number}\nReproduce: select 1"}
+
+
+@pytest.mark.parametrize("name", STRINGS)
+def test_a_key_notice_lists_each_key_verbatim_and_reaches_slack_escaped(name):
+    from openrouter_spend.alerts import key_notices
+
+    alerts = [_unused_key(name, 1, "info"), _unused_key(name, 2, "warning")]
+    key_notices.bundle_per_owner(alerts, ["info", "warning", "critical"].index)
+    carrier, listed = alerts[1], alerts[0]
+    assert carrier["message"].startswith(carrier["title"] + "\n\n2 enabled key(s)")
+    assert carrier["message"].count(f"- {name} ({name}): idle 4 days") == 2
+    assert listed["message"] == f"m1\nListed in the notice to {name} (alert alt_2); sent with it.\nReproduce: select 1"
+    payload = alert_render.slack_payload(SimpleNamespace(name="r"), DAY, [carrier])
+    assert not [text for text in slack_texts(payload) if "<" in text or ">" in text]
+
+
+def test_the_digest_subject_is_one_header_line():
+    from openrouter_spend.reports.digest import subject
+
+    text = subject({"day": "2026-03-02", "spend_usd": 12.5, "burn_7d_avg_usd": 10.0, "runway_days": 3.25,
+                    "alerts_fired": 2})
+    assert text == "OpenRouter spend 2026-03-02: $12.50 (+25% vs 7-day average), runway 3.2 days, 2 alert(s)"
+
+
+@pytest.mark.parametrize("name", STRINGS)
+def test_the_cli_summary_prints_names_as_plain_text_in_their_columns(name, tmp_path):
+    (tmp_path / "warehouse.duckdb").touch()
+    paths = SimpleNamespace(warehouse=tmp_path / "warehouse.duckdb", published=tmp_path / "published",
+                            digests=tmp_path / "digests", home=tmp_path, alerts=tmp_path / "alerts",
+                            quality=tmp_path / "quality")
+    text = rendering.render("reports/summary.txt.j2", paths=paths, landing=tmp_path / "landing",
+                            counts={"marts.fct_daily_spend": 1234}, width=20, spend_rows=[(DAY, 1.5, 0.25, 10, 2)],
+                            balance=(DAY, 100.0, 2.0, 1.5, 66.7), projects=[(name, None, 1.5)], gaps=[])
+    assert f"\n  {name:<24} {'no owner':<20} $      1.50\n" in text
+    assert "  2026-03-02          1.50        0.25          10      2\n" in text
+    assert text.endswith(f"quality    {tmp_path / 'quality' / 'docs' / 'index.html'}")
+
+
+def test_the_cli_summary_without_a_warehouse_says_how_to_make_one(tmp_path):
+    text = rendering.render("reports/summary.txt.j2", paths=SimpleNamespace(warehouse=tmp_path / "none.duckdb"))
+    assert text == f"No warehouse yet at {tmp_path / 'none.duckdb'}; run `openrouter-spend run` first."
+
+
+@pytest.mark.parametrize("name", STRINGS)
+def test_blind_spot_sentences_keep_a_dataset_and_reason_verbatim(name):
+    from openrouter_spend.reports.digest.blind_spots import SENTENCES, sample_label
+
+    blocks = list(rendering.environment("text").get_template(SENTENCES).blocks)
+    sentences = rendering.render_blocks(
+        SENTENCES, tuple(blocks), coverage=0.0042, byok=1234.5, logged=12, requests=1000, missing=1, days_elapsed=5,
+        gap_days=[DAY], unattributed=2.5, pending=3, dataset=name, reason=name)
+    assert sentences["skipped"] == f"{name}: {name}."
+    assert sentences["sampled"].startswith("Per-request figures come from a sample: 12 logged of 1,000 requests "
+                                           "(1.2% of requests, 0.42% of spend).")
+    assert sample_label(0.5) == "per-request figures from a 50% sample of requests"
+    assert all(sentence.strip() == sentence and "\n" not in sentence
+               for block, sentence in sentences.items() if block != "skipped")
+
+
 REPRODUCED = [rule for rule in RULE_FACTS if rendering.has_template(f"alerts/reproduce/{rule}.sql.j2")]
 
 
@@ -275,6 +337,10 @@ def test_every_shipped_template_is_rendered_by_these_tests(monkeypatch):
     test_slack_texts_have_no_mention_broadcast_or_link_from_a_name(name)
     test_the_email_subject_is_one_header_line_and_the_body_keeps_the_text(name)
     test_every_reproduce_query_keeps_a_name_a_string_literal(name)
+    test_a_key_notice_lists_each_key_verbatim_and_reaches_slack_escaped(name)
+    test_the_digest_subject_is_one_header_line()
+    test_blind_spot_sentences_keep_a_dataset_and_reason_verbatim(name)
+    test_the_cli_summary_without_a_warehouse_says_how_to_make_one(ROOT / "no-such-dir")
     spend_view = _spend_view()
     Page.of(spend_view._navigation("2026-03-02", [{"day": "2026-03-02", "files": ["a.csv"]}], ""))
     monkeypatch.setattr(spend_view, "_digests", list)

@@ -14,8 +14,11 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
+from openrouter_spend import rendering
+
 PER_KEY_NOTICE_RULES = ("unused_key",)
 RESOLVED = "resolved"
+NOTICE = "alerts/key_notice.txt.j2"
 
 
 def _facts(alert: dict) -> dict:
@@ -64,17 +67,6 @@ def _owner_label(alert: dict) -> str:
     return alert.get("budget_owner") or f"project {alert['project']}"
 
 
-def _key_line(alert: dict) -> str:
-    facts = alert["facts"]
-    name = alert.get("api_key_name") or (alert.get("api_key_hash") or "")[:12]
-    since = (f"never used since {facts.get('created_date')}" if facts.get("never_used")
-             else f"last used {facts.get('last_use_date')}")
-    limit = (f"limit ${facts['limit_usd']:,.2f}" if facts.get("limit_usd") is not None else "no spending limit")
-    idle = "n/a" if alert["observed_value"] is None else f"{alert['observed_value']:.0f}"
-    return (f"- {name} ({alert['project']}): idle {idle} days, {since}, {limit}; "
-            f"{alert['severity']}, {alert['occurrence']} (alert {alert['alert_id']})")
-
-
 def bundle_per_owner(alerts: list[dict], rank) -> None:
     """One notice per owner and rule: its most severe key's row carries the list, the others are sent with it.
 
@@ -91,23 +83,15 @@ def bundle_per_owner(alerts: list[dict], rank) -> None:
             continue
         members.sort(key=lambda a: (-rank(a["severity"]), a.get("api_key_name") or "", a["alert_id"]))
         carrier, listed = members[0], members[1:]
-        day = carrier["usage_date"]
-        title = (f"[{carrier['severity'].upper()}] {len(members)} unused keys of {owner} on {day}"
-                 if rule_id == "unused_key" else f"[{carrier['severity'].upper()}] {rule_id}: {len(members)} keys "
-                 f"of {owner} on {day}")
-        lines = [title, "",
-                 f"{len(members)} enabled key(s) became news on {day} (idle at least "
-                 f"{carrier['threshold_value']:g} days); disable them or give them an expiry if nobody needs them:",
-                 *(_key_line(alert) for alert in members), "",
-                 "Each key has its own row in marts.fct_alerts (rule " + rule_id + "); keys that stay unused are "
-                 "not repeated. Reproduce: select * from marts.dim_api_key where is_unused"]
-        carrier["title"], carrier["message"] = title, "\n".join(lines)
+        context = {"carrier": carrier, "members": members, "rule_id": rule_id, "owner": owner}
+        title = rendering.render_blocks(NOTICE, ("title",), **context)["title"]
+        texts = rendering.render_blocks(NOTICE, ("message", "listed"), title=title, **context)
+        carrier["title"], carrier["message"] = title, texts["message"]
         carrier["facts"] = {**carrier["facts"], "listed_alert_ids": [a["alert_id"] for a in listed]}
         for alert in listed:
             alert["is_notified"] = False
             alert["facts"] = {**alert["facts"], "notice_alert_id": carrier["alert_id"]}
-            alert["message"] = _before_reproduce(
-                alert["message"], f"Listed in the notice to {owner} (alert {carrier['alert_id']}); sent with it.")
+            alert["message"] = _before_reproduce(alert["message"], texts["listed"])
 
 
 def _before_reproduce(message: str, line: str) -> str:

@@ -105,17 +105,9 @@ def _replace_folder(folder: Path, files: dict[str, bytes]) -> None:
 
 def subject(summary: dict[str, Any]) -> str:
     """The e-mail subject: day, spend against the 7-day average, runway."""
-    from openrouter_spend.reports.digest.formatting import money, signed_share
+    from openrouter_spend import rendering
 
-    spend, average, runway = summary["spend_usd"], summary["burn_7d_avg_usd"], summary["runway_days"]
-    parts = [f"OpenRouter spend {summary['day']}: {money(spend)}"]
-    if average:
-        parts[0] += f" ({signed_share(spend / average - 1)} vs 7-day average)"
-    if runway is not None:
-        parts.append(f"runway {runway:.1f} days")
-    if summary["alerts_fired"]:
-        parts.append(f"{summary['alerts_fired']} alert(s)")
-    return ", ".join(parts)
+    return rendering.render("digest/subject.header.j2", summary=summary)
 
 
 def write_digest(day: date, *, source: str | Path = "published") -> dict[str, Any]:

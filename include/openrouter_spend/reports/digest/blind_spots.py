@@ -1,22 +1,31 @@
-"""What the data cannot see: per-request coverage, pending ids, gaps and skipped snapshots, in the digest's words."""
+"""What the data cannot see: per-request coverage, pending ids, gaps and skipped snapshots, in the digest's words.
+
+The sentences are the blocks of templates/digest/blind_spots.txt.j2; this module finds which apply.
+"""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any
 
+from openrouter_spend import rendering
 from openrouter_spend.reports.digest.data import ACCOUNT, DigestData, columns_of, has_table, rows
-from openrouter_spend.reports.digest.formatting import coverage as coverage_text
 
 # Per-request coverage at or above this share counts as complete (rounding of logged vs /activity counts).
 FULL_COVERAGE = 0.999
+SENTENCES = "digest/blind_spots.txt.j2"
+
+
+def _say(sentence: str, **context: Any) -> str:
+    """One sentence of blind_spots.txt.j2."""
+    return rendering.render_blocks(SENTENCES, (sentence,), **context)[sentence]
 
 
 def sample_label(coverage: float | None) -> str | None:
     """The blind-spot label of per-request figures that come from part of the traffic; None when complete."""
     if coverage is None or coverage <= 0 or coverage >= FULL_COVERAGE:
         return None
-    return f"per-request figures from a {coverage_text(coverage)} sample of requests"
+    return _say("sample_label", coverage=coverage)
 
 
 def blind_spot_rows(con, day: date) -> list[dict[str, Any]]:
@@ -44,41 +53,29 @@ def blind_spots(con, data: DigestData) -> list[str]:
     spots = []
     byok = data.totals["byok_spend_usd"]
     if byok:
-        spots.append(f"BYOK inference of ${byok:,.2f} is OpenRouter's estimate at market rates; the provider bills "
-                     "it directly and it is not part of the credit spend above.")
+        spots.append(_say("byok", byok=byok))
     economics = _account(data.unit_economics)
     coverage = economics.get("generation_coverage_share") if economics else None
     logged = economics.get("per_request_requests") if economics else None
     if coverage is None:
-        spots.append("No per-request data for this day: fallback frequency, accepted results and cost per "
-                     "accepted result are unknown (not zero).")
+        spots.append(_say("no_per_request"))
     elif logged is not None and economics.get("requests") and logged < FULL_COVERAGE * economics["requests"]:
-        share = logged / economics["requests"]
-        spots.append(f"Per-request figures come from a sample: {logged:,} logged of {economics['requests']:,} "
-                     f"requests ({coverage_text(share)} of requests, {coverage_text(min(coverage, 1.0))} of spend). "
-                     "Fallback figures are "
-                     "scaled to each project's traffic and carry 95% intervals; they assume the logged requests "
-                     "are representative.")
+        spots.append(_say("sampled", logged=logged, requests=economics["requests"], coverage=coverage))
     month = data.month
     missing = month["days_elapsed"] - month["loaded_days"]
     if missing > 0:
-        spots.append(f"{missing} of the {month['days_elapsed']} days this month are not in the warehouse: "
-                     "month-to-date totals and forecasts count loaded days only.")
+        spots.append(_say("missing_days", missing=missing, days_elapsed=month["days_elapsed"]))
     if month["gap_days"]:
-        listed = ", ".join(d.isoformat() for d in month["gap_days"])
-        spots.append(f"Days outside the API's 30-day window that were never captured: {listed}.")
+        spots.append(_say("gap_days", gap_days=month["gap_days"]))
     if any(row.get("waste_method") == "aggregate_estimate" for row in data.waste):
-        spots.append("Waste of keys without request logs is estimated from daily totals (requests against "
-                     "output), not counted per request.")
+        spots.append(_say("aggregate_waste"))
     if any(row.get("waste_method") == "per_request" for row in data.waste):
-        spots.append("Waste of keys with request logs is counted on their logged requests and scaled to the key's "
-                     "traffic, with a 95% interval.")
+        spots.append(_say("per_request_waste"))
     unattributed = con.execute(
         "select coalesce(sum(spend_usd), 0) from marts.fct_daily_spend where usage_date = ? "
         "and api_key_hash = '(unattributed)'", [data.day]).fetchone()[0]
     if unattributed:
-        spots.append(f"${unattributed:,.2f} of account spend is not accounted for by any listed key "
-                     "(deleted keys, for instance) and has no owner.")
+        spots.append(_say("unattributed", unattributed=unattributed))
     spots += _skipped_snapshots(con, data.day)
     spots += _pending_details(con, data.day)
     return spots
@@ -92,8 +89,7 @@ def _pending_details(con, day: date) -> list[str]:
                           "and enrichment_status = 'pending'", [day]).fetchone()[0]
     if not pending:
         return []
-    return [f"{pending:,} logged request(s) of this day still wait for their /generation details (a later run "
-            "fetches them): their fallbacks are unknown for now and their costs are allocated from activity."]
+    return [_say("pending", pending=pending)]
 
 
 def _skipped_snapshots(con, day: date) -> list[str]:
@@ -112,12 +108,9 @@ def _skipped_snapshots(con, day: date) -> list[str]:
             and skip_reason is not null
         order by dataset
         """, [day, day]).fetchall()
-    what = {"reconcile.credits_vs_activity": "/credits usage was not reconciled with activity",
-            "reconcile.key_usage_vs_activity": "per-key /keys usage was not reconciled with activity"}
-    spots = [f"{what.get(dataset, dataset)}: {reason}." for dataset, reason in found]
+    spots = [_say("skipped", dataset=dataset, reason=reason) for dataset, reason in found]
     late = con.execute("select count(*) from marts.fct_credit_balance where as_of_date = ? and balance_usd is null",
                        [day]).fetchone()[0]
     if late:
-        spots.append("The credit balance, top-up and runway at the end of this day are unknown: its /credits "
-                     "snapshot does not describe the end of the day (a backfill fetches today's state).")
+        spots.append(_say("late_snapshot"))
     return spots

@@ -4,7 +4,6 @@ quality blocking, unowned spend, runaway keys judged by accepted results, persis
 from __future__ import annotations
 
 import json
-
 from datetime import UTC, date, datetime, timedelta
 
 import pytest

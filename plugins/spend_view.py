@@ -6,7 +6,8 @@ and renders it inside the UI. Every route requires a signed-in Airflow user allo
 openrouter_spend_daily DAG (plugin apps are not protected by Airflow on their own).
 
 Routes: /spend/ (newest digest), /spend/<day>/ (one day), /spend/<day>/files/<name> (its CSV, Markdown and
-chart files), /spend/api/digests (the list as JSON).
+chart files), /spend/quality/docs/<path> (the offline Data Docs the digest links to), /spend/api/digests (the
+list as JSON).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ DAG_ID = "openrouter_spend_daily"
 URL_PREFIX = "/spend"
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MEDIA_TYPES = {".csv": "text/csv; charset=utf-8", ".md": "text/markdown; charset=utf-8", ".png": "image/png",
-                ".html": "text/html; charset=utf-8", ".json": "application/json"}
+                ".html": "text/html; charset=utf-8", ".json": "application/json", ".css": "text/css; charset=utf-8",
+                ".ico": "image/x-icon", ".gif": "image/gif", ".svg": "image/svg+xml", ".otf": "font/otf"}
+# The digest links Data Docs relative to its folder on disk (digests/<day>/ → ../../quality/docs/).
+_DOCS_LINK = 'href="../../quality/docs/'
 
 
 async def _reader(request: Request) -> None:
@@ -73,7 +77,7 @@ def _navigation(current: str, digests: list[dict], prefix: str) -> str:
 
 def _page(day: str, prefix: str) -> HTMLResponse:
     digests = _digests()
-    html = (_folder(day) / "digest.html").read_text()
+    html = (_folder(day) / "digest.html").read_text().replace(_DOCS_LINK, f'href="{prefix}quality/docs/')
     return HTMLResponse(html.replace("<body>", "<body>" + _navigation(day, digests, prefix), 1))
 
 
@@ -92,6 +96,18 @@ def latest(_: Reader) -> HTMLResponse:
 def digests(_: Reader) -> list[dict]:
     """Every digest with its headline numbers, newest first."""
     return [{key: value for key, value in item.items() if key != "folder"} for item in _digests()]
+
+
+@spend_app.get("/quality/docs/{name:path}")
+def data_docs(name: str, _: Reader) -> FileResponse:
+    """A file of the offline Data Docs (the index by usage day, GX's pages and their local assets)."""
+    from openrouter_spend.config import settings
+
+    root = (settings.paths().quality / "docs").resolve()
+    path = (root / name).resolve()
+    if root not in path.parents or not path.is_file() or path.suffix not in _MEDIA_TYPES:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"no Data Docs file {name!r}")
+    return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix])
 
 
 @spend_app.get("/{day}/", response_class=HTMLResponse)

@@ -4,7 +4,8 @@
 -- Grain: one row per project × period whose spend crossed at least one level on the evaluated day; only the
 --   highest level crossed is reported. Segments: project × daily; project × weekly × week start; project ×
 --   monthly × month start, so each week and month fires once per level and a new level is an escalation.
--- Upstream: marts.rpt_budget_status_daily.
+-- Upstream: marts.rpt_budget_status_daily; marts.fct_daily_spend for the contributors (the project's three
+--   largest keys and two largest models over the period).
 -- Parameters: alert_day, daily_levels, weekly_levels, monthly_levels (lists of budget shares),
 --   critical_level and critical_periods (severity is critical from that share in those periods, warning
 --   otherwise), min_volume_usd (the smallest effective budget considered).
@@ -63,6 +64,52 @@ crossed as (
     where periods.effective_budget_usd >= params.min_volume_usd and periods.used_ratio is not null
 ),
 
+period_spend as (
+    select
+        crossed.project,
+        crossed.period,
+        coalesce(spend.api_key_name, spend.api_key_hash) as key_name,
+        spend.model_permaslug,
+        spend.spend_usd
+    from crossed
+    cross join params
+    inner join marts.fct_daily_spend as spend
+        on spend.project = crossed.project and spend.usage_date between crossed.period_start and params.day
+    where crossed.level is not null
+),
+
+key_contributors as (
+    select project, period, key_name as name, sum(spend_usd) as spend_usd
+    from period_spend
+    group by project, period, key_name
+),
+
+model_contributors as (
+    select project, period, model_permaslug as name, sum(spend_usd) as spend_usd
+    from period_spend
+    group by project, period, model_permaslug
+),
+
+key_lists as (
+    select
+        project,
+        period,
+        list({'dimension': 'key', 'name': name, 'spend_usd': round(spend_usd, 2)}
+             order by spend_usd desc, name)[1:3] as items
+    from key_contributors
+    group by project, period
+),
+
+model_lists as (
+    select
+        project,
+        period,
+        list({'dimension': 'model', 'name': name, 'spend_usd': round(spend_usd, 2)}
+             order by spend_usd desc, name)[1:2] as items
+    from model_contributors
+    group by project, period
+),
+
 final as (
     select
         'budget_threshold' as rule_id,
@@ -96,7 +143,7 @@ final as (
                 then 'critical'
             else 'warning'
         end as severity,
-        '[]'::json as contributors,
+        coalesce(to_json(list_concat(key_lists.items, model_lists.items)), '[]'::json) as contributors,
         to_json({
             'period': crossed.period,
             'period_start': crossed.period_start,
@@ -109,6 +156,8 @@ final as (
         }) as facts
     from crossed
     cross join params
+    left join key_lists using (project, period)
+    left join model_lists using (project, period)
     where crossed.level is not null
 )
 

@@ -189,6 +189,13 @@ def test_alert_texts_carry_the_name_verbatim(name):
         assert f"Budget owner: {name} ({name}, {name})" in body
 
 
+def test_every_alert_says_who_acts_and_what_to_do():
+    for rule_id, (_, body) in zip(RULE_FACTS, _messages(PLAIN), strict=True):
+        action = next((line for line in body.splitlines() if line.startswith("Action: ")), None)
+        assert action is not None and len(action) > len("Action: ") + 20, rule_id
+        assert "Top contributors: key " in body, rule_id
+
+
 @pytest.mark.parametrize("name", STRINGS)
 def test_slack_texts_have_no_mention_broadcast_or_link_from_a_name(name):
     rows = [{"alert_id": f"alt_{i}", "severity": "critical", "budget_owner": name, "message": body}
@@ -313,6 +320,23 @@ def test_each_channel_escapes_every_value_by_default_with_its_rule_from_escaping
         assert environment.from_string(f"{{{{ name|{filter_name} }}}}").render(name=name) == escaper(name)
 
 
+@pytest.mark.parametrize("name", STRINGS)
+def test_the_data_docs_index_shows_a_check_message_as_text(name):
+    from datetime import UTC, date, datetime
+
+    def index(text: str) -> str:
+        return rendering.render("quality/index.html.j2", days=[{
+            "usage_date": date(2026, 3, 2), "run_id": "r1", "validated_at": datetime(2026, 3, 3, tzinfo=UTC),
+            "status": "failed", "expectation_count": 3, "failed_count": 1, "warning_count": 0,
+            "page": "validations/quality/gate/2026-03-02/t/warehouse-checks.html",
+            "problems": [{"check_id": text, "severity": "error", "message": text}]}])
+
+    page = Page.of(index(name))
+    assert page.problems() == []
+    assert _structure(page) == _structure(Page.of(index(PLAIN)))
+    assert name in page.visible_text
+
+
 def test_an_undefined_variable_or_key_fails_loudly_instead_of_rendering_empty():
     with pytest.raises(jinja2.UndefinedError, match="headline"):
         rendering.render("alerts/title.txt.j2", alert={"severity": "info", "occurrence": "new"})
@@ -340,6 +364,7 @@ def test_every_shipped_template_is_rendered_by_these_tests(monkeypatch):
     test_a_key_notice_lists_each_key_verbatim_and_reaches_slack_escaped(name)
     test_the_digest_subject_is_one_header_line()
     test_blind_spot_sentences_keep_a_dataset_and_reason_verbatim(name)
+    test_the_data_docs_index_shows_a_check_message_as_text(name)
     test_the_cli_summary_without_a_warehouse_says_how_to_make_one(ROOT / "no-such-dir")
     spend_view = _spend_view()
     Page.of(spend_view._navigation("2026-03-02", [{"day": "2026-03-02", "files": ["a.csv"]}], ""))

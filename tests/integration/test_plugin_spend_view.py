@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,6 +48,7 @@ def server(emulated_warehouse, tmp_path_factory):
     """An API server on a free port, with two digests in its OPENROUTER_SPEND_HOME and one user."""
     run = realistic_run(emulated_warehouse)
     home = run.fresh_home(tmp_path_factory.mktemp("plugin") / "home")
+    shutil.copytree(emulated_warehouse.home / "quality" / "docs", home / "quality" / "docs")
     days = [run.newest_day - timedelta(days=1), run.newest_day]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPENROUTER_SPEND_HOME", str(home))
@@ -112,7 +115,7 @@ def test_plugin_is_loaded_with_its_app_and_nav_view(server):
 def test_pages_need_an_airflow_login(server):
     base, _token, _home, days, _ = server
     for path in ("/spend/", f"/spend/{days[0].isoformat()}/", "/spend/api/digests",
-                 f"/spend/{days[0].isoformat()}/files/spend_by_owner.csv"):
+                 f"/spend/{days[0].isoformat()}/files/spend_by_owner.csv", "/spend/quality/docs/index.html"):
         status, body, _ = _get(f"{base}{path}")
         assert status == 401, (path, status, body[:200])
 
@@ -123,7 +126,10 @@ def test_spend_view_serves_the_newest_digest_and_links_earlier_ones(server):
     assert status == 200 and headers["content-type"].startswith("text/html")
     page = body.decode()
     newest_html = (home / "digests" / days[1].isoformat() / "digest.html").read_text()
-    assert newest_html.split('<div class="page">', 1)[1] in page
+    # The Data Docs link is relative to the digest folder on disk; the view points it at its own route.
+    assert f'href="../../quality/docs/index.html#day-{days[1].isoformat()}"' in newest_html
+    served = newest_html.replace('href="../../quality/docs/', 'href="quality/docs/')
+    assert served.split('<div class="page">', 1)[1] in page
     assert money(written[1]["spend_usd"]) in page
     assert f'href="{days[0].isoformat()}/"' in page
     assert f'href="{days[1].isoformat()}/files/spend_by_owner.csv"' in page
@@ -131,9 +137,25 @@ def test_spend_view_serves_the_newest_digest_and_links_earlier_ones(server):
     status, body, _ = _get(f"{base}/spend/{days[0].isoformat()}/", token)
     assert status == 200 and money(written[0]["spend_usd"]) in body.decode()
     assert f'href="../{days[1].isoformat()}/"' in body.decode()
+    assert f'href="../quality/docs/index.html#day-{days[0].isoformat()}"' in body.decode()
 
     status, body, _ = _get(f"{base}/spend/api/digests", token)
     assert [item["day"] for item in json.loads(body)] == [days[1].isoformat(), days[0].isoformat()]
+
+
+def test_the_data_docs_the_digest_links_to_are_served_offline_and_nothing_beside_them(server):
+    base, token, home, days, _ = server
+    status, body, headers = _get(f"{base}/spend/quality/docs/index.html", token)
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    index = body.decode()
+    assert f'id="day-{days[1].isoformat()}"' in index
+    page = re.search(r'href="(validations/[^"]+\.html)"', index).group(1)
+    status, body, _ = _get(f"{base}/spend/quality/docs/{page}", token)
+    assert status == 200 and b"offline.css" in body
+    assert _get(f"{base}/spend/quality/docs/static/styles/offline.css", token)[0] == 200
+    for bad in ("/spend/quality/docs/..%2F..%2Fpublished%2Fwarehouse.duckdb", "/spend/quality/docs/nothing.html",
+                "/spend/quality/docs/../results"):
+        assert _get(f"{base}{bad}", token)[0] == 404, bad
 
 
 def test_digest_files_download_and_nothing_else_does(server):

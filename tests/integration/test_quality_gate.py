@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
@@ -122,9 +123,15 @@ def test_clean_default_scenario_passes_every_expectation_then_publishes(home):
     assert "reconcile.credits_vs_activity:usage_delta_matches_activity" in reconciled  # compared, not skipped
     assert "reconcile.key_usage_vs_activity:usage_delta_matches_activity" in reconciled
     index = Path(outcome["data_docs"])
-    assert index == home / "quality" / "docs" / "index.html" and "quality.gate" in index.read_text()
-    # The run's page: every check of the day in one batch (as before, the site lists the newest run).
-    assert len(list((index.parent / "validations" / "quality" / "gate").glob(f"clean-{LAST}/*/*.html"))) == 1
+    assert index == home / "quality" / "docs" / "index.html"
+    # One page per usage day (its newest run), every check of the day in one batch, listed by day in the index.
+    [page] = (index.parent / "validations" / "quality" / "gate").glob(f"{LAST}/*/*.html")
+    listing = index.read_text()
+    assert f'id="day-{LAST}"' in listing and f'id="day-{FIRST}"' in listing
+    assert f'href="{page.relative_to(index.parent).as_posix()}"' in listing
+    # Readable offline: nothing under the docs folder loads from another host.
+    for html in index.parent.rglob("*.html"):
+        assert not re.search(r'(?:src|href)="https?://', html.read_text()), html
     published = gate_then_publish(LAST, "clean-publish")
     with connect(published, read_only=True) as con:
         assert con.execute("select status from marts.fct_quality_runs where run_id = 'clean-publish'").fetchall() == \

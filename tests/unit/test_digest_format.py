@@ -103,3 +103,54 @@ def test_a_sampled_share_shows_its_interval_and_a_census_share_does_not():
     assert share_with_interval(0.12, 0.081, 0.163) == "12.0% (95% CI 8.1–16.3%)"
     assert share_with_interval(0.12, 0.12, 0.12) == "12.0%"
     assert share_with_interval(0.12, None, None) == "12.0%"
+
+
+def _day_with_alerts(baseline_days: int) -> DigestData:
+    data = _data()
+    data.totals = {"spend_usd": 50.0, "byok_spend_usd": 0.0, "requests": 100, "active_keys": 2}
+    data.month = {"month_to_date_usd": 300.0, "days_elapsed": 8, "loaded_days": 8}
+    data.baseline_days = baseline_days
+    data.changes = [{"project": "*", "spend_usd": 50.0, "prior_spend_usd": 40.0, "delta_usd": 10.0}]
+    data.premium = [{"project": "*", "spend_usd": 50.0, "premium_spend_usd": 25.0, "premium_spend_share": 0.5,
+                     "premium_spend_share_baseline_28d": 0.4, "premium_spend_share_change": 0.1, "annotations": []}]
+    base = {"status": "fired", "severity": "warning", "project": "alpha", "budget_owner": "Ann", "impact_usd": 1.0,
+            "explanation": None, "root_alert_id": None}
+    data.alerts = [
+        {**base, "alert_id": "a1", "rule_id": "premium_share_rise", "metric": "premium_spend_share",
+         "observed_value": 0.8362, "expected_value": 0.6212},
+        {**base, "alert_id": "a2", "rule_id": "budget_threshold", "metric": "daily_budget_used_ratio",
+         "observed_value": 1.71, "expected_value": 1.0},
+        {**base, "alert_id": "a3", "rule_id": "credit_runway_low", "metric": "runway_days",
+         "observed_value": 4.2, "expected_value": 7.0},
+        {**base, "alert_id": "a4", "rule_id": "credit_burn_spike", "metric": "spend_usd",
+         "observed_value": 23.74, "expected_value": 12.49}]
+    data.alerts_state = "fired"
+    data.quality = {"run_id": "r1", "status": "passed", "expectation_count": 399, "failed_count": 0,
+                    "warning_count": 0, "summary": "Data-quality gate passed for 2026-03-08 (run r1): 399 held.",
+                    "data_docs_path": "/home/quality/docs/index.html", "failed_checks": []}
+    data.quality_state = "passed"
+    return data
+
+
+def test_alert_values_are_shown_in_their_metrics_units_and_the_quality_banner_says_it_once():
+    from openrouter_spend.reports.digest import html as digest_html
+
+    html = digest_html.render(_day_with_alerts(28), [], [])
+    alerts = html.split('id="alerts"')[1].split("</section>")[0]
+    assert "83.6%" in alerts and "62.1%" in alerts and "0.8362" not in alerts
+    assert "171.0%" in alerts and "100.0%" in alerts
+    assert "4.2 days" in alerts and "7.0 days" in alerts
+    assert "$23.74" in alerts and "$12.49" in alerts
+    quality = html.split('id="blind-spots"')[1]
+    assert quality.count("Data-quality gate passed") == 1 and "399 checks held" in quality
+    assert 'href="../../quality/docs/index.html#day-2026-03-08"' in quality
+
+
+def test_a_short_history_is_named_instead_of_claiming_28_days():
+    from openrouter_spend.reports.digest import html as digest_html
+
+    full = digest_html.render(_day_with_alerts(28), [], [])
+    short = digest_html.render(_day_with_alerts(13), [], [])
+    assert "over the previous 28 days" in full
+    assert "28 days" not in short.split('id="changes"')[1].split("</section>")[0]
+    assert "over the previous 13 days (all the history loaded)" in short

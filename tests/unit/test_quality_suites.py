@@ -167,7 +167,8 @@ def test_summary_lists_errors_then_warnings(validated):
     assert lines[3] == "- [reconciliation] reconcile.toy:within: key b is off by 4.00"
     assert lines[4] == "Warnings (not blocking):"
     assert {line.split(":")[0] for line in lines[5:7]} == {"- [marts] marts.toy"}
-    assert lines[-1] == f"Data Docs: {docs / 'index.html'}"
+    # Relative to the home: the same line is true in a log, an e-mail and Slack.
+    assert lines[-1] == "Data Docs: quality/docs/index.html#day-2026-03-02 (in OPENROUTER_SPEND_HOME)"
     passed = gate.summarize(date(2026, 3, 2), "run-2", [rows["marts.toy:grain_unique"]], None)
     assert passed == "Data-quality gate passed for 2026-03-02 (run run-2): 1 expectations held."
 
@@ -186,6 +187,15 @@ def test_prune_keeps_the_newest_runs(tmp_path):
     assert gate.prune_outputs(tmp_path, keep_runs=2) == 2
     assert sorted(p.name for p in (tmp_path / "docs" / "validations" / "marts" / "toy").iterdir()) == ["mid", "new"]
     assert sorted(p.stem for p in (tmp_path / "results" / "2026-03-02").iterdir()) == ["mid", "new"]
+
+
+def test_a_day_validated_again_keeps_only_its_newest_page(tmp_path):
+    day = tmp_path / "docs" / "validations" / "quality" / "gate" / "2026-03-02"
+    for run_time in ("20260303T010000Z", "20260303T020000Z"):
+        (day / run_time).mkdir(parents=True)
+        (day / run_time / "warehouse-checks.html").write_text("x")
+    assert gate.prune_outputs(tmp_path, keep_runs=5) == 1
+    assert [p.name for p in day.iterdir()] == ["20260303T020000Z"]
 
 
 def test_a_gate_that_cannot_run_still_marks_the_day_failed(tmp_path, monkeypatch):

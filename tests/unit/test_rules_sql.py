@@ -3,6 +3,7 @@ quality blocking, unowned spend, runaway keys judged by accepted results, persis
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -105,6 +106,12 @@ def test_weekly_budget_fires_once_at_80_percent_then_escalates_at_100_and_a_new_
     assert ledger[0]["budget_owner"] == "Ann Owner" and ledger[0]["status"] == "fired"
     assert ledger[0]["channels"] == ["file", "email:ann@example.com,finance@example.com"]
     assert "Spend $41.00 = 82.0% of the week-to-date budget (week of 2026-03-02) of $50.00" in ledger[0]["message"]
+    # Who spent it and what to do: the project's keys and models over the week, and the owner's next step.
+    assert json.loads(ledger[0]["contributors"]) == [
+        {"dimension": "key", "name": "a-web", "spend_usd": 41.0},
+        {"dimension": "model", "name": "vendor/m", "spend_usd": 41.0}]
+    assert "Top contributors: key a-web ($41.00 spent); model vendor/m ($41.00 spent)" in ledger[0]["message"]
+    assert "Action: Ann Owner: check the top contributors below against plan" in ledger[0]["message"]
     deliveries = warehouse.rows("select usage_date, channel, status from marts.fct_alert_deliveries "
                                 "order by usage_date, channel")
     # The ongoing day (7 March) is in that day's file but pages nobody.

@@ -61,10 +61,11 @@ def render(alert: dict, rule, owner: dict[str, str | None], quality: Quality) ->
     rule_template = f"alerts/rules/{alert['rule_id']}.txt.j2"
     what = rendering.render_blocks(
         rule_template if rendering.has_template(rule_template) else "alerts/rules/default.txt.j2",
-        ("headline", "lines"), **context)
+        ("headline", "lines", "action"), **context, owner=owner)
     title = rendering.render("alerts/title.txt.j2", alert=alert, headline=what["headline"])
     body = rendering.render(
-        "alerts/message.txt.j2", **context, title=title, lines=what["lines"], owner=owner, quality=quality,
+        "alerts/message.txt.j2", **context, title=title, lines=what["lines"], action=what["action"].strip(),
+        owner=owner, quality=quality,
         contributors=rendering.render("alerts/contributors.txt.j2", contributors=alert["contributors"],
                                       **_numbers()),
         reproduce=reproduce_sql(alert["rule_id"], alert["usage_date"], alert["project"], alert.get("api_key_hash")),

@@ -30,7 +30,7 @@ from typing import Any
 
 from openrouter_spend.config import settings
 from openrouter_spend.config.yamlnode import ConfigError
-from openrouter_spend.quality import metrics
+from openrouter_spend.quality import docs, metrics
 from openrouter_spend.quality.checks import Check, Dataset
 from openrouter_spend.quality.config import QUALITY_FILE, QualityConfig, load_quality_config
 from openrouter_spend.quality.datasets import build_datasets
@@ -38,7 +38,7 @@ from openrouter_spend.quality.datasets import build_datasets
 log = logging.getLogger(__name__)
 
 DOCS_SITE = "quality"
-# Data Docs pages of a run sit at validations/quality/gate/<run>/ (prune_outputs relies on the two levels).
+# Data Docs pages sit at validations/quality/gate/<usage day>/<run time>/ (prune_outputs relies on that layout).
 SUITE = "quality.gate"
 FIGURE_COLUMNS = ["dataset", "check_id", "expectation_type", "observed", "lowest_allowed", "highest_allowed"]
 
@@ -141,8 +141,11 @@ def _gx_session(docs_dir: Path) -> _GxSession:
     return session
 
 
-def _judge_with_gx(figures: list[dict], run_id: str, validated_at: datetime, docs_dir: Path) -> tuple[set[str], str | None]:
+def _judge_with_gx(figures: list[dict], run_id: str, validated_at: datetime, docs_dir: Path,
+                   run_name: str | None = None) -> tuple[set[str], str | None]:
     """Validate the figures (one row per check) with GX and build the Data Docs of the run.
+
+    The run is named `run_name` in Data Docs (the usage day, so its pages are found by day), else `run_id`.
 
     Returns the check ids GX found outside their bounds, and the exception GX raised, if any.
     """
@@ -153,7 +156,8 @@ def _judge_with_gx(figures: list[dict], run_id: str, validated_at: datetime, doc
     frame = pd.DataFrame(figures, columns=FIGURE_COLUMNS).astype(
         {"observed": "float64", "lowest_allowed": "float64", "highest_allowed": "float64"})
     outcome = session.definition.run(
-        batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_id, run_time=validated_at),
+        batch_parameters={"dataframe": frame},
+        run_id=RunIdentifier(run_name=run_name or run_id, run_time=validated_at),
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["check_id"]})
     failed: set[str] = set()
     crashed = None
@@ -172,7 +176,7 @@ def _judge_with_gx(figures: list[dict], run_id: str, validated_at: datetime, doc
 
 
 def run_datasets(datasets: list[Dataset], run_id: str, validated_at: datetime, docs_dir: Path,
-                 config: QualityConfig, con=None) -> list[dict]:
+                 config: QualityConfig, con=None, *, run_name: str | None = None) -> list[dict]:
     """Compute every check in DuckDB, judge the figures with GX in one batch, build Data Docs; a row per check."""
     import duckdb
 
@@ -195,7 +199,7 @@ def run_datasets(datasets: list[Dataset], run_id: str, validated_at: datetime, d
                if (figure := measured[dataset.name].get(check.check_id)) is not None]
     measured_at = time.monotonic()
     with _quiet_gx():
-        failed, crashed = _judge_with_gx(figures, run_id, validated_at, docs_dir)
+        failed, crashed = _judge_with_gx(figures, run_id, validated_at, docs_dir, run_name)
     rows = [_result_row(check, dataset, measured[dataset.name].get(check.check_id), crashed,
                         check.check_id in failed, run_id, validated_at, config)
             for dataset in datasets for check in dataset.checks]
@@ -266,7 +270,8 @@ def summarize(day: date, run_id: str, rows: list[dict], docs_path: Path | None) 
         lines.append("Warnings (not blocking):")
         lines += [f"- [{r['suite']}] {r['check_id']}: {r['message']}" for r in warnings]
     if docs_path is not None:
-        lines.append(f"Data Docs: {docs_path}")
+        # Relative to the pipeline's home, so the line means the same in an e-mail, Slack and a log.
+        lines.append(f"Data Docs: quality/docs/index.html#{docs.day_anchor(day)} (in OPENROUTER_SPEND_HOME)")
     return "\n".join(lines)
 
 
@@ -292,10 +297,17 @@ def _record(con, day: date, run_id: str, rows: list[dict], run_row: dict) -> Non
 
 
 def prune_outputs(quality_dir: Path, keep_runs: int) -> int:
-    """Delete Data Docs validation pages and result files of all but the newest `keep_runs` runs; returns paths removed."""
+    """Keep the newest validation page of each day, and the pages and result files of the newest `keep_runs` days
+    (runs, for result files); returns paths removed."""
     import shutil
 
     removed = 0
+    # One entry per usage day: a day validated again keeps only its newest validation page.
+    for day_folder in (quality_dir / "docs" / "validations").glob("*/*/*"):
+        runs = sorted(folder for folder in day_folder.iterdir() if folder.is_dir()) if day_folder.is_dir() else []
+        for older in runs[:-1]:
+            shutil.rmtree(older)
+            removed += 1
     page_folders: dict[str, list[Path]] = {}
     for folder in (quality_dir / "docs" / "validations").glob("*/*/*"):
         if folder.is_dir():
@@ -369,7 +381,8 @@ def validate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
         else:
             try:
                 datasets = build_datasets(con, day, config, run_id)
-                rows = run_datasets(datasets, run_id, validated_at, docs_dir, config, con)
+                rows = run_datasets(datasets, run_id, validated_at, docs_dir, config, con,
+                                    run_name=day.isoformat())
             except Exception as exc:
                 # The day stays marked failed (alerts stay blocked) until a retry validates it.
                 _record_crash(con, day, run_id, validated_at, exc, config)
@@ -388,7 +401,10 @@ def validate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
         }
         _write_results_file(Path(run_row["results_path"]), run_row, rows)
         _record(con, day, run_id, rows, run_row)
-    prune_outputs(settings.paths().quality, config.data_docs_keep_runs)
+        prune_outputs(settings.paths().quality, config.data_docs_keep_runs)
+        if docs_path is not None:
+            docs.make_offline(docs_dir)
+            docs.write_index(con, docs_dir)
     outcome = {"day": day.isoformat(), "run_id": run_id, "status": run_row["status"],
                "expectations": len(rows), "failed": len(failed), "warnings": len(warnings),
                "data_docs": run_row["data_docs_path"], "results_file": run_row["results_path"],

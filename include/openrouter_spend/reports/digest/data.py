@@ -76,6 +76,15 @@ class DigestData:
     fallback_trend: list[dict[str, Any]] = field(default_factory=list)
     provider_shifts: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # Loaded days among the 28 before the day: the premium baseline pools only those.
+    baseline_days: int = 28
+
+    @property
+    def baseline_label(self) -> str:
+        """'the previous 28 days', or how many there really were when less history is loaded."""
+        if self.baseline_days >= 28:
+            return "the previous 28 days"
+        return f"the previous {self.baseline_days} day{'s' if self.baseline_days != 1 else ''} (all the history loaded)"
 
 
 def has_table(con, schema: str, name: str) -> bool:
@@ -169,6 +178,9 @@ def collect(con, day: date, source: str = "") -> DigestData:
         from marts.rpt_unit_economics_daily where usage_date between ? and ? order by usage_date, project""",
         [day - timedelta(days=TREND_DAYS - 1), day])
     data.fallback_trend = _fallback_trend(con, day)
+    data.baseline_days = con.execute(
+        "select count(distinct usage_date) from marts.fct_daily_spend where usage_date between ? and ?",
+        [day - timedelta(days=28), day - timedelta(days=1)]).fetchone()[0]
     data.provider_shifts = _provider_shifts(con, day, data.provider_mix)
     data.blind_spots = blind_spots(con, data)
     data.findings = findings(data)

@@ -69,7 +69,8 @@ def findings(data: DigestData) -> list[Finding]:
         if (row["project"] == ACCOUNT or change is None or change < PREMIUM_SHARE_RISE or row["annotations"]
                 or (row.get("spend_usd") or 0) < PREMIUM_MIN_SPEND_USD):
             continue
-        findings.append(Finding("warning", _say("premium_drift", row=row, change=change), row.get("budget_owner")))
+        findings.append(Finding("warning", _say("premium_drift", row=row, change=change,
+                                                                   baseline=data.baseline_label), row.get("budget_owner")))
     findings += _alert_findings(data)
     # Without a baseline (a key's first days) the waste comes from logged retries and duplicates only.
     findings += [Finding("warning", _say("loop_key", waste=waste), None) for waste in data.waste]

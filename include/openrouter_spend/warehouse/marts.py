@@ -243,7 +243,9 @@ def apply_comments(con) -> None:
             description = " ".join(table_doc["description"].split())
             if tables[table] != description:
                 con.execute(f"comment on table {schema}.{table} is {_quoted(description)}")
-            for column, text in described.items():
+            for column, entry in described.items():
+                # A column with gate checks is a mapping (sql/marts/schema.yml header); its text is its description.
+                text = entry["description"] if isinstance(entry, dict) else entry
                 if columns[table][column] != " ".join(str(text).split()):
                     con.execute(f"comment on column {schema}.{table}.{column} is {_quoted(str(text))}")
 

@@ -4,7 +4,7 @@
 -- runaway_usage, unowned keys → unowned_spend; so one cause pages once.
 -- Grain: one row per segment crossing the thresholds on the evaluated day. Segments: each owned project,
 --   and the account ('*') over every project whose spend no annotation explains that day.
--- Upstream: marts.fct_daily_spend, marts.rpt_key_usage_daily (wasted requests), marts.dim_api_key
+-- Upstream: intermediate.int_key_daily_spend, marts.rpt_key_usage_daily (wasted requests), marts.dim_api_key
 --   (created_at), marts.dim_annotation, staging.stg_loaded_days.
 -- Parameters: alert_day, baseline_days, baseline_method, min_history_days, min_ratio, min_impact_usd,
 --   min_volume_usd.
@@ -39,17 +39,10 @@ history as (
 ),
 
 key_days as (
-    select
-        spend.usage_date,
-        spend.api_key_hash,
-        any_value(spend.api_key_name) as api_key_name,
-        any_value(spend.project) as project,
-        marts.exact_sum(spend.spend_usd) as spend_usd,
-        sum(spend.requests) as requests,
-        sum(spend.prompt_tokens + spend.completion_tokens) as tokens
-    from marts.fct_daily_spend as spend, params
-    where spend.usage_date between params.day - 28 and params.day
-    group by spend.usage_date, spend.api_key_hash
+    select keys.usage_date, keys.api_key_hash, keys.api_key_name, keys.project, keys.spend_usd, keys.requests,
+        keys.tokens
+    from intermediate.int_key_daily_spend as keys, params
+    where keys.usage_date between params.day - 28 and params.day
 ),
 
 with_waste as (

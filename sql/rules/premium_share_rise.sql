@@ -2,7 +2,8 @@
 -- do (premium-model drift), measured within each key so a weekly job that is all premium does not look like
 -- drift on the day it runs.
 -- Grain: one row per project crossing the thresholds on the evaluated day. Segment: project.
--- Upstream: marts.fct_daily_spend (is_premium per day), staging.stg_loaded_days.
+-- Upstream: intermediate.int_key_daily_spend (premium spend per key and day), marts.fct_daily_spend (premium
+--   models of the day), staging.stg_loaded_days.
 -- Parameters: alert_day, baseline_days, min_history_days, min_share_change, min_impact_usd, min_volume_usd.
 -- Method: each key's usual premium share = its premium spend ÷ its spend over the previous baseline_days
 -- days (pooled, spend-weighted); the project's expected share = Σ today's key spend × usual share ÷ today's
@@ -29,16 +30,10 @@ history as (
 ),
 
 key_days as (
-    select
-        spend.usage_date,
-        spend.api_key_hash,
-        any_value(spend.api_key_name) as api_key_name,
-        any_value(spend.project) as project,
-        marts.exact_sum(spend.spend_usd) as spend_usd,
-        coalesce(marts.exact_sum(case when spend.is_premium then spend.spend_usd end), 0) as premium_spend_usd
-    from marts.fct_daily_spend as spend, params
-    where spend.usage_date between params.day - params.baseline_days and params.day
-    group by spend.usage_date, spend.api_key_hash
+    select keys.usage_date, keys.api_key_hash, keys.api_key_name, keys.project, keys.spend_usd,
+        keys.premium_spend_usd
+    from intermediate.int_key_daily_spend as keys, params
+    where keys.usage_date between params.day - params.baseline_days and params.day
 ),
 
 usual as (

@@ -1,9 +1,9 @@
 -- runaway_usage: a key runs far more requests (or spends far more) than its norm on the same work, while the
 -- results it produces do not follow: a loop, a retry storm or a duplicated job, not growth.
 -- Grain: one row per API key crossing the thresholds on the evaluated day. Segment: key.
--- Upstream: marts.fct_daily_spend, marts.fct_generations (acceptance verdicts, where request logs carry them),
---   marts.rpt_key_usage_daily (the key's measured waste: the one waste figure of the key and day),
---   staging.stg_loaded_days.
+-- Upstream: intermediate.int_key_daily_spend (with the requests per model), marts.fct_generations (acceptance
+--   verdicts, where request logs carry them), marts.rpt_key_usage_daily (the key's measured waste: the one
+--   waste figure of the key and day), staging.stg_loaded_days.
 -- Parameters: alert_day, baseline_days, baseline_method, min_history_days, min_ratio, max_output_ratio,
 --   min_verdicts, min_usual_model_share, min_requests, min_impact_usd.
 -- Method: norms are the median (or mean) over the key's active days among the previous baseline_days days.
@@ -42,20 +42,16 @@ history as (
     where usage_date between params.day - params.baseline_days and params.day - 1
 ),
 
+key_window as (
+    select keys.*
+    from intermediate.int_key_daily_spend as keys, params
+    where keys.usage_date between params.day - params.baseline_days and params.day
+        and keys.api_key_hash <> '(unattributed)'
+),
+
 key_models as (
-    select
-        spend.usage_date,
-        spend.api_key_hash,
-        spend.model,
-        any_value(spend.api_key_name) as api_key_name,
-        any_value(spend.project) as project,
-        marts.exact_sum(spend.spend_usd) as spend_usd,
-        sum(spend.requests) as requests,
-        sum(spend.completion_tokens) as completion_tokens
-    from marts.fct_daily_spend as spend, params
-    where spend.usage_date between params.day - params.baseline_days and params.day
-        and spend.api_key_hash <> '(unattributed)'
-    group by spend.usage_date, spend.api_key_hash, spend.model
+    select usage_date, api_key_hash, unnest(model_requests, recursive := true)
+    from key_window
 ),
 
 usual_models as (
@@ -64,20 +60,20 @@ usual_models as (
     where key_models.usage_date < params.day and key_models.requests > 0
 ),
 
+usual_model_requests as (
+    select key_models.usage_date, key_models.api_key_hash, sum(key_models.requests) as usual_model_requests
+    from key_models
+    semi join usual_models using (api_key_hash, model)
+    group by key_models.usage_date, key_models.api_key_hash
+),
+
 key_days as (
     select
-        key_models.usage_date,
-        key_models.api_key_hash,
-        any_value(key_models.api_key_name) as api_key_name,
-        any_value(key_models.project) as project,
-        marts.exact_sum(key_models.spend_usd) as spend_usd,
-        sum(key_models.requests) as requests,
-        sum(key_models.completion_tokens) as completion_tokens,
-        sum(key_models.requests) filter (where usual_models.model is not null) as usual_model_requests,
-        arg_max(key_models.model, key_models.requests) as top_model
-    from key_models
-    left join usual_models using (api_key_hash, model)
-    group by key_models.usage_date, key_models.api_key_hash
+        key_window.usage_date, key_window.api_key_hash, key_window.api_key_name, key_window.project,
+        key_window.spend_usd, key_window.requests, key_window.completion_tokens, key_window.top_model,
+        usual_model_requests.usual_model_requests
+    from key_window
+    left join usual_model_requests using (usage_date, api_key_hash)
 ),
 
 verdicts as (

@@ -4,7 +4,7 @@
 --   - a new key with spend that nobody owns, the first day it appears, whatever its share.
 -- Grain: at most one row for the unowned keys as a whole ('project=(unowned)') plus one row per new unowned
 --   key ('api_key=<hash>') on the evaluated day.
--- Upstream: marts.fct_daily_spend, marts.dim_api_key (created_at), staging.stg_loaded_days.
+-- Upstream: intermediate.int_key_daily_spend, marts.dim_api_key (created_at), staging.stg_loaded_days.
 -- Parameters: alert_day, window_days, min_history_days, max_share, min_volume_usd, new_key_lookback_days.
 -- Expected = max_share × the account's spend over the window (the tolerated tail); impact = unowned spend
 -- over the window. A key is new when it has spend today and none on the loaded days among the previous
@@ -40,9 +40,9 @@ lookback_history as (
 ),
 
 window_spend as (
-    select spend.*
-    from marts.fct_daily_spend as spend, params
-    where spend.usage_date between params.day - params.window_days + 1 and params.day
+    select keys.*
+    from intermediate.int_key_daily_spend as keys, params
+    where keys.usage_date between params.day - params.window_days + 1 and params.day
 ),
 
 totals as (
@@ -115,23 +115,18 @@ gap as (
 ),
 
 keys_today as (
-    select
-        spend.api_key_hash,
-        any_value(spend.api_key_name) as api_key_name,
-        any_value(spend.workspace_name) as workspace_name,
-        marts.exact_sum(spend.spend_usd) as spend_usd,
-        sum(spend.requests) as requests
-    from marts.fct_daily_spend as spend, params
-    where spend.usage_date = params.day and not spend.is_owned and spend.api_key_hash <> '(unattributed)'
-    group by spend.api_key_hash
-    having marts.exact_sum(spend.spend_usd) > 0
+    select window_spend.api_key_hash, window_spend.api_key_name, window_spend.workspace_name,
+        window_spend.spend_usd, window_spend.requests
+    from window_spend, params
+    where window_spend.usage_date = params.day and not window_spend.is_owned
+        and window_spend.api_key_hash <> '(unattributed)' and window_spend.spend_usd > 0
 ),
 
 earlier_spenders as (
-    select distinct spend.api_key_hash
-    from marts.fct_daily_spend as spend, params
-    where spend.usage_date between params.day - params.new_key_lookback_days and params.day - 1
-        and spend.spend_usd > 0
+    select distinct keys.api_key_hash
+    from intermediate.int_key_daily_spend as keys, params
+    where keys.usage_date between params.day - params.new_key_lookback_days and params.day - 1
+        and keys.spend_usd > 0
 ),
 
 new_keys as (

@@ -3,11 +3,15 @@
 A Check is one expectation (its Great Expectations class and arguments, in words, with its severity); a
 Dataset is what it is evaluated on. The column rules: the declared grain unique and not null, money
 non-negative except the documented negatives (quality.yaml signed_money), volumes non-negative, shares in
-[0, 1], accepted values, and the day's row count within a ratio of its recent history.
+[0, 1], and the day's row count within a ratio of its recent history. Not-null columns, accepted values,
+grain columns and row-count bounds are declared per table in sql/marts/schema.yml (marts) and
+sql/staging/schema.yml (raw tables and staging views); `declarations()` reads both once per process.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import re
 from collections.abc import Callable
@@ -16,6 +20,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
 from openrouter_spend.config import settings
 from openrouter_spend.quality.config import QualityConfig
 
@@ -23,45 +29,127 @@ from openrouter_spend.quality.config import QualityConfig
 SCHEMA_LAYERS = ("raw", "staging", "marts")
 # Tables the gate writes or that describe builds rather than data.
 NOT_VALIDATED = {"marts.build_log", "marts.fct_quality_results", "marts.fct_quality_runs"}
-RULE_IDS = ("credit_runway_low", "credit_burn_spike", "fallback_rate_rise", "premium_share_rise",
-            "budget_threshold", "unowned_spend", "runaway_usage", "unused_key", "provider_concentration",
-            "data_quality")
-PREMIUM_REASONS = ("listed", "completion_price", "blended_price", "free_variant", "router_price",
-                   "listed_never_premium", "below_threshold", "no_price")
-MATCH_KINDS = ("key_hash", "key_name", "workspace")
-ACCEPTED_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
-    "marts.fct_daily_spend": {"premium_reason": PREMIUM_REASONS, "owner_match_kind": MATCH_KINDS},
-    "marts.dim_model": {"premium_reason": PREMIUM_REASONS},
-    "marts.dim_api_key": {"owner_match_kind": MATCH_KINDS, "limit_reset": ("daily", "weekly", "monthly")},
-    "marts.rpt_spend_change": {"decomposition_method": ("lmdi", "volume_only"),
-                               "wow_decomposition_method": ("lmdi", "volume_only")},
-    "marts.dim_annotation": {"kind": ("release", "incident", "launch")},
-    "marts.fct_generations": {"fallback_kind": ("none", "provider", "model", "byok"),
-                              "cost_source": ("generation", "log_usage", "allocated", "allocated_key",
-                                              "allocated_project", "imputed", "unknown")},
-    "marts.fct_alerts": {"rule_id": RULE_IDS, "status": ("fired", "suppressed", "blocked")},
-}
-# Columns that must be filled besides the grain (the grain is always not-null).
-NOT_NULL: dict[str, tuple[str, ...]] = {
-    "staging.stg_activity": ("provider_name", "usage_usd", "byok_usage_usd", "requests"),
-    "staging.stg_account_activity": ("provider_name", "usage_usd", "byok_usage_usd", "requests"),
-    "staging.stg_credits": ("total_credits_usd", "total_usage_usd"),
-    "staging.stg_key_snapshots": ("usage_usd",),
-    # cost_usd is NULL for a sampled-out request whose stratum has no known cost: unknown, not zero.
-    "marts.fct_generations": ("usage_date",),
-    "marts.fct_alerts": ("rule_id", "usage_date", "status"),
-}
 # Day-partitioned staging views and the column that holds the day; the others are validated whole.
 STAGING_DAY_COLUMNS = {"stg_activity": "usage_date", "stg_account_activity": "usage_date",
                        "stg_credits": "snapshot_date", "stg_key_snapshots": "snapshot_date",
                        "stg_model_snapshots": "snapshot_date"}
-# Daily tables whose row count should stay near its recent history (volumes of keys, models, providers).
-ROW_COUNT_BOUNDED = ("raw.activity", "raw.keys", "raw.models", "staging.stg_activity",
-                     "staging.stg_account_activity", "staging.stg_key_snapshots", "marts.fct_daily_spend",
-                     "marts.rpt_key_usage_daily", "marts.fct_provider_mix_daily", "marts.fct_model_mix_daily",
-                     "marts.rpt_unit_economics_daily",
-                     "marts.rpt_spend_change", "marts.rpt_budget_status_daily", "marts.rpt_blind_spots_daily")
-GRAIN_OVERRIDES = {"marts.dim_model_price_history": ("model", "valid_from")}
+# Where the tables' structural checks are declared (paths under sql/), in the order they are read.
+DECLARATION_FILES = ("marts/schema.yml", "staging/schema.yml")
+
+
+class ColumnDeclaration(BaseModel):
+    """A column entry with checks: its description, whether it may be NULL and the values it may hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str
+    not_null: bool = False
+    accepted_values: tuple[str, ...] | None = None
+    # A tuple the code owns (rule ids, matcher kinds), named as module.NAME so the list is written once.
+    accepted_values_from: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source_of_values(self) -> ColumnDeclaration:
+        if self.accepted_values is not None and self.accepted_values_from is not None:
+            raise ValueError("give accepted_values or accepted_values_from, not both")
+        return self
+
+    def values(self) -> tuple[str, ...] | None:
+        """The accepted values, resolving accepted_values_from to the tuple it names."""
+        if self.accepted_values_from is None:
+            return self.accepted_values
+        module, _, name = self.accepted_values_from.rpartition(".")
+        try:
+            values = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(f"accepted_values_from {self.accepted_values_from!r} names no importable value") from exc
+        if not isinstance(values, tuple) or not all(isinstance(value, str) for value in values):
+            raise ValueError(f"accepted_values_from {self.accepted_values_from!r} is not a tuple of strings")
+        return values
+
+
+class TableDeclaration(BaseModel):
+    """A table entry: description, grain, the gate's table-level flags and its columns."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str
+    grain: str | None = None
+    grain_columns: tuple[str, ...] | None = None
+    row_count_bounded: bool = False
+    columns: dict[str, ColumnDeclaration] = {}
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _text_is_a_description(cls, columns: Any) -> Any:
+        if not isinstance(columns, dict):
+            return columns
+        return {name: {"description": spec} if isinstance(spec, str) else spec for name, spec in columns.items()}
+
+    @model_validator(mode="after")
+    def _grain_columns_are_columns(self) -> TableDeclaration:
+        unknown = [column for column in self.grain_columns or () if column not in self.columns]
+        if unknown:
+            raise ValueError(f"grain_columns names no column {unknown}")
+        return self
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """The structural checks schema.yml declares, per relation ('schema.table')."""
+
+    columns: dict[str, tuple[str, ...]]
+    not_null: dict[str, tuple[str, ...]]
+    accepted_values: dict[str, dict[str, tuple[str, ...]]]
+    grain_columns: dict[str, tuple[str, ...]]
+    row_count_bounded: frozenset[str]
+
+    def missing_from(self, catalog: dict[str, dict[str, str]], layers: tuple[str, ...] = SCHEMA_LAYERS) -> list[str]:
+        """Declared relations and columns of `layers` that the catalog does not have."""
+        missing = []
+        for relation, columns in self.columns.items():
+            if relation.split(".", 1)[0] not in layers:
+                continue
+            if relation not in catalog:
+                missing.append(relation)
+            else:
+                missing += [f"{relation}.{column}" for column in columns if column not in catalog[relation]]
+        return missing
+
+
+@functools.cache
+def declarations() -> Declarations:
+    """Read the schema.yml files once per process into the checks they declare; a malformed entry is an error."""
+    import yaml
+
+    columns: dict[str, tuple[str, ...]] = {}
+    not_null: dict[str, tuple[str, ...]] = {}
+    accepted: dict[str, dict[str, tuple[str, ...]]] = {}
+    grain_columns: dict[str, tuple[str, ...]] = {}
+    bounded: set[str] = set()
+    for file_name in DECLARATION_FILES:
+        path = settings.sql_dir() / file_name
+        for schema, tables in (yaml.safe_load(path.read_text()) or {}).items():
+            for table, entry in (tables or {}).items():
+                relation = f"{schema}.{table}"
+                try:
+                    declared = TableDeclaration.model_validate(entry)
+                    values = {column: spec.values() for column, spec in declared.columns.items()}
+                except ValidationError as exc:
+                    problems = "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors())
+                    raise ValueError(f"sql/{file_name}: {relation}: {problems}") from exc
+                except ValueError as exc:
+                    raise ValueError(f"sql/{file_name}: {relation}: {exc}") from exc
+                columns[relation] = tuple(declared.columns)
+                not_null[relation] = tuple(column for column, spec in declared.columns.items() if spec.not_null)
+                accepted[relation] = {column: value for column, value in values.items() if value is not None}
+                if declared.grain_columns:
+                    grain_columns[relation] = declared.grain_columns
+                if declared.row_count_bounded:
+                    bounded.add(relation)
+    return Declarations(columns, not_null, accepted, grain_columns, frozenset(bounded))
+
+
 _VOLUME_COLUMN = re.compile(r"^(requests|.*_requests|.*_tokens|active_keys|attempts|records)$")
 _SHARE_COLUMN = re.compile(r"^(.*_share|provider_hhi)$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -165,8 +253,9 @@ def _sql_header(path: Path) -> str:
 
 def relation_grain(con, relation: str, columns: list[str]) -> tuple[tuple[str, ...], set[str]]:
     """(grain, nullable grain columns) of a staging view or mart: SQL header, else schema.yml, else primary key."""
-    if relation in GRAIN_OVERRIDES:
-        return GRAIN_OVERRIDES[relation], set()
+    declared_columns = declarations().grain_columns.get(relation)
+    if declared_columns:
+        return declared_columns, set()
     schema, name = relation.split(".", 1)
     candidates = []
     sql_file = settings.sql_dir() / schema / f"{name}.sql"
@@ -217,7 +306,8 @@ def _column_checks(relation: str, columns: list[str], grain: tuple[str, ...], co
     elif len(grain) > 1:
         checks.append(_check(relation, "grain_unique", "ExpectCompoundColumnsToBeUnique",
                              f"one row per {' × '.join(grain)} (the declared grain)", column_list=list(grain)))
-    for column in dict.fromkeys(grain + NOT_NULL.get(relation, ())):
+    declared = declarations()
+    for column in dict.fromkeys(grain + declared.not_null.get(relation, ())):
         if column in columns and column not in nullable:
             checks.append(_check(relation, f"{column}:not_null", "ExpectColumnValuesToNotBeNull",
                                  f"{column} is never NULL", column=column))
@@ -233,7 +323,7 @@ def _column_checks(relation: str, columns: list[str], grain: tuple[str, ...], co
             checks.append(_check(relation, f"{column}:share_in_0_1", "ExpectColumnValuesToBeBetween",
                                  f"{column} is a share in [0, 1]", column=column, min_value=0,
                                  max_value=1 + config.tolerances.share_epsilon))
-    for column, values in ACCEPTED_VALUES.get(relation, {}).items():
+    for column, values in declared.accepted_values.get(relation, {}).items():
         if column in columns:
             checks.append(_check(relation, f"{column}:accepted_values", "ExpectColumnValuesToBeInSet",
                                  f"{column} is one of {', '.join(values)}", column=column, value_set=list(values)))

@@ -15,7 +15,6 @@ from typing import Any
 from openrouter_spend.quality import reconcile
 from openrouter_spend.quality.checks import (
     NOT_VALIDATED,
-    ROW_COUNT_BOUNDED,
     SCHEMA_LAYERS,
     STAGING_DAY_COLUMNS,
     Dataset,
@@ -23,6 +22,7 @@ from openrouter_spend.quality.checks import (
     _column_checks,
     _quoted,
     _row_count_check,
+    declarations,
     relation_grain,
 )
 from openrouter_spend.quality.config import QualityConfig
@@ -172,7 +172,7 @@ def raw_datasets(con, day: date, config: QualityConfig, is_gap: bool) -> list[Da
             expected = 0 if is_gap else 1
             checks.append(_check(relation, "one_snapshot", "ExpectTableRowCountToEqual",
                                  f"exactly {expected} /credits snapshot for the day", value=expected))
-        if relation in ROW_COUNT_BOUNDED:
+        if relation in declarations().row_count_bounded:
             checks.append(_row_count_check(con, relation, "partition_date", day, config, is_gap))
         datasets.append(Dataset(relation, "raw", None, checks, [c for c in grain if c in columns], source=sql,
                                 params={"day": day}, columns=columns, materialize=True))
@@ -200,7 +200,7 @@ def relation_datasets(con, layer: str, day: date, config: QualityConfig, is_gap:
         where = f" where {day_column} = $day" if day_column else ""
         grain, nullable = relation_grain(con, relation, columns)
         checks = _column_checks(relation, columns, grain, config, nullable)
-        if day_column and relation in ROW_COUNT_BOUNDED:
+        if day_column and relation in declarations().row_count_bounded:
             checks.append(_row_count_check(con, relation, day_column, day, config, is_gap))
         datasets.append(Dataset(relation, layer, None, checks, list(grain),
                                 source=f"select * from {_quoted(relation)}{where}",
@@ -216,11 +216,16 @@ def build_datasets(con, day: date, config: QualityConfig, run_id: str) -> list[D
         log.warning("recorded %d day(s) never loaded and now outside the API window as permanent gaps: %s",
                     len(recorded), ", ".join(d.isoformat() for d in recorded))
     is_gap = reconcile.is_permanent_gap(con, day)
+    reference = _reference_catalog()
+    undefined = declarations().missing_from(reference)
+    if undefined:
+        raise RuntimeError("sql/marts/schema.yml or sql/staging/schema.yml declares checks on tables or columns the "
+                           f"migrations and staging SQL do not define: {', '.join(undefined)}")
     relations = {layer: [f"{layer}.{name}" for (name,) in con.execute(
         "select table_name from information_schema.tables where table_schema = ? order by table_name",
         [layer]).fetchall()] for layer in ("staging", "marts")}
     return (reconcile.freshness_datasets(con, day, config)
-            + schema_datasets(con, _reference_catalog())
+            + schema_datasets(con, reference)
             + raw_datasets(con, day, config, is_gap)
             + relation_datasets(con, "staging", day, config, is_gap, relations["staging"])
             + relation_datasets(con, "marts", day, config, is_gap, relations["marts"])

@@ -22,7 +22,7 @@ from openrouter_spend.config.owners import Config, load_config
 from openrouter_spend.config.versions import store_config
 from openrouter_spend.warehouse.connection import transaction
 from openrouter_spend.warehouse.migrations import migrate
-from openrouter_spend.warehouse.staging import build_staging
+from openrouter_spend.warehouse.staging import build_staging, create_views
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,8 @@ def _build(con, requested: set[date], *, full: bool, restate_config: bool, confi
         version_id = store_config(con, config, last_built + timedelta(days=1) if last_built else None,
                                   restate=restate_config)
         apply_macros(con)
+        # Views the rules read (sql/intermediate/): re-created so they always run this checkout's text.
+        create_views(con, "intermediate")
         available = available_days(con)
         changed = requested if full else requested | stale_days(con)
         counts: dict[str, int] = {}
@@ -243,7 +245,9 @@ def apply_comments(con) -> None:
             description = " ".join(table_doc["description"].split())
             if tables[table] != description:
                 con.execute(f"comment on table {schema}.{table} is {_quoted(description)}")
-            for column, text in described.items():
+            for column, entry in described.items():
+                # A column with gate checks is a mapping (sql/marts/schema.yml header); its text is its description.
+                text = entry["description"] if isinstance(entry, dict) else entry
                 if columns[table][column] != " ".join(str(text).split()):
                     con.execute(f"comment on column {schema}.{table}.{column} is {_quoted(str(text))}")
 

@@ -1,4 +1,5 @@
-"""The staging views (sql/staging/*.sql), recreated in dependency order."""
+"""The staging views (sql/staging/*.sql) and intermediate views (sql/intermediate/*.sql), recreated in
+dependency order."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from openrouter_spend.warehouse.connection import transaction
 
 
 def sql_files(layer: str) -> list[Path]:
-    """The SQL files of one layer folder (staging, marts), in name order."""
+    """The SQL files of one layer folder (staging, intermediate, marts), in name order."""
     return sorted((settings.sql_dir() / layer).glob("*.sql"))
 
 
@@ -34,15 +35,27 @@ def dependency_order(files: list[Path], schema: str) -> list[Path]:
     return ordered
 
 
-def build_staging(con) -> list[str]:
-    """(Re)create every staging view in one transaction, dependencies first; returns the view names."""
+def create_views(con, layer: str) -> list[str]:
+    """(Re)create every view of sql/<layer>/ in the schema of that name, dependencies first; returns the names."""
+    con.execute(f"create schema if not exists {layer}")
     names = []
+    for path in dependency_order(sql_files(layer), layer):
+        try:
+            con.execute(f"create or replace view {layer}.{path.stem} as\n{path.read_text()}")
+        except Exception as exc:
+            raise RuntimeError(f"creating view {layer}.{path.stem} from {path.name} failed: {exc}") from exc
+        names.append(path.stem)
+    return names
+
+
+def build_staging(con) -> list[str]:
+    """(Re)create every staging view, then the intermediate views over marts, in one transaction; returns the
+    staging view names."""
     try:
         with transaction(con):
-            con.execute("create schema if not exists staging")
-            for path in dependency_order(sql_files("staging"), "staging"):
-                con.execute(f"create or replace view staging.{path.stem} as\n{path.read_text()}")
-                names.append(path.stem)
+            names = create_views(con, "staging")
+            # The marts tables exist from the migrations on, so a warehouse never built has these views too.
+            create_views(con, "intermediate")
     except Exception as exc:
         raise RuntimeError(f"building staging views failed: {exc}") from exc
     return names

@@ -78,35 +78,33 @@ period_spend as (
     where crossed.level is not null
 ),
 
-key_contributors as (
-    select project, period, key_name as name, sum(spend_usd) as spend_usd
-    from period_spend
-    group by project, period, key_name
-),
-
-model_contributors as (
-    select project, period, model_permaslug as name, sum(spend_usd) as spend_usd
-    from period_spend
-    group by project, period, model_permaslug
-),
-
-key_lists as (
+-- One pass for both dimensions: grouping sets give each key's and each model's spend over the period.
+contributions as (
     select
         project,
         period,
-        list({'dimension': 'key', 'name': name, 'spend_usd': round(spend_usd, 2)}
-             order by spend_usd desc, name)[1:3] as items
-    from key_contributors
-    group by project, period
+        case when grouping(key_name) = 0 then 'key' else 'model' end as dimension,
+        coalesce(key_name, model_permaslug) as name,
+        sum(spend_usd) as spend_usd
+    from period_spend
+    group by grouping sets ((project, period, key_name), (project, period, model_permaslug))
 ),
 
-model_lists as (
+ranked as (
+    select
+        *,
+        row_number() over (partition by project, period, dimension order by spend_usd desc, name) as position
+    from contributions
+),
+
+contributor_lists as (
     select
         project,
         period,
-        list({'dimension': 'model', 'name': name, 'spend_usd': round(spend_usd, 2)}
-             order by spend_usd desc, name)[1:2] as items
-    from model_contributors
+        list({'dimension': dimension, 'name': name, 'spend_usd': round(spend_usd, 2)}
+             order by dimension, position) as items
+    from ranked
+    where position <= case dimension when 'key' then 3 else 2 end
     group by project, period
 ),
 
@@ -143,7 +141,7 @@ final as (
                 then 'critical'
             else 'warning'
         end as severity,
-        coalesce(to_json(list_concat(key_lists.items, model_lists.items)), '[]'::json) as contributors,
+        coalesce(to_json(contributor_lists.items), '[]'::json) as contributors,
         to_json({
             'period': crossed.period,
             'period_start': crossed.period_start,
@@ -156,8 +154,7 @@ final as (
         }) as facts
     from crossed
     cross join params
-    left join key_lists using (project, period)
-    left join model_lists using (project, period)
+    left join contributor_lists using (project, period)
     where crossed.level is not null
 )
 

@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
 
+from openrouter_spend.warehouse.marts import MARTS, affected_days
+
 PRIOR = DAY - timedelta(days=1)
 MTOK = 1_000_000
 
@@ -142,3 +144,10 @@ def test_day_by_day_savings_equal_a_full_rebuild(price_change):
     assert incremental
     price_change.rebuild()
     assert snapshot() == incremental
+
+
+def test_a_changed_day_reaches_the_seven_day_run_rates_and_the_thirty_day_price_windows():
+    (mart,) = [mart for mart in MARTS if mart.name == "rpt_savings_opportunities"]
+    candidates = [DAY + timedelta(days=offset) for offset in range(40)]
+    # A price version first seen on DAY is reported through DAY + 29; DAY's volume counts through DAY + 6.
+    assert affected_days(mart, [DAY], candidates) == candidates[:30]

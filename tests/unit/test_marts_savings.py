@@ -7,6 +7,9 @@ from datetime import timedelta
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
 
+from openrouter_spend.quality import datasets, metrics
+from openrouter_spend.quality.config import QualityConfig
+from openrouter_spend.warehouse import connect
 from openrouter_spend.warehouse.marts import MARTS, affected_days
 
 PRIOR = DAY - timedelta(days=1)
@@ -151,3 +154,19 @@ def test_a_changed_day_reaches_the_seven_day_run_rates_and_the_thirty_day_price_
     candidates = [DAY + timedelta(days=offset) for offset in range(40)]
     # A price version first seen on DAY is reported through DAY + 29; DAY's volume counts through DAY + 6.
     assert affected_days(mart, [DAY], candidates) == candidates[:30]
+
+
+def test_the_gate_counts_a_price_change_twice_as_a_broken_grain(price_change):
+    grain = "marts.rpt_savings_opportunities:grain_unique"
+    with connect(price_change.path) as con:
+        def grain_check():
+            (dataset,) = [d for d in datasets.build_datasets(con, CHANGE, QualityConfig(), "run")
+                          if any(check.check_id == grain for check in d.checks)]
+            return metrics.measure(con, dataset)[grain].details
+
+        assert grain_check()["unexpected_count"] == 0
+        # The NULL api_key_hash of price_change rows is part of the grain: the same row twice breaks it.
+        con.execute("insert into marts.rpt_savings_opportunities select * from marts.rpt_savings_opportunities "
+                    "where usage_date = ? and opportunity_kind = 'price_change' and model_permaslug = 'vendor/hot'",
+                    [CHANGE])
+        assert grain_check()["unexpected_count"] == 2

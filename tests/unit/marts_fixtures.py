@@ -15,7 +15,7 @@ from openrouter_spend.warehouse.marts import build_marts, rebuild_all
 DAY = date(2026, 3, 2)  # a Monday
 MARTS_WITH_ROWS = ("fct_daily_spend", "rpt_key_usage_daily", "fct_provider_mix_daily", "rpt_unit_economics_daily",
                    "rpt_spend_change", "rpt_budget_status_daily", "fct_credit_balance", "dim_api_key", "dim_model",
-                   "dim_model_price_history", "dim_annotation")
+                   "dim_model_price_history", "dim_annotation", "rpt_savings_opportunities")
 
 OWNERS = """
 unused_key_days: 3
@@ -130,15 +130,17 @@ class RawRows:
         return self
 
     def price(self, day: date, model: str, prompt_per_mtok: float | str, completion_per_mtok: float | str,
-              permaslug: str | None = None) -> RawRows:
+              permaslug: str | None = None, cache_read_per_mtok: float | None = None) -> RawRows:
         """A /models item snapshotted after `day`; pass '-1' for a router sentinel."""
         def per_token(value):
             return value if isinstance(value, str) else f"{value / 1e6:.12f}"
 
+        pricing = {"prompt": per_token(prompt_per_mtok), "completion": per_token(completion_per_mtok)}
+        if cache_read_per_mtok is not None:
+            pricing["input_cache_read"] = per_token(cache_read_per_mtok)
         self.models.append((day, {
             "id": model, "canonical_slug": permaslug or model.removesuffix(":free"), "name": model,
-            "context_length": 128000, "architecture": {"modality": "text->text"},
-            "pricing": {"prompt": per_token(prompt_per_mtok), "completion": per_token(completion_per_mtok)},
+            "context_length": 128000, "architecture": {"modality": "text->text"}, "pricing": pricing,
         }))
         return self
 
@@ -260,7 +262,7 @@ def sample_rows(days: list[date], seed: int = 7) -> RawRows:
     credits, usage = 500.0, 100.0
     for index, day in enumerate(days):
         rows.workspace(day, "ws-alpha", "alpha-space").workspace(day, "ws-beta", "beta-space")
-        rows.price(day, "vendor/pro", 3.0, 10.0 if index < len(days) // 2 else 18.0)
+        rows.price(day, "vendor/pro", 3.0, 10.0 if index < len(days) // 2 else 18.0, cache_read_per_mtok=0.3)
         rows.price(day, "vendor/lite", 0.2, 0.8).price(day, "vendor/lite:free", 0, 0)
         spent = 0.0
         for name, workspace in keys:

@@ -56,6 +56,8 @@ DEFAULT_SIGNED_MONEY = (
                 "a fallback to a cheaper model or provider saves money"),
     SignedMoney(("marts.fct_*_mix_daily.spend_*_7d_usd",),
                 "a provider's or model's drift and change against its usual day go negative when spend moves away"),
+    SignedMoney(("marts.rpt_savings_opportunities.monthly_price_effect_usd",),
+                "a model price drop lowers the monthly spend: a saving realised"),
 )
 
 

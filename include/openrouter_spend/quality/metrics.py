@@ -65,7 +65,9 @@ def _considered_and_broken(check: Check, source: str) -> tuple[str, str]:
         if kind == "ExpectColumnPairValuesAToBeGreaterThanB":
             operator = ">=" if kwargs.get("or_equal") else ">"
             return considered, f"{considered} and not coalesce({names[0]} {operator} {names[1]}, false)"
-        return considered, f"{considered} and ({', '.join(names)}) in ({_duplicates(names, considered, source)})"
+        # row() compares NULL fields as equal, as GX does: a grain column declared nullable still counts.
+        row = f"row({', '.join(names)})"
+        return considered, f"{considered} and {row} in (select {row} from ({_duplicates(names, considered, source)}))"
     column = _name(kwargs["column"])
     considered = f"{column} is not null"
     if kind == "ExpectColumnValuesToBeUnique":

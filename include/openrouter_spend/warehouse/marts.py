@@ -74,6 +74,9 @@ MARTS: tuple[Mart, ...] = (
     Mart("dim_annotation"),
     # Reads fct_generations (per-request data) and the gap days of the 30 days before each day.
     Mart("rpt_blind_spots_daily", "usage_date", _days_after(29)),
+    # Run rates read the day and the 6 before it; price changes count from a version that started in the 30
+    # days ending the day, so the first day of a version reaches 29 days on.
+    Mart("rpt_savings_opportunities", "usage_date", _days_after(29)),
 )
 
 

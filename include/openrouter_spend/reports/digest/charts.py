@@ -256,7 +256,7 @@ def premium_share(data: DigestData, top: int = 4) -> Chart | None:
         if baseline:
             ax.plot([p for p, _ in baseline], [v for _, v in baseline], color=INK, linewidth=1, linestyle="--",
                     label="account, previous 28 days" if data.baseline_days >= 28
-                    else "account, all earlier days (up to 28)")
+                    else "account, earlier days (≤ 28)")
         for i, project in enumerate(projects):
             points = [(index[row["usage_date"]], row["premium_spend_share"]) for row in data.premium_trend
                       if row["project"] == project and row["usage_date"] in index

@@ -167,8 +167,10 @@ def _judge_with_gx(figures: list[dict], run_id: str, validated_at: datetime, doc
         failed |= {entry["check_id"] for entry in (result.result or {}).get("unexpected_index_list") or []}
     store = session.context.validation_results_store
     results = store.list_keys()
-    # The suite's page once per process; after that only the run's validation page and the index.
-    session.docs.build(resource_identifiers=results if session.docs_built else None)
+    # The suite's page once per process; after that only the run's validation page. GX's own index is not
+    # built: building it deletes every page whose result is no longer in the store (we empty the store below),
+    # and quality/docs.py writes the index by usage day instead.
+    session.docs.build(resource_identifiers=results if session.docs_built else None, build_index=False)
     session.docs_built = True
     for key in results:  # written; the next run renders only its own
         store.remove_key(key)

@@ -24,36 +24,18 @@ spend as (
     where usage_date between (select first_day from bounds) and (select last_day from bounds)
 ),
 
-by_project as (
-    select
-        usage_date,
-        project,
-        mix_key,
-        marts.exact_sum(spend_usd) as spend_usd,
-        marts.exact_sum(byok_spend_usd) as byok_spend_usd,
-        marts.exact_sum(total_spend_usd) as total_spend_usd,
-        sum(requests) as requests
-    from spend
-    group by usage_date, project, mix_key
-),
-
-by_account as (
-    select
-        usage_date,
-        '*' as project,
-        mix_key,
-        marts.exact_sum(spend_usd) as spend_usd,
-        marts.exact_sum(byok_spend_usd) as byok_spend_usd,
-        marts.exact_sum(total_spend_usd) as total_spend_usd,
-        sum(requests) as requests
-    from spend
-    group by usage_date, mix_key
-),
-
+-- Each project and the account ('*') in one pass.
 mix as (
-    select * from by_project
-    union all
-    select * from by_account
+    select
+        usage_date,
+        case when grouping(project) = 1 then '*' else project end as project,
+        mix_key,
+        marts.exact_sum(spend_usd) as spend_usd,
+        marts.exact_sum(byok_spend_usd) as byok_spend_usd,
+        marts.exact_sum(total_spend_usd) as total_spend_usd,
+        sum(requests) as requests
+    from spend
+    group by grouping sets ((usage_date, project, mix_key), (usage_date, mix_key))
 ),
 
 shares as (

@@ -3,7 +3,7 @@
 -- Grain: usage_date × api_key_hash × model_permaslug × provider_name. Key: the same four columns.
 -- Upstream: staging.stg_activity (per key), staging.stg_account_activity (spend no listed key accounts
 --   for becomes api_key_hash '(unattributed)'), staging.stg_key_snapshots, staging.stg_keys,
---   staging.stg_workspaces, marts.dim_model_price_history, config.config_versions, config.key_matchers,
+--   staging.stg_workspaces, intermediate.int_model_price_daily, config.config_versions, config.key_matchers,
 --   config.projects, config.premium_rules, config.premium_model_lists.
 -- Partition: usage_date; builds the days in getvariable('mart_days').
 -- A paid model and its ':free' variant served by the same provider share a permaslug and merge into one
@@ -186,32 +186,24 @@ owned_keys as (
         and projects.project = owners.project
 ),
 
--- Prices in force on the day; days before a model's first snapshot use its earliest known prices.
+-- The prices that apply to the day (intermediate.int_model_price_daily).
 model_days as (
     select distinct spend_rows.usage_date, spend_rows.model, spend_rows.model_permaslug, day_versions.config_version_id
     from spend_rows
     inner join day_versions using (usage_date)
 ),
 
-earliest_prices as (
-    select * from marts.dim_model_price_history
-    qualify row_number() over (partition by model order by valid_from) = 1
-),
-
 priced_models as (
     select
         model_days.*,
-        coalesce(prices.prompt_price_per_mtok_usd, earliest.prompt_price_per_mtok_usd)
-            as prompt_price_per_mtok_usd,
-        coalesce(prices.completion_price_per_mtok_usd, earliest.completion_price_per_mtok_usd)
-            as completion_price_per_mtok_usd,
-        coalesce(prices.is_router_price, earliest.is_router_price) as is_router_price
+        prices.prompt_price_per_mtok_usd,
+        prices.completion_price_per_mtok_usd,
+        prices.is_router_price
     from model_days
-    asof left join marts.dim_model_price_history as prices
+    left join intermediate.int_model_price_daily as prices
         on model_days.model = prices.model
-        and model_days.usage_date >= prices.valid_from
-    left join earliest_prices as earliest
-        on model_days.model = earliest.model
+        and model_days.usage_date >= prices.in_force_from
+        and (prices.in_force_to is null or model_days.usage_date < prices.in_force_to)
 ),
 
 listed_models as (

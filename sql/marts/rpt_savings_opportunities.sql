@@ -2,7 +2,8 @@
 -- monthly_saving_usd. Two kinds so far: prompt_caching (prompt tokens read at the full prompt price on models
 -- that offer a cheaper cache-read price) and price_change (a model's price moved in the last 30 days).
 -- Grain: usage_date × project × opportunity_kind × api_key_hash × model_permaslug (api_key_hash NULL for price_change)
--- Upstream: marts.fct_daily_spend (the day and the 6 before it), marts.dim_model_price_history.
+-- Upstream: marts.fct_daily_spend (the day and the 6 before it), marts.dim_model_price_history,
+--   intermediate.int_model_price_daily.
 -- Partition: usage_date; builds the days in getvariable('mart_days').
 -- Run rate: the figures of the window (the day and the 6 days before it) divided by its loaded days (days
 -- with any row in fct_daily_spend, so a quiet day of a key counts as zero) × 30.
@@ -42,24 +43,17 @@ windows as (
     group by build_days.usage_date
 ),
 
-earliest_prices as (
-    select * from marts.dim_model_price_history
-    qualify row_number() over (partition by model order by valid_from) = 1
-),
-
--- The cache-read price in force on the day; days before a model's first snapshot use its earliest prices.
+-- The cache-read price that applies to the day (intermediate.int_model_price_daily).
 priced_spend as (
     select
         spend.*,
-        case when prices.model is not null then prices.cache_read_price_per_mtok_usd
-            else earliest.cache_read_price_per_mtok_usd end as cache_read_price_per_mtok_usd,
+        prices.cache_read_price_per_mtok_usd,
         least(spend.cached_tokens, spend.prompt_tokens) as cache_read_tokens
     from spend
-    asof left join marts.dim_model_price_history as prices
+    left join intermediate.int_model_price_daily as prices
         on spend.model = prices.model
-        and spend.usage_date >= prices.valid_from
-    left join earliest_prices as earliest
-        on spend.model = earliest.model
+        and spend.usage_date >= prices.in_force_from
+        and (prices.in_force_to is null or spend.usage_date < prices.in_force_to)
 ),
 
 ---------- prompt_caching
@@ -153,27 +147,24 @@ price_moves as (
     select
         volumes.*,
         current_prices.valid_from as price_changed_on,
-        coalesce(before.prompt_price_per_mtok_usd, earliest.prompt_price_per_mtok_usd)
-            as old_prompt_price_per_mtok_usd,
+        before.prompt_price_per_mtok_usd as old_prompt_price_per_mtok_usd,
         current_prices.prompt_price_per_mtok_usd as new_prompt_price_per_mtok_usd,
-        coalesce(before.completion_price_per_mtok_usd, earliest.completion_price_per_mtok_usd)
-            as old_completion_price_per_mtok_usd,
+        before.completion_price_per_mtok_usd as old_completion_price_per_mtok_usd,
         current_prices.completion_price_per_mtok_usd as new_completion_price_per_mtok_usd,
-        case when before.model is not null then before.cache_read_price_per_mtok_usd
-            else earliest.cache_read_price_per_mtok_usd end as old_cache_read_price_per_mtok_usd,
+        before.cache_read_price_per_mtok_usd as old_cache_read_price_per_mtok_usd,
         current_prices.cache_read_price_per_mtok_usd as new_cache_read_price_per_mtok_usd
     from project_model_windows as volumes
     inner join marts.dim_model_price_history as current_prices
         on current_prices.model = volumes.model
         and volumes.usage_date >= current_prices.valid_from
         and (current_prices.valid_to is null or volumes.usage_date < current_prices.valid_to)
-    asof left join marts.dim_model_price_history as before
+    -- The prices that applied the day before the 30 days; a later version than theirs is a change.
+    inner join intermediate.int_model_price_daily as before
         on before.model = volumes.model
-        and volumes.usage_date - 30 >= before.valid_from
-    inner join earliest_prices as earliest
-        on earliest.model = volumes.model
+        and volumes.usage_date - 30 >= before.in_force_from
+        and (before.in_force_to is null or volumes.usage_date - 30 < before.in_force_to)
     where current_prices.valid_from > volumes.usage_date - 30
-        and current_prices.valid_from > earliest.valid_from
+        and current_prices.valid_from > before.valid_from
 ),
 
 price_effects as (

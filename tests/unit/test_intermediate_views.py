@@ -1,6 +1,9 @@
-"""intermediate.int_key_daily_spend: fct_daily_spend per key and day, as the key-level rules read it."""
+"""The intermediate views: int_key_daily_spend (fct_daily_spend per key and day, as the key-level rules read it)
+and int_model_price_daily (the prices that apply to a usage day)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
@@ -61,3 +64,38 @@ def test_every_mart_build_recreates_the_view_from_its_file(warehouse):
         "select column_name from information_schema.columns "
         "where table_schema = 'intermediate' and table_name = 'int_key_daily_spend'")]
     assert columns[:3] == ["usage_date", "api_key_hash", "api_key_name"] and "stale" not in columns
+
+
+def price_on(house: FixtureWarehouse, model: str, day) -> dict:
+    """The one row of int_model_price_daily that applies to `day` for `model`."""
+    rows = house.rows(
+        "select * from intermediate.int_model_price_daily where model = ? and ? >= in_force_from "
+        "and (in_force_to is null or ? < in_force_to)", [model, day, day])
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_the_price_of_a_day_is_the_version_in_force_else_the_first(tmp_path):
+    later = DAY + timedelta(days=3)
+    rows = RawRows()
+    rows.price(DAY, "vendor/flip", 1.0, 2.0, cache_read_per_mtok=0.5)
+    rows.price(DAY + timedelta(days=1), "vendor/flip", 1.0, 2.0, cache_read_per_mtok=0.5)
+    rows.price(later, "vendor/flip", "-1", 4.0)  # a router sentinel prompt price and no cache-read price
+    rows.key(DAY, "a-web", "ws-alpha", last_used=DAY)
+    rows.use(DAY, "a-web", "vendor/flip", "P1", requests=1, usage=0.1)
+    house = FixtureWarehouse(tmp_path)
+    house.load(rows, {DAY, DAY + timedelta(days=1), later})
+    house.build([DAY])
+
+    before_any_snapshot = price_on(house, "vendor/flip", DAY - timedelta(days=40))
+    assert before_any_snapshot["valid_from"] == DAY
+    assert (before_any_snapshot["prompt_price_per_mtok_usd"], before_any_snapshot["completion_price_per_mtok_usd"],
+            before_any_snapshot["cache_read_price_per_mtok_usd"], before_any_snapshot["is_router_price"]) == (
+        pytest.approx(1.0), pytest.approx(2.0), pytest.approx(0.5), False)
+    assert price_on(house, "vendor/flip", later - timedelta(days=1))["valid_from"] == DAY
+    changed = price_on(house, "vendor/flip", later + timedelta(days=10))
+    # The version lacks a prompt price: the first version's applies; its missing cache-read price stays missing.
+    assert (changed["valid_from"], changed["in_force_from"], changed["in_force_to"]) == (later, later, None)
+    assert (changed["prompt_price_per_mtok_usd"], changed["completion_price_per_mtok_usd"],
+            changed["cache_read_price_per_mtok_usd"], changed["is_router_price"]) == (
+        pytest.approx(1.0), pytest.approx(4.0), None, True)

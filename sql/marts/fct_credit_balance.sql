@@ -17,7 +17,7 @@
 -- snapshot are on time: a top-up between two snapshots of "now" is unknown, not 0.
 with
 build_days as (
-    select unnest(getvariable('mart_days')) as as_of_date
+    select usage_date as as_of_date from marts.build_days()
 ),
 
 credits as (

@@ -10,7 +10,7 @@
 -- row; `model` is then the paid id (the free part has no spend).
 with
 build_days as (
-    select unnest(getvariable('mart_days')) as usage_date
+    select usage_date from marts.build_days()
 ),
 
 key_activity as (

@@ -18,7 +18,7 @@
 -- columns scale them to the project's traffic (÷ coverage), the figures the digest and the rules show.
 with
 build_days as (
-    select unnest(getvariable('mart_days')) as usage_date
+    select usage_date from marts.build_days()
 ),
 
 generations as (

@@ -28,11 +28,11 @@
 --   workflow and request_fingerprint as a request less than an hour earlier); the first that applies.
 with
 build_days as (
-    select unnest(getvariable('mart_days')) as usage_date
+    select usage_date from marts.build_days()
 ),
 
 bounds as (
-    select min(usage_date) - interval 1 day as first_day, max(usage_date) as last_day from build_days
+    select first_day, last_day from marts.build_bounds(1)
 ),
 
 window_ids as (

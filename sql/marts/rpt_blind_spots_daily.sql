@@ -11,7 +11,7 @@
 -- gap_days_30d counts the permanent gaps (meta.extraction_gaps) among the 30 days ending on the day.
 with
 build_days as (
-    select unnest(getvariable('mart_days')) as usage_date
+    select usage_date from marts.build_days()
 ),
 
 data_days as (

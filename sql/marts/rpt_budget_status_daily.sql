@@ -13,7 +13,7 @@
 -- forecast_month_end_spend_usd = month to date + run rate × Σ multiplier over the days left in the month.
 with
 build_days as (
-    select unnest(getvariable('mart_days')) as usage_date
+    select usage_date from marts.build_days()
 ),
 
 loaded_days as (

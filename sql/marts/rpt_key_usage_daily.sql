@@ -21,11 +21,11 @@
 -- Embeddings (no completion tokens) and key-models without a baseline are never waste.
 with
 build_days as (
-    select unnest(getvariable('mart_days')) as usage_date
+    select usage_date from marts.build_days()
 ),
 
 bounds as (
-    select min(usage_date) - interval 7 day as first_day, max(usage_date) as last_day from build_days
+    select first_day, last_day from marts.build_bounds(7)
 ),
 
 key_models as (

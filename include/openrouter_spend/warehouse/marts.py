@@ -22,7 +22,7 @@ from openrouter_spend.config.owners import Config, load_config
 from openrouter_spend.config.versions import store_config
 from openrouter_spend.warehouse.connection import transaction
 from openrouter_spend.warehouse.migrations import migrate
-from openrouter_spend.warehouse.staging import build_staging, create_views
+from openrouter_spend.warehouse.staging import build_staging, create_views, dependency_order, sql_files
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,12 @@ MARTS: tuple[Mart, ...] = (
 
 
 def apply_macros(con) -> list[str]:
-    """(Re)create the table macros of sql/macros/ that marts read, so a build always runs their current text."""
+    """(Re)create the table macros of sql/macros/ that marts read, so a build always runs their current text.
+
+    A table macro binds the macros it reads when it is created, so those come first.
+    """
     applied = []
-    for path in sorted((settings.sql_dir() / "macros").glob("*.sql")):
+    for path in dependency_order(sql_files("macros"), "marts"):
         try:
             con.execute(path.read_text())
         except Exception as exc:

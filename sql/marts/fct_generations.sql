@@ -3,7 +3,7 @@
 -- model's price that day, whether the application accepted it, and whether it was waste.
 -- Grain: generation_id. Key: generation_id (an id logged more than once is kept once: the line with
 --   openrouter_metadata, then with usage, then from the most recently loaded file).
--- Upstream: raw.request_log, raw.generations (/generation records), meta.generation_queue (enrichment status),
+-- Upstream: staging.stg_request_log, staging.stg_generations (/generation records, enrichment status),
 --   marts.fct_daily_spend (the project of the key that day, or the latest day before; the /activity cells
 --   costs are allocated from), staging.stg_keys (key names of ids discovered through analytics),
 --   marts.dim_model_price_history (prices of the requested model).
@@ -37,7 +37,7 @@ bounds as (
 
 window_ids as (
     select distinct generation_id
-    from raw.request_log
+    from staging.stg_request_log
     where usage_date between (select first_day from bounds) and (select last_day from bounds)
 ),
 
@@ -45,17 +45,17 @@ window_ids as (
 chosen as (
     select
         generation_id,
-        arg_max(rowid, (openrouter_metadata is not null, usage is not null, loaded_at, source_file, created_at))
+        arg_max(log_row, (openrouter_metadata is not null, usage is not null, loaded_at, source_file, created_at))
             as log_row
-    from raw.request_log
+    from staging.stg_request_log
     semi join window_ids using (generation_id)
     group by generation_id
 ),
 
 logged as (
-    select request_log.*
-    from raw.request_log as request_log
-    inner join chosen on request_log.rowid = chosen.log_row
+    select request_log.* exclude (log_row)
+    from staging.stg_request_log as request_log
+    inner join chosen using (log_row)
 ),
 
 key_projects as (
@@ -125,10 +125,9 @@ detailed as (
         marts.parse_metadata(with_project.openrouter_metadata) as m,
         marts.parse_usage(with_project.usage) as u,
         marts.parse_generation(generations.payload) as g,
-        queue.status as queue_status
+        generations.queue_status
     from with_project
-    left join raw.generations as generations using (generation_id)
-    left join meta.generation_queue as queue using (generation_id)
+    left join staging.stg_generations as generations using (generation_id)
 ),
 
 resolved as (

@@ -191,3 +191,48 @@ def test_publish_makes_an_atomic_read_only_copy_that_open_readers_survive(daily,
         assert latest == pytest.approx(first[1] + 99.0)
         assert fresh.execute("select count(*) from staging.stg_activity").fetchone()[0] > 0
     assert sorted(p.name for p in target.parent.iterdir()) == ["warehouse.duckdb"]
+
+
+@pytest.fixture
+def sql_copy(tmp_path, monkeypatch):
+    """A copy of sql/ the test may edit, read by the build."""
+    import shutil
+
+    folder = tmp_path / "sql"
+    shutil.copytree(marts_module.settings.sql_dir(), folder)
+    monkeypatch.setattr(marts_module.settings, "sql_dir", lambda: folder)
+    return folder
+
+
+def test_a_column_added_to_a_mart_select_reaches_every_day_and_leaves_when_removed(daily, sql_copy):
+    warehouse, _ = daily
+    select = sql_copy / "marts" / "fct_credit_balance.sql"
+    schema = sql_copy / "marts" / "schema.yml"
+    original_select, original_schema = select.read_text(), schema.read_text()
+    select.write_text(original_select.replace(
+        "\nselect * from final", "\nselect *, cast(burn_usd * 2 as decimal(18, 6)) as double_burn_usd from final"))
+    schema.write_text(original_schema.replace(
+        "      as_of_date: ", "      double_burn_usd: Twice the burn (a column added by its SELECT alone).\n"
+        "      as_of_date: ", 1))
+    warehouse.build([DAYS[-1]])  # an incremental build of one day
+    described = {row["column_name"]: row["column_type"] for row in warehouse.rows("describe marts.fct_credit_balance")}
+    assert described["double_burn_usd"] == "DECIMAL(18,6)"
+    assert described["as_of_date"] == "DATE"  # the migration's columns keep their types
+    rows = warehouse.rows("select as_of_date, burn_usd, double_burn_usd from marts.fct_credit_balance")
+    assert {row["as_of_date"] for row in rows} == set(DAYS)  # every day, not only the one built
+    assert all(float(row["double_burn_usd"]) == pytest.approx(row["burn_usd"] * 2, abs=1e-6)
+               for row in rows if row["burn_usd"] is not None)
+
+    select.write_text(original_select)
+    schema.write_text(original_schema)
+    warehouse.build([DAYS[-1]])
+    assert "double_burn_usd" not in {row["column_name"] for row in warehouse.rows("describe marts.fct_credit_balance")}
+
+
+def test_a_missing_mart_table_is_created_from_its_select(daily):
+    warehouse, _ = daily
+    before = warehouse.rows("select * from marts.dim_annotation order by all")
+    with connect(warehouse.path) as con:
+        con.execute("drop table marts.dim_annotation")
+    warehouse.build([DAYS[-1]])
+    assert warehouse.rows("select * from marts.dim_annotation order by all") == before != []

@@ -1,9 +1,11 @@
 """Build `marts.*` from staging and the configuration, incrementally and atomically.
 
-Each mart is one SELECT in sql/marts/<name>.sql; table macros shared by marts live in sql/macros/ and are
-re-created by every build. Day-partitioned marts are rebuilt only for the days a
-change can reach (a changed day plus the windows that read it); small dimensions are rebuilt whole. A
-build runs in one transaction: a failure leaves the previous marts untouched. docs/marts.md has the methods.
+Each mart is one SELECT in sql/marts/<name>.sql, which also declares its table's columns: a build creates a
+missing table from it and adds or drops columns to match (a reshaped mart is rebuilt for every day). Table
+macros shared by marts live in sql/macros/ and are re-created by every build. Day-partitioned marts are
+rebuilt only for the days a change can reach (a changed day plus the windows that read it); small dimensions
+are rebuilt whole. A build runs in one transaction: a failure leaves the previous marts untouched.
+docs/marts.md has the methods.
 """
 
 from __future__ import annotations
@@ -138,6 +140,40 @@ def affected_days(mart: Mart, changed: Iterable[date], candidates: Iterable[date
     return sorted(day for day in set(candidates) if any(c <= day <= mart.reach(c) for c in changed))
 
 
+def ensure_mart_table(con, mart: Mart) -> bool:
+    """Shape marts.<name> after its SELECT: create it when missing, add the columns the SELECT makes that the
+    table lacks and drop those it no longer makes; True when anything changed (its days all need building).
+
+    The SELECT is the one declaration of a mart's columns: a new column takes the type the SELECT gives it
+    (cast there when a sum would widen it). Tables the migrations created keep their types and constraints.
+    """
+    con.execute("set variable mart_days = cast([] as date[])")
+    sql = mart.sql_path.read_text()
+    table = f"marts.{mart.name}"
+    existing = [name for (name,) in con.execute(
+        "select column_name from duckdb_columns() where schema_name = 'marts' and table_name = ?",
+        [mart.name]).fetchall()]
+    try:
+        if not existing:
+            con.execute(f"create table {table} as\n{sql}\nwith no data")
+            return [f"created {table}"]
+        made = {name: column_type for name, column_type, *_ in con.execute(f"describe\n{sql}").fetchall()}
+        changes = []
+        for name, column_type in made.items():
+            if name not in existing:
+                con.execute(f"alter table {table} add column {name} {column_type}")
+                changes.append(f"added {table}.{name} {column_type}")
+        for name in existing:
+            if name not in made:
+                con.execute(f"alter table {table} drop column {name}")
+                changes.append(f"dropped {table}.{name}")
+    except Exception as exc:
+        raise RuntimeError(f"shaping {table} after {mart.sql_path.name} failed: {exc}") from exc
+    for change in changes:
+        log.info("%s, from its SELECT in %s", change, mart.sql_path.name)
+    return bool(changes)
+
+
 def _rebuild_mart(con, mart: Mart, days: list[date], *, replace_all: bool) -> int:
     """Replace the mart's rows for `days` (every row for dimensions or with replace_all); returns rows written."""
     con.execute("set variable mart_days = cast(? as date[])", [days])
@@ -169,10 +205,11 @@ def _build(con, requested: set[date], *, full: bool, restate_config: bool, confi
         counts: dict[str, int] = {}
         rebuilt_days: list[date] = []
         for mart in MARTS:
-            days = sorted(available) if full else affected_days(mart, changed, available | changed)
+            reshaped = ensure_mart_table(con, mart)
+            days = sorted(available) if full or reshaped else affected_days(mart, changed, available | changed)
             if mart.name == "fct_daily_spend":
                 rebuilt_days = [day for day in days if day in available]
-            counts[mart.name] = _rebuild_mart(con, mart, days, replace_all=full)
+            counts[mart.name] = _rebuild_mart(con, mart, days, replace_all=full or reshaped)
         apply_comments(con)
         build_id = con.execute("select coalesce(max(build_id), 0) + 1 from marts.build_log").fetchone()[0]
         con.execute(

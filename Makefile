@@ -31,8 +31,9 @@ test: install lint  ## lint, then the whole test suite
 test-fast: install lint  ## the inner loop: everything but the end-to-end runs through Airflow (marker `slow`)
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow"
 
-lint: install  ## ruff, including Airflow's AIR3 rules
+lint: install  ## ruff, including Airflow's AIR3 rules; sqlfluff over sql/ (DuckDB dialect, pyproject.toml)
 	$(VENV)/bin/ruff check dags include plugins tests
+	$(VENV)/bin/sqlfluff lint sql --processes 2 --disable-progress-bar
 
 format: install
 	$(VENV)/bin/ruff check --fix dags include plugins tests

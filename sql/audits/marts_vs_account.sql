@@ -52,7 +52,7 @@ select
     mart.spend_usd - account.usage_usd as mart_minus_account_usd,
     mart.byok_usd - account.byok_usd as mart_minus_account_byok_usd,
     mart.requests - account.requests as mart_minus_account_requests,
-    remainder.unattributed_usd as unattributed_usd,
+    remainder.unattributed_usd,
     mart.unattributed_usd as mart_unattributed_usd,
     mart.unattributed_usd - remainder.unattributed_usd as mart_minus_unattributed_usd,
     coalesce(remainder.unattributed_usd / nullif(account.usage_usd, 0), 0) as unattributed_share

@@ -10,7 +10,7 @@ bounds as (
         select partition_date from meta.load_runs
         union all
         select partition_date from meta.extraction_gaps
-    )
+    ) as partitions
 ),
 
 days as (

@@ -5,6 +5,8 @@
 -- Key: (ChargeCategory, ResourceID, SkuPriceId) — SkuPriceId is '<model permaslug>@<provider>' for usage.
 -- Upstream: marts.fct_daily_spend, marts.fct_credit_balance, marts.fct_generations (fallback counts, if loaded).
 -- Parameters (DuckDB variables): focus_day DATE, focus_billing_account_id, focus_billing_account_name VARCHAR.
+-- FOCUS names its columns in PascalCase (BilledCost, ChargeCategory, ...), so identifier case is not linted:
+-- noqa: disable=CP02
 --
 -- Money follows FOCUS's prepaid model so that nothing is counted twice:
 --   * a credit top-up is a Purchase: BilledCost = ListCost = ContractedCost = the amount paid, EffectiveCost = 0

@@ -82,8 +82,8 @@ prior_week_totals as (
 candidates as (
     select usage_date, project, mix_key from shares semi join build_days using (usage_date)
     union
-    select prior.usage_date, prior.project, prior.mix_key
-    from prior_week as prior
+    select prior_mix.usage_date, prior_mix.project, prior_mix.mix_key
+    from prior_week as prior_mix
     semi join project_spend using (usage_date, project)
 ),
 
@@ -103,17 +103,17 @@ final as (
         coalesce(shares.request_share, 0) as request_share,
         ---------- drift against the previous 7 days, in points and in dollars
         case
-            when totals.project_spend_usd > 0 then coalesce(prior.value_spend_usd, 0) / totals.project_spend_usd
+            when totals.project_spend_usd > 0 then coalesce(prior_mix.value_spend_usd, 0) / totals.project_spend_usd
         end as prior_7d_spend_share,
         coalesce(shares.spend_share, case when today.project_spend_usd > 0 then 0 end)
             - prior_7d_spend_share as spend_share_change_7d,
         spend_share_change_7d * today.project_spend_usd as spend_shift_7d_usd,
-        coalesce(prior.value_spend_usd, 0) / 7 as prior_7d_avg_spend_usd,
-        coalesce(shares.spend_usd, 0) - coalesce(prior.value_spend_usd, 0) / 7 as spend_change_7d_usd
+        coalesce(prior_mix.value_spend_usd, 0) / 7 as prior_7d_avg_spend_usd,
+        coalesce(shares.spend_usd, 0) - coalesce(prior_mix.value_spend_usd, 0) / 7 as spend_change_7d_usd
     from candidates
     left join shares using (usage_date, project, mix_key)
     left join project_spend as today using (usage_date, project)
-    left join prior_week as prior using (usage_date, project, mix_key)
+    left join prior_week as prior_mix using (usage_date, project, mix_key)
     left join prior_week_totals as totals using (usage_date, project)
 )
 

@@ -5,7 +5,8 @@
 -- exclusive and NULL for the current version. Models that left /models keep their last version open.
 -- Rebuilt whole on every build (it is small: one row per model and price change).
 with
-snapshots as (
+-- Read by flagged, in the part sqlfluff cannot parse.
+snapshots as (  -- noqa: ST03
     select
         model_id as model,
         model_permaslug,
@@ -20,12 +21,15 @@ snapshots as (
 flagged as (
     select
         *,
+        -- sqlfluff's DuckDB dialect does not parse IS DISTINCT FROM yet.
+        -- noqa: disable=PRS
         row_number() over by_day = 1
             or prompt_price_per_mtok_usd is distinct from lag(prompt_price_per_mtok_usd) over by_day
             or completion_price_per_mtok_usd is distinct from lag(completion_price_per_mtok_usd) over by_day
             or cache_read_price_per_mtok_usd is distinct from lag(cache_read_price_per_mtok_usd) over by_day
             or is_router_price is distinct from lag(is_router_price) over by_day
             as starts_version
+        -- noqa: enable=PRS
     from snapshots
     window by_day as (partition by model order by snapshot_date)
 ),

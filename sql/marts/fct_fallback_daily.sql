@@ -12,10 +12,11 @@
 -- (of the workflows with a row) ÷ its requests, adding (1 - coverage) p(1 - p) / logged to the variance.
 -- The 95% interval is a Wilson interval on the effective sample size p(1 - p) / Var. estimate_method
 -- 'census' only when every request of the project was logged and classified (the interval is the point),
--- else 'sample' (also when the project's traffic is unknown: the logged requests are then judged as trials). Counts and money are first
--- estimates for the logged requests: fallback_requests = round(share × requests); fallback_extra_cost_usd
--- = Σ weight × (actual cost − the same tokens at the requested model's price that day); the traffic_*
--- columns scale them to the project's traffic (÷ coverage), the figures the digest and the rules show.
+-- else 'sample' (also when the project's traffic is unknown: the logged requests are then judged as trials).
+-- Counts and money are first estimates for the logged requests: fallback_requests = round(share × requests);
+-- fallback_extra_cost_usd = Σ weight × (actual cost − the same tokens at the requested model's price that
+-- day); the traffic_* columns scale them to the project's traffic (÷ coverage), the figures the digest and
+-- the rules show.
 with
 build_days as (
     select usage_date from marts.build_days()
@@ -100,7 +101,8 @@ variances as (
             * (
                 (domain_strata.fallbacks * (1 - domains.share) ^ 2
                     + (domain_strata.requests - domain_strata.fallbacks) * domains.share ^ 2)
-                - (domain_strata.fallbacks - domains.share * domain_strata.requests) ^ 2 / domain_strata.stratum_classified
+                - (domain_strata.fallbacks - domains.share * domain_strata.requests) ^ 2
+                / domain_strata.stratum_classified
               ) / greatest(domain_strata.stratum_classified - 1, 1)
         ) / (any_value(domains.weighted_requests) * any_value(domains.weighted_requests)) as share_variance
     from domain_strata

@@ -49,8 +49,9 @@ totals as (
     select
         marts.exact_sum(spend_usd) as account_spend_usd,
         coalesce(marts.exact_sum(case when not is_owned then spend_usd end), 0) as unowned_spend_usd,
-        coalesce(marts.exact_sum(case when not is_owned and usage_date = (select day from params) then spend_usd end), 0)
-            as unowned_spend_today_usd,
+        coalesce(marts.exact_sum(
+            case when not is_owned and usage_date = (select day from params) then spend_usd end
+        ), 0) as unowned_spend_today_usd,
         count(distinct case when not is_owned then api_key_hash end) as unowned_keys
     from window_spend
 ),

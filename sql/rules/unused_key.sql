@@ -58,7 +58,7 @@ open_conditions as (
     from marts.fct_alerts as alerts, params
     where alerts.rule_id = 'unused_key' and alerts.usage_date < params.day
     qualify row_number() over (partition by alerts.segment_key order by alerts.usage_date desc) = 1
-        and alerts.occurrence is distinct from 'resolved'
+        and alerts.occurrence is distinct from 'resolved'  -- noqa: PRS
 ),
 
 unused as (

@@ -33,7 +33,7 @@ test-fast: install lint  ## the inner loop: everything but the end-to-end runs t
 
 lint: install  ## ruff, including Airflow's AIR3 rules; sqlfluff over sql/ (DuckDB dialect, pyproject.toml)
 	$(VENV)/bin/ruff check dags include plugins tests
-	$(VENV)/bin/sqlfluff lint sql --processes 2 --disable-progress-bar
+	$(VENV)/bin/sqlfluff lint sql --disable-progress-bar
 
 format: install
 	$(VENV)/bin/ruff check --fix dags include plugins tests

@@ -20,8 +20,9 @@ from openrouter_spend.ingest.client import (
     OpenRouterClient,
     data_of,
     describe_request,
+    parse_json,
 )
-from openrouter_spend.ingest.landing import LandingBatch
+from openrouter_spend.ingest.landing import LandingBatch, committed_manifests, latest_responses
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def fetch_account_activity(client: OpenRouterClient, batch: LandingBatch, day: d
 
 
 def fetch_snapshots(client: OpenRouterClient, batch: LandingBatch) -> list[KeyInfo]:
-    """Land /credits, /workspaces, every /keys page of every workspace, /models and /providers."""
+    """Land /credits, /workspaces, every /keys page of every workspace, /models, the used models' endpoints, /providers."""
     batch.land(client.request("/credits"))
     try:
         workspaces_raw = client.request("/workspaces")
@@ -153,10 +154,38 @@ def fetch_snapshots(client: OpenRouterClient, batch: LandingBatch) -> list[KeyIn
                     keys[item["hash"]] = KeyInfo.from_item(item)
     for page in client.iter_pages("/models", {"output_modalities": "all"}):
         batch.land(page)
+    fetch_model_endpoints(client, batch, models_used(batch))
     for page in client.iter_pages("/providers"):
         batch.land(page)
     batch.notes["keys_listed"] = len(keys)
     return sorted(keys.values(), key=lambda k: k.hash)
+
+
+def models_used(batch: LandingBatch) -> list[str]:
+    """Model ids in the account-level /activity the same run landed for the batch's day (none before it ran)."""
+    manifests = committed_manifests(batch.landing_root, batch.partition_date, batch.run_id)
+    used: set[str] = set()
+    for response in latest_responses(manifests):
+        if response.endpoint != "/activity" or "api_key_hash" in response.params:
+            continue
+        rows = data_of(parse_json(response.read_body(), str(response.path)), str(response.path), expect=list)
+        used.update(row["model"] for row in rows if isinstance(row, dict) and isinstance(row.get("model"), str))
+    return sorted(used)
+
+
+def fetch_model_endpoints(client: OpenRouterClient, batch: LandingBatch, model_ids: Iterable[str]) -> dict:
+    """Land /models/{id}/endpoints (every provider's price and uptime) once per model used that day."""
+    model_ids = list(model_ids)
+    not_found = []
+    for model_id in model_ids:
+        try:
+            batch.land(client.request(f"/models/{model_id}/endpoints"))
+        except NotFoundError:
+            # Router models and models withdrawn since the day have no endpoint list; nothing to compare.
+            not_found.append(model_id)
+    summary = {"models_used": len(model_ids), "fetched": len(model_ids) - len(not_found), "not_found": not_found}
+    batch.notes["model_endpoints"] = summary
+    return summary
 
 
 def skip_reason(key: KeyInfo, day: date) -> str | None:

@@ -11,7 +11,6 @@ from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
 from test_requests_marts import metadata, usage, wilson
 
 from openrouter_spend.ingest import requests_log
-
 from openrouter_spend.quality import datasets, metrics
 from openrouter_spend.quality.config import QualityConfig
 from openrouter_spend.warehouse import connect

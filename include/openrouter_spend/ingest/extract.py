@@ -162,15 +162,19 @@ def fetch_snapshots(client: OpenRouterClient, batch: LandingBatch) -> list[KeyIn
 
 
 def models_used(batch: LandingBatch) -> list[str]:
-    """Model ids in the account-level /activity the same run landed for the batch's day (none before it ran)."""
+    """Model ids in the account-level /activity of the batch's day landed by the same run (committed batches
+    and this one), so the endpoint calls follow the models used, not the catalogue."""
     manifests = committed_manifests(batch.landing_root, batch.partition_date, batch.run_id)
+    manifests.append({"_directory": batch.directory, "batch": batch.directory.name,
+                      "objects": [asdict(obj) for obj in batch.objects]})
     used: set[str] = set()
     for response in latest_responses(manifests):
         if response.endpoint != "/activity" or "api_key_hash" in response.params:
             continue
         rows = data_of(parse_json(response.read_body(), str(response.path)), str(response.path), expect=list)
         used.update(row["model"] for row in rows if isinstance(row, dict) and isinstance(row.get("model"), str))
-    return sorted(used)
+    # A ':free' variant costs nothing: no provider can be cheaper.
+    return sorted(model for model in used if not model.endswith(":free"))
 
 
 def fetch_model_endpoints(client: OpenRouterClient, batch: LandingBatch, model_ids: Iterable[str]) -> dict:

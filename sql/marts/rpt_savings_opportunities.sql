@@ -34,12 +34,13 @@
 -- before it: each premium model (dim_model.is_premium) against the standard model with the most requests
 -- with a verdict in the same workflow (':free' variants and routers excluded). On requests with an accepted
 -- verdict and a cost: acceptance rate = accepted ÷ requests (Wilson 95% interval), cost per accepted result
--- = cost ÷ accepted. When the standard rate is at least the premium rate minus 5 points and its cost per
+-- = cost (credits plus BYOK provider cost) ÷ accepted. When the standard rate is at least the premium rate minus 5 points and its cost per
 -- accepted result is lower: saving = premium cost − premium accepted results × standard cost per accepted
 -- result, at the run rate (bound_kind 'estimate'); monthly_saving_low_usd / _high_usd put the standard rate
 -- at its interval's low / high end (floored at 0). Mapped onto the grain: model_permaslug = the premium model,
 -- api_key_hash NULL, workflow set; verdict_coverage = requests with a verdict ÷ logged requests of the
--- workflow on the two models. Figures cover logged requests only.
+-- workflow on the two models. Figures cover the logged requests whose served model is known (unweighted: a
+-- sampled, unenriched request is left out), so the saving is a floor of the workflow's.
 -- Only rows worth at least $0.01 a month are kept (pinned gaps count for provider_price_spread rows).
 with
 build_days as (
@@ -410,7 +411,9 @@ workflow_models as (
         count(*) filter (where generations.is_accepted is not null and generations.cost_usd is not null)
             as requests_7d,
         count(*) filter (where generations.is_accepted and generations.cost_usd is not null) as accepted_7d,
-        marts.exact_sum(case when generations.is_accepted is not null then generations.cost_usd end) as cost_7d_usd
+        -- BYOK requests cost their provider bill besides the credits fee.
+        marts.exact_sum(case when generations.is_accepted is not null
+            then generations.cost_usd + coalesce(generations.byok_cost_usd, 0) end) as cost_7d_usd
     from build_days
     inner join marts.fct_generations as generations
         on generations.usage_date between build_days.usage_date - 6 and build_days.usage_date

@@ -34,7 +34,7 @@ def _loaded_days(con, day) -> int:
 
 def test_the_nightly_translation_job_could_move_deepseek_to_a_cheaper_host(warehouse):
     con, day = warehouse
-    key_hash = con.execute("select api_key_hash from marts.dim_api_key where key_name = 'nightly-translation-job'"
+    key_hash = con.execute("select api_key_hash from marts.dim_api_key where api_key_name = 'nightly-translation-job'"
                            ).fetchone()[0]
     (row,) = _rows(con, "select * from marts.rpt_savings_opportunities where usage_date = ? and "
                         "opportunity_kind = 'provider_price_spread' and api_key_hash = ?", [day, key_hash])

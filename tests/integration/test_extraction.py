@@ -104,11 +104,14 @@ def test_provider_prices_are_fetched_only_for_the_models_used_that_day(server, c
                       "Chutes": "0.00000018", "Together": "0.00000125"}
 
 
-def test_a_router_without_an_endpoint_list_is_noted_not_fatal(server, client, tmp_path):
+def test_a_model_without_an_endpoint_list_is_noted_not_fatal(server, client, tmp_path):
     batch = LandingBatch(tmp_path, server.now.date() - timedelta(days=2), "run", "snapshots")
-    summary = fetch_model_endpoints(client, batch, ["openai/gpt-4.1", "vendor/withdrawn"])
-    assert summary == {"models_used": 2, "fetched": 1, "not_found": ["vendor/withdrawn"]}
+    server.reset_requests()
+    summary = fetch_model_endpoints(client, batch, ["openai/gpt-4.1", "vendor/withdrawn", "gpt-4", "a/b?c=d"])
+    assert summary == {"models_used": 4, "fetched": 1, "not_fetched": ["vendor/withdrawn", "gpt-4", "a/b?c=d"]}
     assert [obj.endpoint for obj in batch.objects] == ["/models/openai/gpt-4.1/endpoints"]
+    # An id that is not 'author/slug' is never turned into a URL.
+    assert [r["path"] for r in server.requests] == ["/models/openai/gpt-4.1/endpoints", "/models/vendor/withdrawn/endpoints"]
 
 
 def test_a_wrong_skip_is_caught_by_reconciliation_and_refetched(server, client, tmp_path):

@@ -8,6 +8,7 @@ whenever the per-key totals fall short of the account-level totals: a wrong skip
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -27,6 +28,7 @@ from openrouter_spend.ingest.landing import LandingBatch, committed_manifests, l
 log = logging.getLogger(__name__)
 
 ACTIVITY_WINDOW_DAYS = 30
+_MODEL_ID = re.compile(r"[A-Za-z0-9._~:+-]+/[A-Za-z0-9._~:+-]+")
 # /keys documents last_used_at as null when a key has had no usage "since the end of 2025".
 LAST_USED_TRACKED_SINCE = date(2026, 1, 1)
 # Sums of many float amounts differ in the last digits depending on order; this is far below a cent.
@@ -180,14 +182,19 @@ def models_used(batch: LandingBatch) -> list[str]:
 def fetch_model_endpoints(client: OpenRouterClient, batch: LandingBatch, model_ids: Iterable[str]) -> dict:
     """Land /models/{id}/endpoints (every provider's price and uptime) once per model used that day."""
     model_ids = list(model_ids)
-    not_found = []
+    not_fetched = []
     for model_id in model_ids:
+        if not _MODEL_ID.fullmatch(model_id):
+            # Only an 'author/slug' id names an endpoints path; anything else would call another URL.
+            not_fetched.append(model_id)
+            continue
         try:
             batch.land(client.request(f"/models/{model_id}/endpoints"))
         except NotFoundError:
             # Router models and models withdrawn since the day have no endpoint list; nothing to compare.
-            not_found.append(model_id)
-    summary = {"models_used": len(model_ids), "fetched": len(model_ids) - len(not_found), "not_found": not_found}
+            not_fetched.append(model_id)
+    summary = {"models_used": len(model_ids), "fetched": len(model_ids) - len(not_fetched),
+               "not_fetched": not_fetched}
     batch.notes["model_endpoints"] = summary
     return summary
 

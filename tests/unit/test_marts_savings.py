@@ -179,7 +179,7 @@ def test_the_gate_counts_a_price_change_twice_as_a_broken_grain(price_change):
 def _spread_rows() -> RawRows:
     rows = RawRows()
     for day in (PRIOR, DAY):
-        rows.key(day, "a1").key(day, "a2-byok")
+        rows.key(day, "a1").key(day, "a2-byok").key(day, "a3-mixed")
         rows.price(day, "vendor/open", 1.0, 2.0).price(day, "vendor/solo", 1.0, 1.0)
         # vendor/open: B is cheaper within 2 uptime points of A; C is cheapest but far less available; D is
         # down (status -1); E is dearer.
@@ -197,6 +197,9 @@ def _spread_rows() -> RawRows:
     # Every request of a2-byok runs on the key's own ProviderA contract.
     rows.use(DAY, "a2-byok", "vendor/open", "ProviderA", requests=10, usage=0.05, byok=1.0, prompt=MTOK,
              completion=0, byok_requests=10)
+    # 4 of a3-mixed's 10 requests are BYOK: 40% of its gap is pinned.
+    rows.use(DAY, "a3-mixed", "vendor/open", "ProviderA", requests=10, usage=0.6, byok=0.4, prompt=MTOK,
+             completion=0, byok_requests=4)
     return rows
 
 
@@ -228,6 +231,14 @@ def test_byok_traffic_is_pinned_labelled_and_not_counted(spread):
     assert (row["monthly_saving_usd"], row["bound_kind"], row["pinned_reason"]) == (0, "not_counted", "byok")
     assert row["pinned_monthly_gap_usd"] == pytest.approx(0.4 / 2 * 30)
     assert "pinned" in row["basis"]
+
+
+def test_the_byok_share_of_a_keys_gap_is_pinned_and_the_rest_counted(spread):
+    row = {r["api_key_hash"]: r for r in _opportunities(spread, "provider_price_spread")}[key_hash("a3-mixed")]
+    # The $0.40 gap of 1M prompt tokens: 60% counted, 40% pinned, over 2 loaded days × 30.
+    assert (row["bound_kind"], row["pinned_reason"]) == ("estimate", "byok")
+    assert row["monthly_saving_usd"] == pytest.approx(0.4 * 0.6 / 2 * 30)
+    assert row["pinned_monthly_gap_usd"] == pytest.approx(0.4 * 0.4 / 2 * 30)
 
 
 def test_a_cheaper_provider_outside_the_uptime_margin_is_no_saving(spread):

@@ -239,6 +239,34 @@ MODELS: tuple[Model, ...] = (
 
 MODEL_BY_ID = {m.id: m for m in MODELS}
 
+
+@dataclass(frozen=True)
+class EndpointOffer:
+    """A provider listing a model at its own price; the organisation's traffic is never routed to it."""
+
+    provider_name: str
+    prompt: str
+    completion: str
+    uptime_last_1d: float
+    input_cache_read: str | None = None
+
+
+# What GET /models/{id}/endpoints lists besides the providers of Model.providers. Those carry the catalogue
+# price, which is what the organisation's activity is charged at; these offers are the spread around it, as
+# on OpenRouter, where open-weight models are served by several hosts at different prices:
+# - DeepSeek V3 at Chutes is cheaper with comparable uptime (a provider price spread worth acting on), and
+#   at Together dearer (never a saving);
+# - Llama 3.3 70B at Fireworks is cheaper but its day's uptime is far below the hosts in use (not comparable).
+ENDPOINT_OFFERS: dict[str, tuple[EndpointOffer, ...]] = {
+    "deepseek/deepseek-chat-v3-0324": (
+        EndpointOffer("Chutes", "0.00000018", "0.00000072", 99.4),
+        EndpointOffer("Together", "0.00000125", "0.00000125", 99.8),
+    ),
+    "meta-llama/llama-3.3-70b-instruct": (
+        EndpointOffer("Fireworks", "0.0000001", "0.0000003", 93.1),
+    ),
+}
+
 # Which model a request asked for when the served model is the fallback (requested -> served).
 MODEL_FALLBACKS = {
     "anthropic/claude-opus-4": "anthropic/claude-sonnet-4",

@@ -21,7 +21,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from openrouter_emulator import analytics
-from openrouter_emulator.catalog import MODEL_BY_ID, MODELS, PROVIDER_BY_NAME, Model, endpoint_id
+from openrouter_emulator.catalog import (
+    ENDPOINT_OFFERS,
+    MODEL_BY_ID,
+    MODELS,
+    PROVIDER_BY_NAME,
+    EndpointOffer,
+    Model,
+    endpoint_id,
+)
 from openrouter_emulator.faults import (
     HTML_ERROR_PAGE,
     SERVER_ERROR_MESSAGES,
@@ -640,7 +648,11 @@ class EmulatorServer:
             "created": model.created,
             "description": model.description,
             "architecture": {**_architecture(model), "instruct_type": model.instruct_type},
-            "endpoints": [_endpoint_json(model, provider, caller is not None) for provider, _ in model.providers],
+            "endpoints": [
+                *(_endpoint_json(model, provider, caller is not None) for provider, _ in model.providers),
+                *(_endpoint_json(model, offer.provider_name, caller is not None, offer)
+                  for offer in ENDPOINT_OFFERS.get(model.id, ())),
+            ],
         }}
 
     def _providers(self, **_: Any) -> dict:
@@ -825,7 +837,17 @@ def _model_json(model: Model) -> dict:
     }
 
 
-def _endpoint_json(model: Model, provider_name: str, authenticated: bool) -> dict:
+def _offer_pricing(model: Model, offer: EndpointOffer) -> dict:
+    pricing = {**_pricing(model), "prompt": offer.prompt, "completion": offer.completion}
+    pricing.pop("input_cache_read", None)
+    pricing.pop("input_cache_write", None)
+    if offer.input_cache_read is not None:
+        pricing["input_cache_read"] = offer.input_cache_read
+    return pricing
+
+
+def _endpoint_json(model: Model, provider_name: str, authenticated: bool, offer: EndpointOffer | None = None) -> dict:
+    """One PublicEndpoint: a provider in use at the catalogue price, or an offer at its own price and uptime."""
     provider = PROVIDER_BY_NAME[provider_name]
     rng = random.Random(endpoint_id(model.id, provider_name))
     stats = None
@@ -842,7 +864,7 @@ def _endpoint_json(model: Model, provider_name: str, authenticated: bool) -> dic
         "model_id": model.canonical_slug,
         "model_name": model.name,
         "context_length": model.context_length,
-        "pricing": _pricing(model),
+        "pricing": _pricing(model) if offer is None else _offer_pricing(model, offer),
         "provider_name": provider_name,
         "tag": provider.slug,
         "quantization": ("fp8" if open_weights else None),
@@ -852,8 +874,8 @@ def _endpoint_json(model: Model, provider_name: str, authenticated: bool) -> dic
         "status": 0,
         "uptime_last_5m": round(rng.uniform(97, 100), 2),
         "uptime_last_30m": round(rng.uniform(98, 100), 2),
-        "uptime_last_1d": round(rng.uniform(99, 100), 2),
-        "supports_implicit_caching": model.supports_caching,
+        "uptime_last_1d": round(rng.uniform(99, 100), 2) if offer is None else offer.uptime_last_1d,
+        "supports_implicit_caching": model.supports_caching if offer is None else offer.input_cache_read is not None,
         "service_tier": None,
         "supports_tool_choice": {"auto": True, "none": True, "required": True, "function": True},
         "supports_diarization": False,

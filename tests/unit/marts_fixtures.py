@@ -84,10 +84,11 @@ class RawRows:
     credits: list[tuple[date, float, float, datetime | None]] = field(default_factory=list)
     models: list[tuple[date, dict]] = field(default_factory=list)
     workspaces: list[tuple[date, dict]] = field(default_factory=list)
+    endpoints: list[tuple[date, str, dict]] = field(default_factory=list)
 
     def use(self, day: date, key: str, model: str, provider: str = "ProviderA", *, requests: int, usage: float,
             prompt: int = 1000, completion: int = 100, reasoning: int = 0, cached: int = 0, byok: float = 0.0,
-            permaslug: str | None = None) -> RawRows:
+            permaslug: str | None = None, byok_requests: int = 0) -> RawRows:
         """One /activity row of a key (and the same usage in the account-level activity)."""
         self.activity.append({
             "key": key, "date": day.isoformat(), "model": model,
@@ -95,6 +96,7 @@ class RawRows:
             "endpoint_id": f"{model}|{provider}", "provider_name": provider, "usage": usage,
             "byok_usage_inference": byok, "requests": requests, "prompt_tokens": prompt,
             "completion_tokens": completion, "reasoning_tokens": reasoning, "cached_tokens": cached,
+            **({"byok_requests": byok_requests} if byok_requests else {}),
         })
         return self
 
@@ -144,6 +146,18 @@ class RawRows:
         }))
         return self
 
+    def endpoint(self, day: date, model: str, provider: str, prompt_per_mtok: float, completion_per_mtok: float,
+                 uptime_last_1d: float | None, *, cache_read_per_mtok: float | None = None, status: int = 0) -> RawRows:
+        """A provider of a /models/{model}/endpoints answer fetched after `day`."""
+        pricing = {"prompt": f"{prompt_per_mtok / 1e6:.12f}", "completion": f"{completion_per_mtok / 1e6:.12f}"}
+        if cache_read_per_mtok is not None:
+            pricing["input_cache_read"] = f"{cache_read_per_mtok / 1e6:.12f}"
+        self.endpoints.append((day, model, {
+            "name": f"{provider} | {model}", "model_id": model, "model_name": model, "provider_name": provider,
+            "tag": provider.lower(), "pricing": pricing, "status": status, "uptime_last_1d": uptime_last_1d,
+        }))
+        return self
+
     def workspace(self, day: date, workspace_id: str, name: str) -> RawRows:
         """A /workspaces item snapshotted after `day`."""
         self.workspaces.append((day, {"id": workspace_id, "name": name, "slug": name}))
@@ -158,7 +172,7 @@ class RawRows:
         """Replace the raw partitions of `days` (default: all fixture days) with the fixture rows."""
         days = days or self.days()
         con.execute("begin transaction")
-        for table in ("activity", "keys", "credits", "models", "workspaces"):
+        for table in ("activity", "keys", "credits", "models", "workspaces", "model_endpoints"):
             con.execute(f"delete from raw.{table} where list_contains(?, partition_date)", [sorted(days)])
         account: dict[tuple, dict] = defaultdict(dict)
         for row in self.activity + self.account_extra:
@@ -172,8 +186,9 @@ class RawRows:
             for name in ("model", "model_permaslug", "endpoint_id", "provider_name", "date"):
                 bucket[name] = row[name]
             for name in ("usage", "byok_usage_inference", "requests", "prompt_tokens", "completion_tokens",
-                         "reasoning_tokens", "cached_tokens"):
-                bucket[name] = bucket.get(name, 0) + row[name]
+                         "reasoning_tokens", "cached_tokens", "byok_requests"):
+                if name in row:
+                    bucket[name] = bucket.get(name, 0) + row[name]
         for (day, *_), payload in account.items():
             self._insert(con, "activity", day, {"scope": "account", "api_key_hash": None}, dict(payload))
         for day, item in self.keys:
@@ -192,6 +207,10 @@ class RawRows:
         for day, item in self.workspaces:
             if day in days:
                 self._insert(con, "workspaces", day, {"workspace_id": item["id"]}, item)
+        for day, model, item in self.endpoints:
+            if day in days:
+                self._insert(con, "model_endpoints", day, {"model_id": model, "provider_name": item["provider_name"]},
+                             item)
         for day in sorted(days):
             con.execute("insert into meta.load_runs (partition_date, run_id, status, row_counts) "
                         "values (?, 'fixture', 'loaded', '{}')", [day])

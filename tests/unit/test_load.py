@@ -65,8 +65,8 @@ def spend(con):
 def test_a_day_loads_into_raw_and_typed_staging(con, tmp_path):
     good_day(tmp_path, "run1")
     result = load_partition(con, tmp_path, DAY, "run1")
-    assert result.row_counts == {"credits": 1, "workspaces": 0, "keys": 2, "models": 0, "providers": 0,
-                                 "activity": 4}
+    assert result.row_counts == {"credits": 1, "workspaces": 0, "keys": 2, "models": 0, "model_endpoints": 0,
+                                 "providers": 0, "activity": 4}
     assert spend(con) == (2, 1.75, 4)
     # The 'YYYY-MM-DD 00:00:00' date form and unknown fields are both tolerated; unknown fields are kept.
     assert con.execute("select usage_date from staging.stg_activity where api_key_hash = ?",
@@ -139,3 +139,51 @@ def test_newer_fields_missing_from_an_older_server_are_null_not_zero(con, tmp_pa
     load_partition(con, tmp_path, DAY, "old-server")
     assert con.execute("select cached_tokens, byok_requests, prompt_tokens from staging.stg_activity").fetchone() \
         == (None, None, 200)
+
+
+def endpoints_answer(*providers: tuple[str, str, str, float]) -> dict:
+    """A /models/{id}/endpoints answer (openrouter-api.md §2.8) with (provider, prompt, completion, uptime)."""
+    return {"data": {"id": "vendor/open", "name": "Open", "created": 1, "description": "", "architecture": {},
+                     "endpoints": [{"name": f"{name} | vendor/open", "model_id": "vendor/open-2025",
+                                    "model_name": "Open", "provider_name": name, "tag": name.lower(),
+                                    "pricing": {"prompt": prompt, "completion": completion, "request": "0"},
+                                    "status": 0, "uptime_last_5m": 100, "uptime_last_30m": 99.9,
+                                    "uptime_last_1d": uptime, "latency_last_30m": None}
+                                   for name, prompt, completion, uptime in providers]}}
+
+
+ENDPOINTS = "/models/vendor/open/endpoints"
+
+
+def test_model_endpoints_load_one_row_per_provider_and_stage_per_mtok(con, tmp_path):
+    good_day(tmp_path, "run1")
+    land(tmp_path, "run1", [(ENDPOINTS, {}, endpoints_answer(("ProviderA", "0.000001", "0.000002", 99.5),
+                                                             ("ProviderB", "0.0000006", "0.0000015", 98.0)))],
+         stamp=60)
+    result = load_partition(con, tmp_path, DAY, "run1")
+    assert result.row_counts["model_endpoints"] == 2
+    assert con.execute(
+        "select provider_name, model_permaslug, prompt_price_per_mtok_usd, completion_price_per_mtok_usd, "
+        "request_price_usd, uptime_last_1d from staging.stg_model_endpoints order by provider_name").fetchall() == [
+        ("ProviderA", "vendor/open-2025", pytest.approx(1.0), pytest.approx(2.0), 0.0, 99.5),
+        ("ProviderB", "vendor/open-2025", pytest.approx(0.6), pytest.approx(1.5), 0.0, 98.0)]
+    assert con.execute("select count(*) from meta.landed_files where endpoint = ?", [ENDPOINTS]).fetchone()[0] == 1
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    ({"data": []}, "'data' should be"),
+    ({"data": {"id": "vendor/open"}}, r"data.endpoints should be a list"),
+    (endpoints_answer(("ProviderA", "free", "0.000002", 99.5)), r"data.endpoints\[0\].pricing.prompt should be a price"),
+    (endpoints_answer(("ProviderA", "0.000001", "0.000002", "99%")), r"data.endpoints\[0\].uptime_last_1d should be"),
+])
+def test_a_malformed_endpoints_answer_names_the_field_and_keeps_the_stored_day(con, tmp_path, payload, message):
+    good_day(tmp_path, "run1")
+    land(tmp_path, "run1", [(ENDPOINTS, {}, endpoints_answer(("ProviderA", "0.000001", "0.000002", 99.5)))],
+         stamp=60)
+    load_partition(con, tmp_path, DAY, "run1")
+    before = con.execute("select count(*) from raw.model_endpoints").fetchone()[0], spend(con)
+    land(tmp_path, "run2", [(ENDPOINTS, {}, payload)])
+    with pytest.raises(LandingDataError, match=message) as failure:
+        load_partition(con, tmp_path, DAY, "run2")
+    assert ENDPOINTS in str(failure.value)
+    assert (con.execute("select count(*) from raw.model_endpoints").fetchone()[0], spend(con)) == before == (1, before[1])

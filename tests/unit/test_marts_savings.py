@@ -1,12 +1,16 @@
-"""rpt_savings_opportunities on fixture rows with hand-computed caching and price-change dollars."""
+"""rpt_savings_opportunities on fixture rows with hand-computed caching, price-change, provider-spread and
+premium-vs-standard dollars."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
+from test_requests_marts import metadata, usage, wilson
 
+from openrouter_spend.ingest import requests_log
 from openrouter_spend.quality import datasets, metrics
 from openrouter_spend.quality.config import QualityConfig
 from openrouter_spend.warehouse import connect
@@ -170,3 +174,139 @@ def test_the_gate_counts_a_price_change_twice_as_a_broken_grain(price_change):
                     "where usage_date = ? and opportunity_kind = 'price_change' and model_permaslug = 'vendor/hot'",
                     [CHANGE])
         assert grain_check()["unexpected_count"] == 2
+
+
+def _spread_rows() -> RawRows:
+    rows = RawRows()
+    for day in (PRIOR, DAY):
+        rows.key(day, "a1").key(day, "a2-byok").key(day, "a3-mixed")
+        rows.price(day, "vendor/open", 1.0, 2.0).price(day, "vendor/solo", 1.0, 1.0)
+        # vendor/open: B is cheaper within 2 uptime points of A; C is cheapest but far less available; D is
+        # down (status -1); E is dearer.
+        rows.endpoint(day, "vendor/open", "ProviderA", 1.0, 2.0, 99.5)
+        rows.endpoint(day, "vendor/open", "ProviderB", 0.6, 1.5, 98.0)
+        rows.endpoint(day, "vendor/open", "ProviderC", 0.2, 0.5, 90.0)
+        rows.endpoint(day, "vendor/open", "ProviderD", 0.1, 0.1, 99.9, status=-1)
+        rows.endpoint(day, "vendor/open", "ProviderE", 3.0, 3.0, 100.0)
+        # vendor/solo: the only cheaper provider is outside the uptime margin.
+        rows.endpoint(day, "vendor/solo", "ProviderA", 1.0, 1.0, 99.5)
+        rows.endpoint(day, "vendor/solo", "ProviderC", 0.1, 0.1, 95.0)
+    rows.use(PRIOR, "a1", "vendor/open", "ProviderA", requests=10, usage=1.4, prompt=MTOK, completion=200_000)
+    rows.use(DAY, "a1", "vendor/open", "ProviderA", requests=10, usage=2.8, prompt=2 * MTOK, completion=400_000)
+    rows.use(DAY, "a1", "vendor/solo", "ProviderA", requests=10, usage=2.0, prompt=MTOK, completion=MTOK)
+    # Every request of a2-byok runs on the key's own ProviderA contract.
+    rows.use(DAY, "a2-byok", "vendor/open", "ProviderA", requests=10, usage=0.05, byok=1.0, prompt=MTOK,
+             completion=0, byok_requests=10)
+    # 4 of a3-mixed's 10 requests are BYOK: 40% of its gap is pinned.
+    rows.use(DAY, "a3-mixed", "vendor/open", "ProviderA", requests=10, usage=0.6, byok=0.4, prompt=MTOK,
+             completion=0, byok_requests=4)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def spread(tmp_path_factory):
+    warehouse = FixtureWarehouse(tmp_path_factory.mktemp("spread"))
+    warehouse.load(_spread_rows())
+    warehouse.build([PRIOR, DAY])
+    return warehouse
+
+
+def test_the_spread_to_the_cheapest_provider_with_comparable_uptime(spread):
+    rows = {r["api_key_hash"]: r for r in _opportunities(spread, "provider_price_spread")}
+    row = rows[key_hash("a1")]
+    assert (row["project"], row["model_permaslug"], row["provider_name"], row["alternative_provider_name"]) == \
+        ("alpha", "vendor/open", "ProviderA", "ProviderB")
+    assert (row["used_uptime_last_1d"], row["alternative_uptime_last_1d"]) == (99.5, 98.0)
+    # 3M prompt and 0.6M completion tokens over 2 loaded days: $4.20 at A (1.0 / 2.0), $2.70 at B (0.6 / 1.5).
+    assert (row["prompt_tokens_7d"], row["completion_tokens_7d"], row["loaded_days_7d"]) == (3 * MTOK, 600_000, 2)
+    assert (row["current_cost_7d_usd"], row["alternative_cost_7d_usd"]) == (pytest.approx(4.2), pytest.approx(2.7))
+    assert row["monthly_saving_usd"] == pytest.approx(1.5 / 2 * 30)
+    assert (row["bound_kind"], row["pinned_reason"], row["pinned_monthly_gap_usd"]) == ("estimate", None, 0)
+    assert "within 2 uptime points" in row["basis"]
+
+
+def test_byok_traffic_is_pinned_labelled_and_not_counted(spread):
+    row = {r["api_key_hash"]: r for r in _opportunities(spread, "provider_price_spread")}[key_hash("a2-byok")]
+    # 1M prompt tokens: $1.00 at A, $0.60 at B; the $0.40 gap over 2 loaded days is shown, not counted.
+    assert (row["monthly_saving_usd"], row["bound_kind"], row["pinned_reason"]) == (0, "not_counted", "byok")
+    assert row["pinned_monthly_gap_usd"] == pytest.approx(0.4 / 2 * 30)
+    assert "pinned" in row["basis"]
+
+
+def test_the_byok_share_of_a_keys_gap_is_pinned_and_the_rest_counted(spread):
+    row = {r["api_key_hash"]: r for r in _opportunities(spread, "provider_price_spread")}[key_hash("a3-mixed")]
+    # The $0.40 gap of 1M prompt tokens: 60% counted, 40% pinned, over 2 loaded days × 30.
+    assert (row["bound_kind"], row["pinned_reason"]) == ("estimate", "byok")
+    assert row["monthly_saving_usd"] == pytest.approx(0.4 * 0.6 / 2 * 30)
+    assert row["pinned_monthly_gap_usd"] == pytest.approx(0.4 * 0.4 / 2 * 30)
+
+
+def test_a_cheaper_provider_outside_the_uptime_margin_is_no_saving(spread):
+    rows = _opportunities(spread, "provider_price_spread")
+    assert "vendor/solo" not in {r["model_permaslug"] for r in rows}
+
+
+def _log(generation_id: str, workflow: str, model: str, cost: float, accepted: bool | None) -> dict:
+    line = {"generation_id": generation_id, "created_at": f"{DAY}T10:00:00Z", "workflow": workflow,
+            "requested_model": model, "openrouter_metadata": metadata(("ProviderA", model, 200), requested=model),
+            "usage": usage(cost, 1000, 100)}
+    return line if accepted is None else {**line, "accepted": accepted}
+
+
+def _workflow_lines() -> list[dict]:
+    lines = []
+    # chat: premium vendor/pro 9 of 10 accepted at $0.05 each; standard vendor/lite 18 of 20 at $0.01 each,
+    # and 2 more without a verdict.
+    lines += [_log(f"p{i}", "chat", "vendor/pro", 0.05, i < 9) for i in range(10)]
+    lines += [_log(f"s{i}", "chat", "vendor/lite", 0.01, i < 18) for i in range(20)]
+    lines += [_log(f"n{i}", "chat", "vendor/lite", 0.01, None) for i in range(2)]
+    # batch: premium 10 of 10, standard only 5 of 10: far outside the 5-point margin.
+    lines += [_log(f"bp{i}", "batch", "vendor/pro", 0.05, True) for i in range(10)]
+    lines += [_log(f"bs{i}", "batch", "vendor/lite", 0.01, i < 5) for i in range(10)]
+    return lines
+
+
+@pytest.fixture(scope="module")
+def workflows(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("premium")
+    warehouse = FixtureWarehouse(tmp)
+    rows = RawRows()
+    rows.key(DAY, "a-web").price(DAY, "vendor/pro", 3.0, 20.0).price(DAY, "vendor/lite", 0.2, 0.8)
+    rows.use(DAY, "a-web", "vendor/pro", "ProviderA", requests=20, usage=1.0)
+    rows.use(DAY, "a-web", "vendor/lite", "ProviderA", requests=32, usage=0.32)
+    warehouse.load(rows)
+    (tmp / "requests").mkdir()
+    (tmp / "requests" / "a-web.jsonl").write_text(
+        "".join(json.dumps({**line, "api_key_hash": key_hash("a-web")}) + "\n" for line in _workflow_lines()))
+    with connect(warehouse.path) as con:
+        requests_log.ingest(con, tmp / "requests", quarantine_dir=tmp / "quarantine")
+    warehouse.build([DAY])
+    return warehouse
+
+
+def test_premium_results_a_standard_model_is_accepted_for_as_often(workflows):
+    (row,) = _opportunities(workflows, "premium_vs_standard")
+    assert (row["project"], row["workflow"], row["api_key_hash"], row["model_permaslug"],
+            row["alternative_model_permaslug"]) == ("alpha", "chat", None, "vendor/pro", "vendor/lite")
+    assert (row["premium_requests_7d"], row["premium_accepted_7d"], row["standard_requests_7d"],
+            row["standard_accepted_7d"]) == (10, 9, 20, 18)
+    assert (row["premium_acceptance_rate"], row["standard_acceptance_rate"]) == (pytest.approx(0.9), pytest.approx(0.9))
+    assert row["verdict_coverage"] == pytest.approx(30 / 32)
+    assert (row["premium_cost_per_accepted_usd"], row["standard_cost_per_accepted_usd"]) == \
+        (pytest.approx(0.5 / 9), pytest.approx(0.2 / 18))
+    # $0.50 of premium less its 9 accepted results at $0.2 / 18 each = $0.40 on 1 loaded day, × 30.
+    assert (row["current_cost_7d_usd"], row["alternative_cost_7d_usd"]) == (pytest.approx(0.5), pytest.approx(0.1))
+    assert row["monthly_saving_usd"] == pytest.approx(12.0)
+    low, high = wilson(0.9, 20)
+    assert (row["standard_acceptance_ci_low"], row["standard_acceptance_ci_high"]) == \
+        (pytest.approx(low), pytest.approx(high))
+    assert (row["premium_acceptance_ci_low"], row["premium_acceptance_ci_high"]) == \
+        tuple(pytest.approx(bound) for bound in wilson(0.9, 10))
+    assert row["monthly_saving_low_usd"] == pytest.approx(max(0.0, 0.5 - 9 * 0.01 / low) * 30)
+    assert row["monthly_saving_high_usd"] == pytest.approx((0.5 - 9 * 0.01 / high) * 30)
+    assert row["monthly_saving_low_usd"] <= row["monthly_saving_usd"] <= row["monthly_saving_high_usd"]
+    assert row["bound_kind"] == "estimate" and "workflow chat" in row["basis"]
+
+
+def test_a_standard_model_accepted_less_often_than_the_margin_is_no_saving(workflows):
+    assert "batch" not in {r["workflow"] for r in _opportunities(workflows, "premium_vs_standard")}

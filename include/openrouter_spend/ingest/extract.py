@@ -8,6 +8,7 @@ whenever the per-key totals fall short of the account-level totals: a wrong skip
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -20,12 +21,14 @@ from openrouter_spend.ingest.client import (
     OpenRouterClient,
     data_of,
     describe_request,
+    parse_json,
 )
-from openrouter_spend.ingest.landing import LandingBatch
+from openrouter_spend.ingest.landing import LandingBatch, committed_manifests, latest_responses
 
 log = logging.getLogger(__name__)
 
 ACTIVITY_WINDOW_DAYS = 30
+_MODEL_ID = re.compile(r"[A-Za-z0-9._~:+-]+/[A-Za-z0-9._~:+-]+")
 # /keys documents last_used_at as null when a key has had no usage "since the end of 2025".
 LAST_USED_TRACKED_SINCE = date(2026, 1, 1)
 # Sums of many float amounts differ in the last digits depending on order; this is far below a cent.
@@ -131,7 +134,7 @@ def fetch_account_activity(client: OpenRouterClient, batch: LandingBatch, day: d
 
 
 def fetch_snapshots(client: OpenRouterClient, batch: LandingBatch) -> list[KeyInfo]:
-    """Land /credits, /workspaces, every /keys page of every workspace, /models and /providers."""
+    """Land /credits, /workspaces, every /keys page of every workspace, /models, the used models' endpoints, /providers."""
     batch.land(client.request("/credits"))
     try:
         workspaces_raw = client.request("/workspaces")
@@ -153,10 +156,47 @@ def fetch_snapshots(client: OpenRouterClient, batch: LandingBatch) -> list[KeyIn
                     keys[item["hash"]] = KeyInfo.from_item(item)
     for page in client.iter_pages("/models", {"output_modalities": "all"}):
         batch.land(page)
+    fetch_model_endpoints(client, batch, models_used(batch))
     for page in client.iter_pages("/providers"):
         batch.land(page)
     batch.notes["keys_listed"] = len(keys)
     return sorted(keys.values(), key=lambda k: k.hash)
+
+
+def models_used(batch: LandingBatch) -> list[str]:
+    """Model ids in the account-level /activity of the batch's day landed by the same run (committed batches
+    and this one), so the endpoint calls follow the models used, not the catalogue."""
+    manifests = committed_manifests(batch.landing_root, batch.partition_date, batch.run_id)
+    manifests.append({"_directory": batch.directory, "batch": batch.directory.name,
+                      "objects": [asdict(obj) for obj in batch.objects]})
+    used: set[str] = set()
+    for response in latest_responses(manifests):
+        if response.endpoint != "/activity" or "api_key_hash" in response.params:
+            continue
+        rows = data_of(parse_json(response.read_body(), str(response.path)), str(response.path), expect=list)
+        used.update(row["model"] for row in rows if isinstance(row, dict) and isinstance(row.get("model"), str))
+    # A ':free' variant costs nothing: no provider can be cheaper.
+    return sorted(model for model in used if not model.endswith(":free"))
+
+
+def fetch_model_endpoints(client: OpenRouterClient, batch: LandingBatch, model_ids: Iterable[str]) -> dict:
+    """Land /models/{id}/endpoints (every provider's price and uptime) once per model used that day."""
+    model_ids = list(model_ids)
+    not_fetched = []
+    for model_id in model_ids:
+        if not _MODEL_ID.fullmatch(model_id):
+            # Only an 'author/slug' id names an endpoints path; anything else would call another URL.
+            not_fetched.append(model_id)
+            continue
+        try:
+            batch.land(client.request(f"/models/{model_id}/endpoints"))
+        except NotFoundError:
+            # Router models and models withdrawn since the day have no endpoint list; nothing to compare.
+            not_fetched.append(model_id)
+    summary = {"models_used": len(model_ids), "fetched": len(model_ids) - len(not_fetched),
+               "not_fetched": not_fetched}
+    batch.notes["model_endpoints"] = summary
+    return summary
 
 
 def skip_reason(key: KeyInfo, day: date) -> str | None:

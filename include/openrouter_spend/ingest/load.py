@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,13 +20,14 @@ from openrouter_spend.warehouse.connection import transaction
 
 log = logging.getLogger(__name__)
 
-RAW_TABLES = ("credits", "workspaces", "keys", "models", "providers", "activity")
+RAW_TABLES = ("credits", "workspaces", "keys", "models", "model_endpoints", "providers", "activity")
 _COMMON = ["partition_date", "run_id", "fetched_at", "landing_file", "request_params"]
 COLUMNS: dict[str, list[str]] = {
     "credits": _COMMON + ["total_credits", "total_usage", "payload"],
     "workspaces": _COMMON + ["workspace_id", "payload"],
     "keys": _COMMON + ["requested_workspace_id", "page_offset", "key_hash", "payload"],
     "models": _COMMON + ["model_id", "payload"],
+    "model_endpoints": _COMMON + ["model_id", "provider_name", "payload"],
     "providers": _COMMON + ["provider_name", "payload"],
     "activity": _COMMON + ["scope", "api_key_hash", "payload"],
 }
@@ -76,6 +78,55 @@ _ACTIVITY_NUMERIC_OPTIONAL = ("byok_usage_inference", "prompt_tokens", "completi
                               "reasoning_tokens", "cached_tokens", "byok_requests")
 
 
+_MODEL_ENDPOINTS = re.compile(r"/models/[^/]+/[^/]+/endpoints")
+_ENDPOINT_PRICES_REQUIRED = ("prompt", "completion")
+_ENDPOINT_PRICES_OPTIONAL = ("request", "input_cache_read", "input_cache_write")
+_ENDPOINT_UPTIMES = ("uptime_last_5m", "uptime_last_30m", "uptime_last_1d")
+
+
+def _price(value: Any) -> bool:
+    """A price as the API writes it: a decimal string (a number is accepted too)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _model_endpoint_rows(data: dict, common: dict, source: str) -> list[dict]:
+    """One row per provider of a /models/{id}/endpoints answer; prices and uptimes checked for staging."""
+    model_id = data.get("id")
+    if not isinstance(model_id, str) or not model_id:
+        raise LandingDataError(f"{source}: data.id should be the model id (a string), got {model_id!r:.40}")
+    endpoints = data.get("endpoints")
+    if not isinstance(endpoints, list):
+        raise LandingDataError(f"{source}: data.endpoints should be a list, got {type(endpoints).__name__}")
+    rows = []
+    for index, item in enumerate(endpoints):
+        where = f"{source}: data.endpoints[{index}]"
+        if not isinstance(item, dict):
+            raise LandingDataError(f"{where} is not a JSON object")
+        if not isinstance(item.get("provider_name"), str) or not item["provider_name"]:
+            raise LandingDataError(f"{where}.provider_name should be a string, got {item.get('provider_name')!r:.40}")
+        pricing = item.get("pricing")
+        if not isinstance(pricing, dict):
+            raise LandingDataError(f"{where}.pricing should be an object, got {type(pricing).__name__}")
+        for name in (*_ENDPOINT_PRICES_REQUIRED, *_ENDPOINT_PRICES_OPTIONAL):
+            if (name in _ENDPOINT_PRICES_REQUIRED or pricing.get(name) is not None) and not _price(pricing.get(name)):
+                raise LandingDataError(
+                    f"{where}.pricing.{name} should be a price in USD (a decimal string), got {pricing.get(name)!r:.40}"
+                )
+        for name in _ENDPOINT_UPTIMES:
+            value = item.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
+                raise LandingDataError(f"{where}.{name} should be a percentage (a number), got {item[name]!r:.40}")
+        rows.append({**common, "model_id": model_id, "provider_name": item["provider_name"],
+                     "payload": json.dumps(item)})
+    return rows
+
+
 def _rows_for(response: LandedResponse, partition_date: date, run_id: str) -> tuple[str, list[dict]]:
     """Raw-table rows for one landed response, validated enough to make staging types safe."""
     source = f"{response.path} ({describe_request(response.endpoint, response.params)})"
@@ -92,6 +143,8 @@ def _rows_for(response: LandedResponse, partition_date: date, run_id: str) -> tu
             return "credits", [{**common, "payload": json.dumps(data),
                                 "total_credits": float(_require(data, "total_credits", source, 0, _NUMBER)),
                                 "total_usage": float(_require(data, "total_usage", source, 0, _NUMBER))}]
+        if _MODEL_ENDPOINTS.fullmatch(endpoint):
+            return "model_endpoints", _model_endpoint_rows(data_of(payload, source, expect=dict), common, source)
         items = data_of(payload, source, expect=list)
     except MalformedResponseError as exc:
         raise LandingDataError(str(exc)) from None

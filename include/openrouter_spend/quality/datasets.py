@@ -32,10 +32,12 @@ log = logging.getLogger(__name__)
 
 @cache
 def _reference_catalog() -> dict[str, dict[str, str]]:
-    """Columns and types the migrations and staging SQL of this checkout define, from an in-memory warehouse."""
+    """Columns and types the migrations, staging SQL and mart SELECTs of this checkout define, from an
+    in-memory warehouse."""
     import duckdb
 
     from openrouter_spend.warehouse import DUCKDB_CONFIG, build_staging, migrate
+    from openrouter_spend.warehouse.marts import shape_mart_tables
 
     warehouse_log = logging.getLogger("openrouter_spend.warehouse")
     level = warehouse_log.level
@@ -45,6 +47,7 @@ def _reference_catalog() -> dict[str, dict[str, str]]:
         try:
             migrate(con)
             build_staging(con)
+            shape_mart_tables(con)
             return _catalog(con)
         finally:
             con.close()
@@ -220,7 +223,7 @@ def build_datasets(con, day: date, config: QualityConfig, run_id: str) -> list[D
     undefined = declarations().missing_from(reference)
     if undefined:
         raise RuntimeError("sql/marts/schema.yml or sql/staging/schema.yml declares checks on tables or columns the "
-                           f"migrations and staging SQL do not define: {', '.join(undefined)}")
+                           f"migrations, staging SQL and mart SELECTs do not define: {', '.join(undefined)}")
     relations = {layer: [f"{layer}.{name}" for (name,) in con.execute(
         "select table_name from information_schema.tables where table_schema = ? order by table_name",
         [layer]).fetchall()] for layer in ("staging", "marts")}

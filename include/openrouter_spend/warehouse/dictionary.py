@@ -15,8 +15,9 @@ from pathlib import Path
 
 from openrouter_spend.config import settings
 from openrouter_spend.warehouse.connection import connect
-from openrouter_spend.warehouse.marts import DOCUMENTED_SCHEMAS, apply_comments, table_docs
+from openrouter_spend.warehouse.marts import DOCUMENTED_SCHEMAS, apply_comments, shape_mart_tables, table_docs
 from openrouter_spend.warehouse.migrations import migrate
+from openrouter_spend.warehouse.staging import build_staging
 
 DICTIONARY_PATH = settings.PROJECT_ROOT / "docs" / "data-dictionary.md"
 _SCHEMA_INTROS = {
@@ -75,10 +76,13 @@ def render_data_dictionary(con, schemas: tuple[str, ...] = DOCUMENTED_SCHEMAS) -
 
 @contextmanager
 def empty_warehouse() -> Iterator:
-    """A throwaway warehouse with every migration and every comment applied, and no data."""
+    """A throwaway warehouse with every migration, every mart shaped by its SELECT and every comment applied,
+    and no data."""
     with tempfile.TemporaryDirectory(prefix="openrouter-spend-dictionary-") as folder:
         with connect(Path(folder) / "catalog.duckdb") as con:
             migrate(con)
+            build_staging(con)
+            shape_mart_tables(con)
             apply_comments(con)
             yield con
 

@@ -174,6 +174,15 @@ def ensure_mart_table(con, mart: Mart) -> bool:
     return bool(changes)
 
 
+def shape_mart_tables(con) -> None:
+    """Give every mart table the columns its SELECT makes, without building any day (macros and the
+    intermediate views first, which the SELECTs read)."""
+    apply_macros(con)
+    create_views(con, "intermediate")
+    for mart in MARTS:
+        ensure_mart_table(con, mart)
+
+
 def _rebuild_mart(con, mart: Mart, days: list[date], *, replace_all: bool) -> int:
     """Replace the mart's rows for `days` (every row for dimensions or with replace_all); returns rows written."""
     con.execute("set variable mart_days = cast(? as date[])", [days])

@@ -68,22 +68,23 @@ def _hashed(prefix: str, *parts: object) -> str:
 def notices(con, day: date) -> list[dict[str, Any]]:
     """One notice per owner from the day's opportunities: the top three, the total, the text to send."""
     contacts = {project: owner.get("contact") for project, owner in _owners(con, day).items()}
-    found = []
-    for owner, listed in savings.per_owner(savings.read(con, day)).items():
-        notice = {
-            "notice_id": _hashed("svn_", week_start(day), owner), "owner": owner,
-            "budget_owner": listed["budget_owner"], "projects": listed["projects"],
-            "contact": next((contacts[p] for p in listed["projects"] if contacts.get(p)), None),
-            "usage_date": day.isoformat(), "week_start": week_start(day).isoformat(),
-            "count": listed["count"], "total_usd": listed["total_usd"], "total_text": listed["total_text"],
-            "more_text": listed["more_text"],
-            "top": [{name: row.get(name) for name in OPPORTUNITY_FIELDS} for row in listed["top"]],
-        }
-        texts = rendering.render_blocks(NOTICE, ("title",), notice=notice)
-        notice["title"] = texts["title"]
-        notice["message"] = rendering.render_blocks(NOTICE, ("message",), notice=notice, title=notice["title"])["message"]
-        found.append(notice)
-    return found
+    return [build_notice(day, owner, listed, next((contacts[p] for p in listed["projects"] if contacts.get(p)), None))
+            for owner, listed in savings.per_owner(savings.read(con, day)).items()]
+
+
+def build_notice(day: date, owner: str, listed: dict[str, Any], contact: str | None) -> dict[str, Any]:
+    """The notice to `owner` from its entry of savings.per_owner: JSON-ready, with its title and message."""
+    notice = {
+        "notice_id": _hashed("svn_", week_start(day), owner), "owner": owner,
+        "budget_owner": listed["budget_owner"], "projects": listed["projects"], "contact": contact,
+        "usage_date": day.isoformat(), "week_start": week_start(day).isoformat(),
+        "count": listed["count"], "total_usd": listed["total_usd"], "total_text": listed["total_text"],
+        "more_text": listed["more_text"],
+        "top": [{name: row.get(name) for name in OPPORTUNITY_FIELDS} for row in listed["top"]],
+    }
+    notice["title"] = rendering.render_blocks(NOTICE, ("title",), notice=notice)["title"]
+    notice["message"] = rendering.render_blocks(NOTICE, ("message",), notice=notice, title=notice["title"])["message"]
+    return notice
 
 
 def _targets(notice: dict[str, Any], rules_config: RulesConfig) -> list[tuple[str, str, str]]:

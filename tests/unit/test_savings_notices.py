@@ -95,7 +95,8 @@ def test_each_owner_gets_its_top_three_once_a_week_on_its_route(world):
         ("Prompt caching", 40.0, "up to $40.00 a month"), ("Cheaper provider", 12.0, "about $12.00 a month "
                                                                                     "($9.00 to $15.00)"),
         ("batch_discount", 5.0, "$5.00 a month")]
-    assert ann["title"] == "[INFO] Savings for Ann Owner: up to $58.50 a month from 4 opportunities (week of 2026-03-02)"
+    assert ann["title"] == ("[INFO] Savings for Ann Owner: up to $58.50 a month from 4 opportunities "
+                            "(week of 2026-03-02)")
     assert "\n3. batch_discount, alpha: $5.00 a month. See the batch_discount rows" in ann["message"]
     assert "\nAnd 1 more in marts.rpt_savings_opportunities.\n" in ann["message"]
     assert ann["message"].endswith("where usage_date = '2026-03-02' and project in ('alpha') "
@@ -168,8 +169,8 @@ def test_a_day_that_failed_the_quality_gate_or_is_long_past_sends_nothing(world)
     warehouse, slack, received = world
     with connect(warehouse.path) as con:
         con.execute("insert into marts.fct_quality_runs (run_id, usage_date, validated_at, status, summary, "
-                    "expectation_count, failed_count, warning_count) values ('q1', ?, now(), 'failed', 'broken', 3, 1, 0)",
-                    [DAY])
+                    "expectation_count, failed_count, warning_count) "
+                    "values ('q1', ?, now(), 'failed', 'broken', 3, 1, 0)", [DAY])
     assert _emit(warehouse, DAY, "run-1")["status"] == "blocked"
     late = savings_notices.emit_week(DAY, "run-2", config_dir=warehouse.config_dir, today=DAY + timedelta(days=8))
     assert late["status"] == "stale"

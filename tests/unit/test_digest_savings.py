@@ -51,8 +51,7 @@ def test_the_figure_reads_by_its_bound_and_says_what_to_do(warehouse):
     by_saving = {row["monthly_saving_usd"]: row for row in _read(warehouse)}
     assert by_saving[40.0]["saving"] == "up to $40.00 a month"
     assert by_saving[40.0]["action"] == ("Turn on prompt caching for key a-web on vendor/pro: 25% of its prompt "
-                                         "tokens were read from the cache today (cache reads cost $0.3 instead of "
-                                         "$3 per 1M tokens).")
+                                         "tokens came from the cache today (cache reads $0.3 vs $3 per 1M tokens).")
     assert by_saving[12.0]["saving"] == "about $12.00 a month ($9.00 to $15.00)"
     assert by_saving[12.0]["action"] == "Route vendor/pro to CheapCloud, a cheaper provider of the same model."
     assert by_saving[25.0]["saving"] == "about $25.00 a month"
@@ -80,7 +79,7 @@ def test_the_html_and_markdown_digests_show_the_top_five_the_total_and_what_is_l
     html = files["digest.html"].decode()
     section = html.split('<section id="savings">')[1].split("</section>")[0]
     assert section.count("<tr>\n") == 5 and '<tr class="total">' in section
-    assert "up to $94.50 a month from 7 opportunities, for 3 owner(s)" in section
+    assert "In all up to $94.50 a month from 7 opportunities, for 3 owner(s)" in section
     assert "2 more in marts.rpt_savings_opportunities" in section
     assert section.index("up to $40.00") < section.index("about $25.00") < section.index("about $12.00") \
         < section.index("about $8.00")
@@ -124,3 +123,9 @@ def test_few_opportunities_have_no_left_over_line(warehouse, tmp_path):
     html = files["digest.html"].decode().split('<section id="savings">')[1].split("</section>")[0]
     assert "more in marts" not in html and html.count("<tr>\n") == 2
     assert "up to $65.00 a month from 2 opportunities" in html
+
+
+def test_a_basis_shown_above_is_named_instead_of_repeated():
+    rows = [{"monthly_saving_usd": saving, "bound_kind": "upper_bound", "owner": "o", "basis": basis}
+            for saving, basis in ((9.0, "same method"), (8.0, "other method"), (7.0, "same method"))]
+    assert [row["basis_shown_above"] for row in savings.summary(rows)["top"]] == [False, False, True]

@@ -84,8 +84,14 @@ def summary(opportunities: list[dict[str, Any]], top: int = DIGEST_TOP) -> dict[
     """The ranked list cut to `top`, with the total of all of them and how many are left out."""
     total = sum(row["monthly_saving_usd"] for row in opportunities)
     bound = any(row["bound_kind"] == UPPER_BOUND for row in opportunities)
+    shown: set[str] = set()
+    listed = []
+    for row in opportunities[:top]:
+        # A basis already shown above (the same method and days) is named, not repeated: the list stays short.
+        listed.append({**row, "basis_shown_above": row["basis"] in shown})
+        shown.add(row["basis"])
     return {
-        "top": opportunities[:top],
+        "top": listed,
         "count": len(opportunities),
         "more": max(0, len(opportunities) - top),
         "total_usd": total,

@@ -176,3 +176,19 @@ def test_a_day_that_failed_the_quality_gate_or_is_long_past_sends_nothing(world)
     assert late["status"] == "stale"
     assert _ledger(warehouse) == [] and slack.requests == [] and received == []
     assert not (settings.paths().alerts / f"savings-{DAY.isoformat()}.jsonl").exists()
+
+
+def test_the_emit_alerts_task_sends_the_days_alerts_then_the_weeks_notices(world, monkeypatch):
+    from openrouter_spend import pipeline
+
+    warehouse, slack, received = world
+    monkeypatch.setenv("OPENROUTER_SPEND_CONFIG_DIR", str(warehouse.config_dir))
+    monkeypatch.setattr(savings_notices, "_today", lambda: DAY + timedelta(days=1))
+    evaluation = pipeline.evaluate_alerts(DAY, "run-1")
+    emitted = pipeline.emit_alerts(DAY, "run-1")
+    assert emitted["deliveries"] == evaluation["to_send"]
+    assert (emitted["savings_notices"]["status"], emitted["savings_notices"]["sent"]) == ("planned", 5)
+    assert len(_file_lines(DAY)) == 3
+    assert [r["path"].split("/")[2] for r in slack.requests].count("ann") == 1
+    again = pipeline.emit_alerts(DAY, "run-2")
+    assert (again["deliveries"], again["savings_notices"]["deliveries"]) == (0, 0)

@@ -56,6 +56,10 @@ COLUMNS = ("delivery_id", "notice_id", "week_start", "usage_date", "owner", "bud
            "last_attempt_at", "delivered_at", "last_error", "last_run_id")
 
 
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
 def week_start(day: date) -> date:
     """The Monday of the ISO week of `day`: the week a notice belongs to."""
     return day - timedelta(days=day.weekday())
@@ -124,7 +128,7 @@ def emit_week(day: date, run_id: str, *, config_dir: Path | None = None, today: 
     week = week_start(day)
     summary: dict[str, Any] = {"day": day.isoformat(), "week_start": week.isoformat(), "deliveries": 0,
                                SENT: 0, FAILED: 0, SKIPPED: 0}
-    if ((today or datetime.now(UTC).date()) - day).days > STALE_AFTER_DAYS:
+    if ((today or _today()) - day).days > STALE_AFTER_DAYS:
         return {**summary, "status": "stale"}
     rules_config = load_rules(config_dir)
     with connect() as con:

@@ -7,7 +7,7 @@ openrouter_spend_daily DAG (plugin apps are not protected by Airflow on their ow
 
 Routes: /spend/ (newest digest), /spend/<day>/ (one day), /spend/<day>/files/<name> (its CSV, Markdown and
 chart files), /spend/quality/docs/<path> (the offline Data Docs the digest links to), /spend/api/digests (the
-list as JSON).
+list as JSON, with each day's savings total). The strip above a digest links its Savings section.
 """
 
 from __future__ import annotations
@@ -67,12 +67,14 @@ def _folder(day: str) -> Path:
 
 
 def _navigation(current: str, digests: list[dict], prefix: str) -> str:
-    """A strip above the digest: earlier digests and the day's files, as relative links."""
+    """A strip above the digest: earlier digests, the day's files and its savings section, as relative links."""
     from openrouter_spend import rendering
 
-    files = next((item.get("files", []) for item in digests if item["day"] == current), [])
-    return rendering.render("spend_view/navigation.html.j2", current=current, digests=digests,
-                            prefix=prefix, files=[name for name in files if name.endswith((".csv", ".md"))])
+    summary = next((item for item in digests if item["day"] == current), {})
+    files = summary.get("files", [])
+    return rendering.render("spend_view/navigation.html.j2", current=current, digests=digests, prefix=prefix,
+                            files=[name for name in files if name.endswith((".csv", ".md"))],
+                            savings=summary.get("savings_text"))
 
 
 def _page(day: str, prefix: str) -> HTMLResponse:

@@ -191,10 +191,10 @@ def evaluate_alerts(day: date, run_id: str) -> dict[str, Any]:
 
 
 def emit_alerts(day: date, run_id: str) -> dict[str, Any]:
-    """Deliver the day's pending and failed alert deliveries (raises AlertDeliveryFailed to be retried)."""
-    from openrouter_spend.alerts import emit_day
+    """Deliver the day's alerts, then the week's savings notices (raises AlertDeliveryFailed to be retried)."""
+    from openrouter_spend.alerts import emit_day, savings_notices
 
-    return emit_day(day, run_id)
+    return {**emit_day(day, run_id), "savings_notices": savings_notices.emit_week(day, run_id)}
 
 
 def write_digest(day: date) -> dict[str, Any]:

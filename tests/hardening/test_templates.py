@@ -27,6 +27,7 @@ from openrouter_spend.reports.digest import html as digest_html
 from openrouter_spend.reports.digest import markdown as digest_markdown
 from openrouter_spend.reports.digest.charts import Chart
 from openrouter_spend.reports.digest.data import DigestData, Finding
+from openrouter_spend.reports.digest.savings import described, per_owner
 from openrouter_spend.reports.digest.tables import CsvTable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +40,21 @@ CHART_NAMES = ("spend_by_project.png", "burn_and_runway.png", "provider_mix.png"
 
 def _annotation(name: str) -> dict:
     return {"annotation_id": name, "kind": name, "description": name, "expected_change": 2.0}
+
+
+def _savings(name: str) -> list[dict]:
+    """Every kind of savings opportunity, and one of a kind named `name`, with `name` wherever a person names it."""
+    common = {"project": name, "budget_owner": name, "model": name, "api_key_name": name, "api_key_hash": "h1",
+              "provider_name": name, "basis": name, "price_changed_on": DAY}
+    kinds = [("prompt_caching", "upper_bound", {"cached_share": 0.25, "prompt_price_per_mtok_usd": 3.0,
+                                                "cache_read_price_per_mtok_usd": 0.3}),
+             ("price_change", "estimate", {"price_direction": "rise"}),
+             ("price_change", "estimate", {"price_direction": "drop"}),
+             ("provider_price_spread", "estimate", {"monthly_saving_low_usd": 1.0, "monthly_saving_high_usd": 3.0}),
+             ("premium_vs_standard", "estimate", {"budget_owner": None}),
+             (name, "exact", {})]
+    return [described({**common, "opportunity_kind": kind, "bound_kind": bound, "monthly_saving_usd": 60.0 - 10 * i,
+                       **extra}) for i, (kind, bound, extra) in enumerate(kinds)]
 
 
 def _digest(name: str) -> DigestData:
@@ -90,6 +106,7 @@ def _digest(name: str) -> DigestData:
                    "fallback_extra_cost_usd_ci": (0.2, 0.8)}],
         balance_trend=[{"as_of_date": DAY, "topup_usd": 50.0}],
         findings=[Finding("critical", name, name), Finding("info", name)],
+        savings=_savings(name),
     )
 
 
@@ -238,6 +255,33 @@ def test_a_key_notice_lists_each_key_verbatim_and_reaches_slack_escaped(name):
     assert not [text for text in slack_texts(payload) if "<" in text or ">" in text]
 
 
+@pytest.mark.parametrize("name", STRINGS)
+def test_a_savings_notice_keeps_names_verbatim_and_reaches_slack_mail_and_sql_escaped(name):
+    from openrouter_spend.alerts import savings_notices
+
+    (owner, listed), *others = per_owner(_savings(name)).items()
+    notice = savings_notices.build_notice(DAY, owner, listed, name)
+    assert owner == name and notice["title"].startswith(f"[INFO] Savings for {name}: up to $")
+    assert notice["message"].startswith(notice["title"] + "\n\n")
+    assert f"1. Prompt caching, {name}: up to $60.00 a month. Turn on prompt caching for key {name} on {name}" \
+        in notice["message"]
+    assert f"   Basis: {name}\n" in notice["message"]
+    assert "And 2 more in marts.rpt_savings_opportunities." in notice["message"]
+    query = notice["message"].rsplit("Every opportunity: ", 1)[1]
+    with duckdb.connect() as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.rpt_savings_opportunities (usage_date date, project varchar, "
+                    "monthly_saving_usd double)")
+        con.execute("insert into marts.rpt_savings_opportunities values (?, ?, 1.0)", [DAY, name])
+        assert con.execute(query).fetchall() == [(DAY, name, 1.0)]
+    payload = savings_notices.slack_payload(notice)
+    assert not [text for text in slack_texts(payload) if "<" in text or ">" in text]
+    subject = savings_notices.email_subject(notice)
+    assert not any(ord(c) < 32 or c == "\x7f" for c in subject)
+    assert subject.startswith("OpenRouter savings for " + escaping.mail_header(name))
+    assert [entry[0] for entry in others] == [f"project {name}"]
+
+
 def test_the_digest_subject_is_one_header_line():
     from openrouter_spend.reports.digest import subject
 
@@ -362,6 +406,7 @@ def test_every_shipped_template_is_rendered_by_these_tests(monkeypatch):
     test_the_email_subject_is_one_header_line_and_the_body_keeps_the_text(name)
     test_every_reproduce_query_keeps_a_name_a_string_literal(name)
     test_a_key_notice_lists_each_key_verbatim_and_reaches_slack_escaped(name)
+    test_a_savings_notice_keeps_names_verbatim_and_reaches_slack_mail_and_sql_escaped(name)
     test_the_digest_subject_is_one_header_line()
     test_blind_spot_sentences_keep_a_dataset_and_reason_verbatim(name)
     test_the_data_docs_index_shows_a_check_message_as_text(name)

@@ -18,7 +18,8 @@ from openrouter_spend.reports.digest.formatting import money
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = ("Headline", "Owners and budget status", "What changed and why", "Alerts", "Blind spots and data quality")
+SECTIONS = ("Headline", "Owners and budget status", "What changed and why", "Savings", "Alerts",
+            "Blind spots and data quality")
 REPORT_SCRIPT = """<script>
 window.addEventListener('load', function () {
   var images = Array.prototype.map.call(document.images, function (img) {

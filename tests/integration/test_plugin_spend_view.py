@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from digest_fixtures import ROOT, realistic_run
+from digest_fixtures import ROOT, query, realistic_run
 
 from openrouter_spend.reports import digest
 from openrouter_spend.reports.digest.formatting import money
@@ -141,6 +141,25 @@ def test_spend_view_serves_the_newest_digest_and_links_earlier_ones(server):
 
     status, body, _ = _get(f"{base}/spend/api/digests", token)
     assert [item["day"] for item in json.loads(body)] == [days[1].isoformat(), days[0].isoformat()]
+
+
+def test_spend_view_shows_the_savings_section_and_links_it_with_its_total(server):
+    base, token, home, days, _ = server
+    count, total = query(home / "published" / "warehouse.duckdb",
+                         "select count(*), coalesce(sum(monthly_saving_usd), 0) from marts.rpt_savings_opportunities "
+                         "where usage_date = ?", [days[1]])[0]
+    status, body, _ = _get(f"{base}/spend/", token)
+    page = body.decode()
+    assert status == 200 and '<section id="savings"><h2><span class="num">4</span>Savings</h2>' in page
+    status, body, _ = _get(f"{base}/spend/api/digests", token)
+    newest = json.loads(body)[0]
+    assert (newest["savings_opportunities"], round(newest["savings_monthly_usd"], 2)) == (count, round(total, 2))
+    if count:
+        assert f'<a href="#savings">Savings: {newest["savings_text"]}</a>' in page
+        assert money(total) in newest["savings_text"]
+        assert page.split('<section id="savings">')[1].split("</section>")[0].count("<tr>\n") == min(count, 5)
+    else:
+        assert "No savings opportunity worth a cent a month on this day" in page and 'href="#savings"' not in page
 
 
 def test_the_data_docs_the_digest_links_to_are_served_offline_and_nothing_beside_them(server):

@@ -64,7 +64,10 @@ def render_day(con, day: date, source_label: str) -> tuple[dict[str, bytes], dic
 
 
 def _summary(data, names: list[str]) -> dict[str, Any]:
+    from openrouter_spend.reports.digest.savings import summary as savings_summary
+
     balance = data.balance or {}
+    savings = savings_summary(data.savings)
 
     def rounded(value):
         return None if value is None else round(float(value), 6)
@@ -79,6 +82,9 @@ def _summary(data, names: list[str]) -> dict[str, Any]:
         "runway_days": rounded(balance.get("runway_days")),
         "month_to_date_usd": rounded(data.month["month_to_date_usd"]),
         "findings": [{"severity": f.severity, "text": f.text} for f in data.findings],
+        "savings_opportunities": len(data.savings),
+        "savings_monthly_usd": rounded(savings["total_usd"]),
+        "savings_text": savings["total_text"],
         "alerts_state": data.alerts_state,
         "alerts_fired": sum(1 for a in data.alerts if a.get("status") == "fired"),
         "quality_state": data.quality_state,

@@ -76,6 +76,8 @@ class DigestData:
     fallback_trend: list[dict[str, Any]] = field(default_factory=list)
     provider_shifts: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # The day's savings opportunities, ranked and described (savings.py).
+    savings: list[dict[str, Any]] = field(default_factory=list)
     # Loaded days among the 28 before the day: the premium baseline pools only those.
     baseline_days: int = 28
 
@@ -118,6 +120,7 @@ def collect(con, day: date, source: str = "") -> DigestData:
     """Read the day's digest content from an open (read-only) warehouse connection."""
     from openrouter_spend.reports.digest.blind_spots import blind_spot_rows, blind_spots
     from openrouter_spend.reports.digest.findings import findings  # both read this module's vocabulary
+    from openrouter_spend.reports.digest.savings import read as savings
 
     balance = next(iter(rows(con, "select * from marts.fct_credit_balance where as_of_date = ?", [day])), None)
     totals = rows(con, """
@@ -182,6 +185,7 @@ def collect(con, day: date, source: str = "") -> DigestData:
         "select count(distinct usage_date) from marts.fct_daily_spend where usage_date between ? and ?",
         [day - timedelta(days=28), day - timedelta(days=1)]).fetchone()[0]
     data.provider_shifts = _provider_shifts(con, day, data.provider_mix)
+    data.savings = savings(con, day)
     data.blind_spots = blind_spots(con, data)
     data.findings = findings(data)
     return data

@@ -2,7 +2,7 @@
 
 The page is the template templates/digest/digest.html.j2 (autoescaped: every string from the warehouse is
 text). Layout uses tables rather than CSS grid so mail clients render it. Sections follow the order finance
-reads: headline, owners and budgets, what changed and why, alerts, blind spots and data quality, then the
+reads: headline, owners and budgets, what changed and why, savings, alerts, blind spots and data quality, then the
 files in the folder. This module only picks the rows each section shows.
 """
 
@@ -27,6 +27,7 @@ from openrouter_spend.reports.digest.data import (
 )
 from openrouter_spend.reports.digest.findings import announcement, correlation_text, waste_basis, why
 from openrouter_spend.reports.digest.formatting import DASH
+from openrouter_spend.reports.digest.savings import summary as savings_summary
 from openrouter_spend.reports.digest.tables import CsvTable
 
 # The page's style sheet, embedded so the file reads offline and in mail.
@@ -46,7 +47,7 @@ def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]
         TEMPLATE, data=data, tables=tables, chart_list=charts, charts={c.name: c for c in charts},
         chart_data={c.name: base64.b64encode(c.png).decode("ascii") for c in charts},
         css=Markup(CSS), headline=_headline(data), owners=_owners(data), changes=movers_and_premium(data),
-        alerts_fired=sum(1 for a in data.alerts if a.get("status") == "fired"),
+        alerts_fired=sum(1 for a in data.alerts if a.get("status") == "fired"), savings=savings_summary(data.savings),
         blind_spot_table=bool(data.blind_spot_rows) and BLIND_SPOT_COLUMNS <= set(data.blind_spot_rows[0]),
         **helpers())
 

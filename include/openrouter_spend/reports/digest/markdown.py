@@ -14,6 +14,7 @@ from openrouter_spend import rendering
 from openrouter_spend.reports.digest.charts import Chart
 from openrouter_spend.reports.digest.data import DigestData
 from openrouter_spend.reports.digest.html import helpers, movers_and_premium
+from openrouter_spend.reports.digest.savings import summary as savings_summary
 from openrouter_spend.reports.digest.tables import CsvTable
 
 TEMPLATE = "digest/digest.md.j2"
@@ -22,4 +23,5 @@ TEMPLATE = "digest/digest.md.j2"
 def render(data: DigestData, charts: Sequence[Chart], tables: Sequence[CsvTable]) -> str:
     """The whole Markdown document."""
     return rendering.render(TEMPLATE, data=data, tables=tables, chart_list=charts,
-                            charts={c.name: c for c in charts}, changes=movers_and_premium(data), **helpers())
+                            charts={c.name: c for c in charts}, changes=movers_and_premium(data),
+                            savings=savings_summary(data.savings), **helpers())

@@ -24,8 +24,9 @@ printf '{"pid": %d, "host": "%s", "command": "airflow standalone", "started_at":
 OPENROUTER_SPEND_AIRFLOW_LOG_LEVEL="${OPENROUTER_SPEND_AIRFLOW_LOG_LEVEL:-INFO}"
 export OPENROUTER_SPEND_AIRFLOW_LOG_LEVEL
 eval "$("$ROOT/.venv/bin/python" -m openrouter_spend.runner)"
-# A local demo listens on this machine only.
+# A local demo listens on this machine only; tasks reach the execution API on the same host and port.
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://$AIRFLOW__API__HOST:${AIRFLOW__API__PORT:-8080}/execution/}"
 
 if [[ -z "${OPENROUTER_MANAGEMENT_KEY:-}" && -z "${AIRFLOW_CONN_OPENROUTER_DEFAULT:-}" ]]; then
     EMULATOR_PORT="${OPENROUTER_EMULATOR_PORT:-8090}"
@@ -43,5 +44,5 @@ if [[ -z "${OPENROUTER_MANAGEMENT_KEY:-}" && -z "${AIRFLOW_CONN_OPENROUTER_DEFAU
     fi
 fi
 
-echo "Airflow UI: http://127.0.0.1:8080 (user admin; password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+echo "Airflow UI: http://$AIRFLOW__API__HOST:${AIRFLOW__API__PORT:-8080} (user admin; password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
 "$ROOT/.venv/bin/airflow" standalone

@@ -430,21 +430,22 @@ def child_daily_build(home: str, day: str) -> dict:
     """The daily build of `day` as the DAG runs it after loading: marts, gate, rules, publish, digest."""
     os.environ["OPENROUTER_SPEND_HOME"] = home
     from openrouter_spend import pipeline
+    from openrouter_spend.context import RunContext
+    from openrouter_spend.quality import QualityGateFailed
 
-    the_day = date.fromisoformat(day)
-    run_id = f"bench__{time.time_ns()}"
+    run = RunContext.for_day(date.fromisoformat(day), f"bench__{time.time_ns()}")
     steps, failures = {}, []
     started = time.perf_counter()
-    for name, call in (("marts", lambda: pipeline.build_marts(the_day)),
-                       ("gate", lambda: pipeline.validate_warehouse(the_day, run_id)),
-                       ("rules", lambda: pipeline.evaluate_alerts(the_day, run_id)),
-                       ("publish", pipeline.publish_warehouse),
+    for name, call in (("marts", lambda: pipeline.build_marts(run)),
+                       ("gate", lambda: pipeline.validate_warehouse(run)),
+                       ("rules", lambda: pipeline.evaluate_alerts(run)),
+                       ("publish", lambda: pipeline.publish_warehouse(run)),
                        # digest and FOCUS together, as one task did before they were split
-                       ("digest", lambda: (pipeline.write_digest(the_day), pipeline.export_focus(the_day)))):
+                       ("digest", lambda: (pipeline.write_digest(run), pipeline.export_focus(run)))):
         mark = time.perf_counter()
         try:
             call()
-        except pipeline.PermanentTaskError as exc:  # a failed gate is timed like a passed one, and reported
+        except QualityGateFailed as exc:  # a failed gate is timed like a passed one, and reported
             failures.append(f"{name}: {str(exc).splitlines()[0]}")
         steps[name] = time.perf_counter() - mark
     return {"seconds": time.perf_counter() - started, "steps": steps, "failures": failures}

@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
 # `make airflow`: Airflow standalone (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1:8080 for the daily DAG.
-# Without a management key it serves the bundled emulator on :8090 and points the pipeline at it.
+# It serves the metadata database `openrouter-spend run` records its runs in ($OPENROUTER_SPEND_HOME/airflow), so
+# the UI shows them. Without a management key it serves the bundled emulator on :8090 and points the pipeline at it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 # standalone starts its components as `airflow ...` subprocesses found on PATH.
 export PATH="$ROOT/.venv/bin:$PATH"
 export OPENROUTER_SPEND_HOME="${OPENROUTER_SPEND_HOME:-$ROOT/data}"
-export AIRFLOW_HOME="${AIRFLOW_HOME:-$OPENROUTER_SPEND_HOME/airflow-standalone}"
-export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
-export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
-export AIRFLOW__CORE__LOAD_EXAMPLES=False
-# A local demo listens on this machine only.
+mkdir -p "$OPENROUTER_SPEND_HOME"
+
+# One writer per home: hold the lock `openrouter-spend run` takes (the kernel drops it when this script ends).
+LOCK="$OPENROUTER_SPEND_HOME/.lock"
+exec 9>>"$LOCK"
+if ! flock -n 9; then
+    echo "make airflow: $OPENROUTER_SPEND_HOME is in use: $(cat "$LOCK")" >&2
+    exit 3
+fi
+printf '{"pid": %d, "host": "%s", "command": "airflow standalone", "started_at": "%s"}' \
+    "$$" "$(hostname)" "$(date -u +%Y-%m-%dT%H:%M:%S+00:00)" > "$LOCK"
+
+# The same Airflow home, database, DAG and plugin folders as `openrouter-spend run` (migrated if needed).
+OPENROUTER_SPEND_AIRFLOW_LOG_LEVEL="${OPENROUTER_SPEND_AIRFLOW_LOG_LEVEL:-INFO}"
+export OPENROUTER_SPEND_AIRFLOW_LOG_LEVEL
+eval "$("$ROOT/.venv/bin/python" -m openrouter_spend.runner)"
+# A local demo listens on this machine only; tasks reach the execution API on the same host and port.
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
-export GX_ANALYTICS_ENABLED=False
-mkdir -p "$AIRFLOW_HOME"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://$AIRFLOW__API__HOST:${AIRFLOW__API__PORT:-8080}/execution/}"
 
 if [[ -z "${OPENROUTER_MANAGEMENT_KEY:-}" && -z "${AIRFLOW_CONN_OPENROUTER_DEFAULT:-}" ]]; then
     EMULATOR_PORT="${OPENROUTER_EMULATOR_PORT:-8090}"
@@ -32,7 +44,5 @@ if [[ -z "${OPENROUTER_MANAGEMENT_KEY:-}" && -z "${AIRFLOW_CONN_OPENROUTER_DEFAU
     fi
 fi
 
-"$ROOT/.venv/bin/airflow" db migrate >/dev/null
-"$ROOT/.venv/bin/airflow" pools set duckdb 1 "Serialises access to the DuckDB warehouse file" >/dev/null
-echo "Airflow UI: http://127.0.0.1:8080 (user admin; password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+echo "Airflow UI: http://$AIRFLOW__API__HOST:${AIRFLOW__API__PORT:-8080} (user admin; password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
 "$ROOT/.venv/bin/airflow" standalone

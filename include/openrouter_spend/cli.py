@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from contextlib import ExitStack
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from openrouter_spend.config import settings
+from openrouter_spend.context import day_end
 
 # The embedded emulator answers "as of" this time after the day it replays, like a schedule firing at 00:10.
 REPLAY_OFFSET = timedelta(minutes=10)
@@ -104,7 +106,7 @@ def emulated_app_logs(emulator, days: list[date]):
 
     def before_day(day: date) -> None:
         if emulator.clock_mode == "replay":
-            emulator.set_now(datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC) + REPLAY_OFFSET)
+            emulator.set_now(day_end(day) + REPLAY_OFFSET)
             pending = [day]
         else:
             pending = days
@@ -122,9 +124,18 @@ def _day_line(index: int, total: int, outcome, detail: str) -> str:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    """Run the daily DAG for each day; exit 1 when any run failed."""
+    """Run the daily DAG for each day; exit 1 when any run failed, 128 + the signal when stopped."""
+    from openrouter_spend.runner import stop_requests_deferred
+
+    # Before any thread starts (the embedded emulator's, Airflow's): SIGTERM/SIGINT then stop the run
+    # between two tasks instead of being swallowed by the task runner.
+    with stop_requests_deferred():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from openrouter_spend.reports import summary
-    from openrouter_spend.runner import DAG_ID, HomeBusy, home_lock, run_days
+    from openrouter_spend.runner import DAG_ID, INTERRUPTED, HomeBusy, home_lock, run_days
 
     days = _resolve_days(args)
     problem = _check_days(days)
@@ -170,9 +181,17 @@ def command_run(args: argparse.Namespace) -> int:
         log_path = None if args.verbose else (
             settings.paths().airflow_home / "logs" / f"cli-run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log")
         outcomes = run_days(days, before_day=before_day, on_outcome=on_outcome, log_path=log_path)
-    failed = [o for o in outcomes if not o.succeeded]
     if log_path is not None:
         print(f"Airflow log: {log_path}")
+    stopped = next((o for o in outcomes if o.state == INTERRUPTED), None)
+    if stopped is not None:
+        where = (f"after the current task of {stopped.day} (that day's run is marked failed)" if stopped.run_id
+                 else f"before {stopped.day}")
+        print(f"openrouter-spend run: stopped by {stopped.stopped_by} {where}; {total - len(outcomes)} later "
+              f"day(s) not run; the lock on {settings.spend_home()} is released. Run the same command again "
+              "to finish.", file=sys.stderr)
+        return 128 + signal.Signals[stopped.stopped_by].value
+    failed = [o for o in outcomes if not o.succeeded]
     print()
     print(summary.render_summary(days))
     if failed:
@@ -205,7 +224,7 @@ def command_rebuild(args: argparse.Namespace) -> int:
 
     from openrouter_spend.config.yamlnode import ConfigError
     from openrouter_spend.runner import HomeBusy, home_lock
-    from openrouter_spend.warehouse import connect
+    from openrouter_spend.warehouse import connect, migrate
     from openrouter_spend.warehouse.marts import rebuild_all
     from openrouter_spend.warehouse.publish import publish_warehouse
 
@@ -213,6 +232,7 @@ def command_rebuild(args: argparse.Namespace) -> int:
     try:
         with home_lock(settings.spend_home(), "rebuild"):
             with connect() as con:
+                migrate(con)  # a rebuild may be the first command after an upgrade
                 rows = rebuild_all(con, restate_config=args.restate_config)
             published = publish_warehouse()
     except ConfigError as exc:

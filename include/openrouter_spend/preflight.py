@@ -47,14 +47,12 @@ def check_configuration(config_dir: Path | None = None) -> None:
     ConfigError (owners, premium, annotations, rules, quality files) names the file, the path and the field;
     a malformed OPENROUTER_SPEND_* number raises ValueError naming the variable.
     """
-    from openrouter_spend.alerts.rules import load_rules
-    from openrouter_spend.config.owners import load_config
     from openrouter_spend.config.settings import ExtractionSettings
+    from openrouter_spend.context import quality_config, rules_config
     from openrouter_spend.ingest.enrich import EnrichmentSettings
-    from openrouter_spend.quality import load_quality_config
 
-    owners = load_config(config_dir)
-    load_rules(config_dir, budget_owners={project.budget_owner for project in owners.projects})
-    load_quality_config(config_dir)
+    # Parsed through the run's cache: the tasks of a CLI run reuse these parses instead of reading again.
+    rules_config(config_dir)  # owners.yaml, premium.yaml and annotations.yaml first, for its cross-check
+    quality_config(config_dir)
     ExtractionSettings.from_env()
     EnrichmentSettings.from_env()

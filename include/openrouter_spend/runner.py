@@ -1,9 +1,12 @@
 """Run the daily DAG for a range of UTC days through Airflow's own machinery (`dag.test()` per day).
 
-Airflow gets an isolated home under `$OPENROUTER_SPEND_HOME/airflow` (SQLite metadata, migrated once), so
-the CLI never touches a user's real Airflow installation. One command at a time writes a home: `home_lock`
-is an exclusive lock on `$OPENROUTER_SPEND_HOME/.lock` that the kernel releases when its holder exits, even
-by kill -9, so a crashed run never leaves the home locked (the next run takes the lock over).
+Airflow gets its own home under `$OPENROUTER_SPEND_HOME/airflow` (SQLite metadata, migrated once), so the
+CLI never touches a user's real Airflow installation; `make airflow` serves the same metadata database, so
+its UI shows these runs. Each run carries the scheduler's identity for its day (logical date = the usage
+day, timetable.py), so the scheduler neither repeats nor skips a day the CLI ran. One command at a time
+writes a home: `home_lock` is an exclusive lock on `$OPENROUTER_SPEND_HOME/.lock` that the kernel releases
+when its holder exits, even by kill -9, so a crashed run never leaves the home locked (the next run takes
+the lock over). SIGTERM and SIGINT stop a run after its current task (`stop_requests_deferred`).
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
 from openrouter_spend.alerts.notifications import FAILURES_FILE
 from openrouter_spend.config import settings
+from openrouter_spend.context import day_start
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,7 @@ class DayOutcome:
     run_id: str | None = None
     failed_tasks: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    stopped_by: str | None = None  # the signal that stopped the run after its current task
 
     @property
     def succeeded(self) -> bool:
@@ -47,6 +53,47 @@ class DayOutcome:
 
 
 LOCK_FILE = ".lock"
+INTERRUPTED = "interrupted"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class RunStopped(BaseException):
+    """A stop was requested while a task ran; raised once it finished (a BaseException: dag.test swallows
+    every Exception a task raises)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signal_name = signal.Signals(signum).name
+
+
+@contextmanager
+def stop_requests_deferred() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT pending while the block runs, so `run_days` can stop between two tasks.
+
+    Airflow's in-process task runner installs a SIGTERM handler of its own for every task (and never
+    restores the previous one), which swallowed stop requests. Blocked, a signal waits until `run_days`
+    looks for it after each task. Enter this before any thread starts: threads inherit the mask, and one
+    that does not block the signal would take it.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        requested_stop()  # a late request must not kill the process once the mask is lifted
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def requested_stop() -> int | None:
+    """The stop signal waiting for this process (consumed), or None."""
+    pending = signal.sigpending() & set(STOP_SIGNALS)
+    for signum in pending:
+        signal.sigtimedwait([signum], 0)
+    return min(pending) if pending else None
+
+
+def _allow_stop_signals() -> None:
+    """In a child process: take SIGTERM and SIGINT again (the blocked mask survives exec)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class HomeBusy(RuntimeError):
@@ -158,7 +205,7 @@ def prepare_airflow_home(home: Path) -> None:
     for command in (["db", "migrate"],
                     ["pools", "set", "duckdb", "1", "Serialises access to the DuckDB warehouse file"]):
         result = subprocess.run([sys.executable, "-m", "airflow", *command], env=env, capture_output=True,
-                                text=True)
+                                text=True, preexec_fn=_allow_stop_signals)
         if result.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(command[:2])} failed in {home}:\n{result.stderr[-2000:]}")
     template.parent.mkdir(parents=True, exist_ok=True)
@@ -234,32 +281,85 @@ def load_dag(home: Path):
     return dag
 
 
+@contextmanager
+def _stop_after_each_task() -> Iterator[None]:
+    """Make dag.test raise RunStopped after the task during which a stop was requested."""
+    from airflow.sdk.definitions import dag as dag_module
+
+    run_task = dag_module._run_task
+
+    def run_task_then_check(**kwargs):
+        result = run_task(**kwargs)
+        signum = requested_stop()
+        if signum is not None:
+            raise RunStopped(signum)
+        return result
+
+    dag_module._run_task = run_task_then_check
+    try:
+        yield
+    finally:
+        dag_module._run_task = run_task
+
+
+def _fail_stopped_run(logical_date: datetime) -> str | None:
+    """Mark the run a stop interrupted as failed (its remaining tasks never ran); its run id."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from sqlalchemy import select
+
+    with create_session() as session:
+        dag_run = session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID,
+                                                      DagRun.logical_date == logical_date))
+        if dag_run is None:
+            return None
+        dag_run.set_state(DagRunState.FAILED)
+        return dag_run.run_id
+
+
 def run_days(days: list[date], *, before_day: Callable[[date], None] | None = None,
              on_outcome: Callable[[DayOutcome], None] | None = None,
              log_path: Path | None = None) -> list[DayOutcome]:
     """Run the DAG once per day, in order, and report each outcome; never raises for a failed run.
 
-    With `log_path`, Airflow's own output goes to that file and only `on_outcome` speaks.
+    With `log_path`, Airflow's own output goes to that file and only `on_outcome` speaks. A stop request
+    (under `stop_requests_deferred`) ends the run after the current task: that day's outcome is
+    "interrupted" and the later days are not run.
     """
     import time as clock
 
     home = settings.paths().airflow_home
     outcomes = []
     # Airflow reads its configuration on first import, so the isolated home must be in place before.
-    with _environment(airflow_environment(home)), warnings.catch_warnings():
+    with _environment(airflow_environment(home)), warnings.catch_warnings(), _stop_after_each_task():
         # Airflow's in-process execution API (dag.test) trips a third-party deprecation warning per run.
         warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
         with _output_to(log_path):
             prepare_airflow_home(home)
             dag = load_dag(home)
         for day in days:
+            signum = requested_stop()
+            if signum is not None:
+                outcomes.append(DayOutcome(day=day, state=INTERRUPTED, stopped_by=signal.Signals(signum).name))
+                if on_outcome:
+                    on_outcome(outcomes[-1])
+                break
             if before_day:
                 before_day(day)
             started = clock.monotonic()
-            # A manual run covers the last complete interval before its logical date: D+1 00:00 → day D.
-            logical = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
-            with _output_to(log_path):
-                dag_run = dag.test(logical_date=logical)
+            # The scheduler's identity for the day (timetable.py): logical date = data interval start = day.
+            logical = day_start(day)
+            try:
+                with _output_to(log_path):
+                    dag_run = dag.test(logical_date=logical)
+            except RunStopped as stop:
+                outcome = DayOutcome(day=day, state=INTERRUPTED, run_id=_fail_stopped_run(logical),
+                                     seconds=clock.monotonic() - started, stopped_by=stop.signal_name)
+                outcomes.append(outcome)
+                if on_outcome:
+                    on_outcome(outcome)
+                break
             state = str(getattr(dag_run.state, "value", dag_run.state))
             outcome = DayOutcome(day=day, state=state, run_id=dag_run.run_id, seconds=clock.monotonic() - started)
             if not outcome.succeeded:
@@ -273,3 +373,21 @@ def run_days(days: list[date], *, before_day: Callable[[date], None] | None = No
                 on_outcome(outcome)
     return outcomes
 
+
+
+def main() -> None:
+    """`python -m openrouter_spend.runner`: prepare the home's Airflow and print its environment as exports.
+
+    scripts/airflow-standalone.sh evaluates these, so `make airflow` serves the metadata database that
+    `openrouter-spend run` records its runs in.
+    """
+    import shlex
+
+    home = settings.paths().airflow_home
+    prepare_airflow_home(home)
+    for name, value in airflow_environment(home).items():
+        print(f"export {name}={shlex.quote(value)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -355,7 +355,7 @@ def test_daily_dag_runs_on_celery_with_queue_routing(tmp_path: Path) -> None:
     started = time.monotonic()
     suffix = secrets.token_hex(4)
     day = datetime.now(UTC).date() - timedelta(days=1)
-    logical_date = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    logical_date = datetime.combine(day, datetime.min.time(), tzinfo=UTC)  # a run's logical date is its day
     run_id = f"celery_it__{day.isoformat()}__{suffix}"
     default_worker, warehouse_worker = f"default-worker-{suffix}", f"warehouse-worker-{suffix}"
 
@@ -380,7 +380,7 @@ def test_daily_dag_runs_on_celery_with_queue_routing(tmp_path: Path) -> None:
             # Anchored on D+1, so the day stays inside the emulator's 30-day window even across midnight.
             deployment.start("emulator", [sys.executable, "-m", "openrouter_spend.cli", "emulator",
                                           "--port", str(emulator_port),
-                                          "--anchor-date", logical_date.date().isoformat()])
+                                          "--anchor-date", (day + timedelta(days=1)).isoformat()])
             deployment.start("api-server", [*airflow, "api-server", "--host", "127.0.0.1",
                                             "--port", str(api_port), "--workers", "1"])
             deployment.start("scheduler", [*airflow, "scheduler", "--skip-serve-logs"])

@@ -13,6 +13,7 @@ from test_rules_channels import PASSWORD, SlackStandIn, _smtp_environment, _smtp
 
 from openrouter_spend.alerts import AlertDeliveryFailed, savings_notices
 from openrouter_spend.config import settings
+from openrouter_spend.context import RunContext
 from openrouter_spend.warehouse import connect
 
 ROUTES = """routes:
@@ -184,11 +185,25 @@ def test_the_emit_alerts_task_sends_the_days_alerts_then_the_weeks_notices(world
     warehouse, slack, received = world
     monkeypatch.setenv("OPENROUTER_SPEND_CONFIG_DIR", str(warehouse.config_dir))
     monkeypatch.setattr(savings_notices, "_today", lambda: DAY + timedelta(days=1))
-    evaluation = pipeline.evaluate_alerts(DAY, "run-1")
-    emitted = pipeline.emit_alerts(DAY, "run-1")
+    evaluation = pipeline.evaluate_alerts(RunContext(DAY, "run-1", config_dir=warehouse.config_dir))
+    emitted = pipeline.emit_alerts(RunContext(DAY, "run-1", config_dir=warehouse.config_dir))
     assert emitted["deliveries"] == evaluation["to_send"]
     assert (emitted["savings_notices"]["status"], emitted["savings_notices"]["sent"]) == ("planned", 5)
     assert len(_file_lines(DAY)) == 3
     assert [r["path"].split("/")[2] for r in slack.requests].count("ann") == 1
-    again = pipeline.emit_alerts(DAY, "run-2")
+    again = pipeline.emit_alerts(RunContext(DAY, "run-2", config_dir=warehouse.config_dir))
     assert (again["deliveries"], again["savings_notices"]["deliveries"]) == (0, 0)
+
+
+def test_a_quiet_week_still_runs_the_notice_and_a_sent_week_does_not(world):
+    warehouse, slack, received = world
+    today = DAY + timedelta(days=1)
+    assert savings_notices.is_due(DAY, today=today)
+    assert not savings_notices.is_due(DAY, today=DAY + timedelta(days=8))
+    _emit(warehouse, DAY, "run-1")
+    assert not savings_notices.is_due(DAY + timedelta(days=2), today=today + timedelta(days=2))
+    slack.status, slack.reply = 500, b"server_error"
+    replace_opportunities(warehouse.path, OPPORTUNITIES, day=DAY + timedelta(days=7))
+    with pytest.raises(AlertDeliveryFailed):
+        _emit(warehouse, DAY + timedelta(days=7), "run-8")
+    assert savings_notices.is_due(DAY + timedelta(days=8), today=today + timedelta(days=8))

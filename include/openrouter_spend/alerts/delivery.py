@@ -20,7 +20,6 @@ from openrouter_spend.alerts.render import email_content, slack_payload
 from openrouter_spend.alerts.rules import (
     Route,
     RulesConfig,
-    load_rules,
 )
 from openrouter_spend.config import settings
 from openrouter_spend.warehouse import connect, transaction
@@ -70,7 +69,9 @@ def alert_record(alert: dict[str, Any], delivery_id: str | None = None) -> dict[
 def emit_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict[str, Any]:
     """Deliver the day's pending and failed deliveries and record each outcome; raises AlertDeliveryFailed."""
 
-    rules_config = load_rules(config_dir)
+    from openrouter_spend.context import rules_config as parsed_rules
+
+    rules_config = parsed_rules(config_dir)
     with connect() as con:
         pending = _pending(con, day)
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)

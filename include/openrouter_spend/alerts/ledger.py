@@ -26,9 +26,8 @@ from openrouter_spend.alerts.rules import (
     Route,
     annotation_explains,
     evaluate_rule,
-    load_rules,
 )
-from openrouter_spend.warehouse import connect, migrate, transaction
+from openrouter_spend.warehouse import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -334,13 +333,11 @@ def _group_notification(root: dict, linked: list[dict]) -> None:
 
 def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict[str, Any]:
     """Evaluate every enabled rule for `day` and record the outcomes and planned deliveries; {"to_send": n, ...}."""
-    from openrouter_spend.config.owners import load_config
+    from openrouter_spend.context import rules_config as parsed_rules
 
-    owners_config = load_config(config_dir)
-    rules_config = load_rules(config_dir, budget_owners={p.budget_owner for p in owners_config.projects})
+    rules_config = parsed_rules(config_dir)
     evaluated_at = datetime.now(UTC)
     with connect() as con:
-        migrate(con)
         quality = quality_status(con, day)
         candidates: list[tuple[Any, dict]] = []
         evaluated = []

@@ -119,14 +119,14 @@ def notify_pipeline_failure(context, route_name: str = "data-engineering", confi
     """
     import logging
 
-    from openrouter_spend.alerts.rules import load_rules
+    from openrouter_spend.context import rules_config as parsed_rules
 
     log = logging.getLogger(__name__)
     if is_permanent(context) and not first_page_of_run(context):
         log.info("pipeline failure not paged again: the run already reported this permanent error")
         return {"route": "already paged for this run"}
     try:
-        rules_config = load_rules(config_dir)
+        rules_config = parsed_rules(config_dir, cross_check=False)
         route = rules_config.routes[route_name]
     except Exception as exc:  # a broken rules.yaml must not hide the task failure being reported
         log.error("cannot notify pipeline failure: %s", exc)

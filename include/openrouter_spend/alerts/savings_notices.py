@@ -33,7 +33,7 @@ from openrouter_spend.alerts.ledger import (
     _recipients,
     quality_status,
 )
-from openrouter_spend.alerts.rules import SEVERITIES, RulesConfig, load_rules
+from openrouter_spend.alerts.rules import SEVERITIES, RulesConfig
 from openrouter_spend.config import settings
 from openrouter_spend.reports.digest import savings
 from openrouter_spend.warehouse import connect, transaction
@@ -123,6 +123,15 @@ def _recorded(con, week: date) -> list[dict[str, Any]]:
     return found
 
 
+def is_due(day: date, *, today: date | None = None) -> bool:
+    """True when emit_week(day) has work: a week with no notice planned yet, or deliveries to retry."""
+    if ((today or _today()) - day).days > STALE_AFTER_DAYS:
+        return False
+    with connect() as con:
+        recorded = _recorded(con, week_start(day))
+    return not recorded or any(row["status"] in (PENDING, FAILED) for row in recorded)
+
+
 def emit_week(day: date, run_id: str, *, config_dir: Path | None = None, today: date | None = None) -> dict[str, Any]:
     """Send the week's savings notices if `day` is the first emitted day of its week, else retry what failed."""
     week = week_start(day)
@@ -130,7 +139,9 @@ def emit_week(day: date, run_id: str, *, config_dir: Path | None = None, today: 
                                SENT: 0, FAILED: 0, SKIPPED: 0}
     if ((today or _today()) - day).days > STALE_AFTER_DAYS:
         return {**summary, "status": "stale"}
-    rules_config = load_rules(config_dir)
+    from openrouter_spend.context import rules_config as parsed_rules
+
+    rules_config = parsed_rules(config_dir)
     with connect() as con:
         recorded = _recorded(con, week)
         if recorded:

@@ -32,7 +32,7 @@ from openrouter_spend.config import settings
 from openrouter_spend.config.yamlnode import ConfigError
 from openrouter_spend.quality import docs, metrics
 from openrouter_spend.quality.checks import Check, Dataset
-from openrouter_spend.quality.config import QUALITY_FILE, QualityConfig, load_quality_config
+from openrouter_spend.quality.config import QUALITY_FILE, QualityConfig
 from openrouter_spend.quality.datasets import build_datasets
 
 log = logging.getLogger(__name__)
@@ -365,18 +365,18 @@ def _record_crash(con, day: date, run_id: str, validated_at: datetime, exc: Exce
 
 def validate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict:
     """Validate the warehouse for `day`, record results and Data Docs; raise QualityGateFailed if any error failed."""
-    from openrouter_spend.warehouse import connect, migrate
+    from openrouter_spend.context import quality_config
+    from openrouter_spend.warehouse import connect
 
     started = time.monotonic()
     validated_at = datetime.now(UTC)
     docs_dir = settings.paths().quality / "docs"
     config_error: ConfigError | None = None
     try:
-        config = load_quality_config(config_dir)
+        config = quality_config(config_dir)
     except ConfigError as exc:
         config_error, config = exc, QualityConfig()
     with connect() as con:
-        migrate(con)
         if config_error is not None:
             rows = [_config_failure_row(config_error, run_id, validated_at)]
             docs_path = None

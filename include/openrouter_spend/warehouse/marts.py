@@ -23,7 +23,6 @@ from openrouter_spend.config import settings
 from openrouter_spend.config.owners import Config, load_config
 from openrouter_spend.config.versions import store_config
 from openrouter_spend.warehouse.connection import transaction
-from openrouter_spend.warehouse.migrations import migrate
 from openrouter_spend.warehouse.staging import build_staging, create_views, dependency_order, sql_files
 
 log = logging.getLogger(__name__)
@@ -239,17 +238,19 @@ def _day_span(days: list[date]) -> str:
     return days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)})"
 
 
-def build_marts(con, days: list[date], *, config_dir: Path | None = None) -> dict[str, int]:
-    """Load the config, then rebuild what `days` and stale days reach in one transaction; rows written per mart."""
-    config = load_config(config_dir)
-    migrate(con)
+def build_marts(con, days: list[date], *, config_dir: Path | None = None,
+                config: Config | None = None) -> dict[str, int]:
+    """Rebuild what `days` and stale days reach in one transaction (the schema is current); rows written per mart.
+
+    `config` is the parsed configuration of the run; without it the configuration folder is read.
+    """
+    config = config or load_config(config_dir)
     return _build(con, set(days), full=False, restate_config=False, config=config)
 
 
 def rebuild_all(con, *, restate_config: bool = False, config_dir: Path | None = None) -> dict[str, int]:
-    """Rebuild staging views and every mart from raw for every day in staging; rows written per mart."""
+    """Rebuild staging views and every mart from raw for every day in staging (the schema is current)."""
     config = load_config(config_dir)
-    migrate(con)
     build_staging(con)
     return _build(con, available_days(con), full=True, restate_config=restate_config, config=config)
 

@@ -24,6 +24,7 @@ from openrouter_spend.quality.checks import (
 )
 from openrouter_spend.quality.config import QualityConfig
 from openrouter_spend.warehouse import DUCKDB_CONFIG, build_staging, migrate
+from openrouter_spend.warehouse.marts import shape_mart_tables
 
 
 @pytest.mark.parametrize(("header", "grain"), [
@@ -52,6 +53,7 @@ def reference():
     con = duckdb.connect(":memory:", config=dict(DUCKDB_CONFIG))
     migrate(con)
     build_staging(con)
+    shape_mart_tables(con)
     yield con
     con.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,11 +140,19 @@ def test_rerunning_a_day_changes_nothing(three_days):
     assert table_fingerprint(home / "warehouse.duckdb") == before
 
 
-@pytest.fixture
-def external_emulator():
+@pytest.fixture(scope="module")
+def module_emulator():
     # Replay clock at 00:05 today: a rerun fetches the same snapshots, so the warehouse must come out identical.
     with EmulatorServer(scenario="default", anchor_date=TODAY, clock="replay") as server:
         yield server
+
+
+@pytest.fixture
+def external_emulator(module_emulator):
+    """The module's emulator with no faults, and none left behind for the next test."""
+    module_emulator.clear_faults()
+    yield module_emulator
+    module_emulator.clear_faults()
 
 
 def env_for(server: EmulatorServer, home: Path, key: str | None = None) -> dict[str, str]:
@@ -151,11 +160,25 @@ def env_for(server: EmulatorServer, home: Path, key: str | None = None) -> dict[
                    OPENROUTER_MANAGEMENT_KEY=key or server.management_key)
 
 
-def test_bad_responses_fail_the_run_name_the_task_and_lose_nothing(external_emulator, tmp_path):
-    home = tmp_path / "home"
-    day = DAYS[-1].isoformat()
-    first = run_cli(["run", "--start", day], env_for(external_emulator, home))
+@pytest.fixture(scope="module")
+def one_day(module_emulator, tmp_path_factory) -> Path:
+    """A home after one clean run of the last day against the external emulator (read-only: copy it)."""
+    home = tmp_path_factory.mktemp("one-day") / "home"
+    module_emulator.clear_faults()
+    first = run_cli(["run", "--start", DAYS[-1].isoformat()], env_for(module_emulator, home))
     assert first.returncode == 0, first.stdout + first.stderr
+    return home
+
+
+def copy_of(home: Path, target: Path) -> Path:
+    """The whole home (warehouse, landing, Airflow's state, lock file) as the run left it."""
+    shutil.copytree(home, target, symlinks=True)
+    return target
+
+
+def test_bad_responses_fail_the_run_name_the_task_and_lose_nothing(external_emulator, one_day, tmp_path):
+    home = copy_of(one_day, tmp_path / "home")
+    day = DAYS[-1].isoformat()
     before = table_fingerprint(home / "warehouse.duckdb")
 
     external_emulator.set_faults([FaultRule("malformed_json", path_prefix="/keys")])
@@ -183,10 +206,9 @@ def test_unknown_fields_and_datetime_dates_load_cleanly(external_emulator, tmp_p
                            [DAYS[-1]]).fetchone()[0] > 0
 
 
-def test_a_load_killed_midway_leaves_no_partial_day_and_the_rerun_completes(external_emulator, tmp_path):
-    home = tmp_path / "home"
+def test_a_load_killed_midway_leaves_no_partial_day_and_the_rerun_completes(external_emulator, one_day, tmp_path):
+    home = copy_of(one_day, tmp_path / "home")
     day = DAYS[-1].isoformat()
-    assert run_cli(["run", "--start", day], env_for(external_emulator, home)).returncode == 0
     before = table_fingerprint(home / "warehouse.duckdb")
 
     marker = tmp_path / "load-paused"

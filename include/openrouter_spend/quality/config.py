@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -171,6 +172,12 @@ def load_quality_config(config_dir: Path | None = None) -> QualityConfig:
     if not path.is_file():
         log.info("%s not found: using the built-in quality thresholds", path)
         return QualityConfig()
+    return _parsed(path, path.read_bytes())
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: Path, content: bytes) -> QualityConfig:
+    """The file's configuration, parsed once per content (the gate runs once a day in a long-lived process)."""
     document, _ = load_file(QualityFile, path)
     counts, freshness = document.row_counts, document.freshness
     return QualityConfig(
@@ -189,5 +196,5 @@ def load_quality_config(config_dir: Path | None = None) -> QualityConfig:
         warn_only=tuple(document.warn_only),
         data_docs_keep_runs=document.data_docs.keep_runs,
         path=str(path),
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=hashlib.sha256(content).hexdigest(),
     )

@@ -13,10 +13,12 @@ TEST_WORKERS ?= auto
 
 .PHONY: install run test test-fast lint format schemas airflow emulator bench clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) pip sync --quiet --python $(PY) requirements.txt
+	@# Bytecode compiled once, at install: where PYTHONDONTWRITEBYTECODE is set, every process (each test worker,
+	@# each `openrouter-spend run`) would otherwise compile Airflow, Great Expectations and pandas again.
+	$(UV) pip sync --quiet --compile-bytecode --python $(PY) requirements.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@touch $(STAMP)
 

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -152,12 +153,17 @@ def _start_build(spec: WorldSpec, slot: Path) -> tuple[subprocess.Popen, IO[str]
     return process, log
 
 
+# Builds under way in this process, so the session's end can stop those nobody waited for.
+_BUILDING: set[subprocess.Popen] = set()
+
+
 def emulated_warehouses(*specs: WorldSpec) -> list[EmulatedWarehouse]:
     """Each world, from the cache when its inputs are unchanged, otherwise built (missing ones side by side)."""
     slots = {spec: WAREHOUSE_CACHE / spec.key() for spec in specs}
     with _exclusive([slot.with_name(slot.name + ".lock") for slot in slots.values()]):
         missing = {spec: slot for spec, slot in slots.items() if not (slot / "complete").exists()}
         runs = {spec: _start_build(spec, slot) for spec, slot in missing.items()}
+        _BUILDING.update(process for process, _ in runs.values())
         try:
             for spec, (process, log) in runs.items():
                 code = process.wait(timeout=1800)
@@ -172,6 +178,7 @@ def emulated_warehouses(*specs: WorldSpec) -> list[EmulatedWarehouse]:
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+                _BUILDING.discard(process)
     return [EmulatedWarehouse(slots[spec] / "home", spec.scenario, spec.days, spec.anchor) for spec in specs]
 
 
@@ -181,6 +188,57 @@ def _drop_stale_builds(slot: Path) -> None:
     for other in slot.parent.glob(prefix + "*"):
         if other.is_dir() and other != slot and len(other.name) == len(slot.name):
             shutil.rmtree(other, ignore_errors=True)
+
+
+def _collected_worlds(items: list[pytest.Item]) -> set[WorldSpec]:
+    """The worlds the selected tests read: the default one, and each module's EMULATED_WORLDS (scenario → days
+    before the module's ANCHOR), which a module that uses `emulated_worlds` declares."""
+    specs = set()
+    for item in items:
+        if "emulated_warehouse" in item.fixturenames:
+            specs.add(WorldSpec())
+        module = getattr(item, "module", None)
+        if "emulated_worlds" in item.fixturenames and hasattr(module, "EMULATED_WORLDS"):
+            specs |= {WorldSpec(scenario, tuple(days), module.ANCHOR) for scenario, days in module.EMULATED_WORLDS.items()}
+    return specs
+
+
+_BACKGROUND: list[threading.Thread] = []
+
+
+def _build_in_background(spec: WorldSpec) -> None:
+    try:
+        emulated_warehouses(spec)
+    except BaseException:  # noqa: BLE001 - the fixture that needs the world builds it again and reports the failure
+        pass
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the worlds the selected tests read as soon as they are known, each on its own.
+
+    The builds (subprocesses) then run while the tests that need no world do, instead of starting when the
+    first test that reads one is reached; each world's lock is released when it is built, so its readers can
+    start before the other worlds are done. Under pytest-xdist every worker does this and the first one to
+    take a world's lock builds it.
+    """
+    if session.config.option.collectonly:
+        return
+    for spec in sorted(_collected_worlds(session.items), key=lambda spec: -len(spec.days)):  # longest first
+        thread = threading.Thread(target=_build_in_background, args=(spec,), name=f"build-{spec.scenario}",
+                                  daemon=True)
+        thread.start()
+        _BACKGROUND.append(thread)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Let a build finish that another test process may be waiting for; stop the builds when interrupted."""
+    if exitstatus != pytest.ExitCode.INTERRUPTED:
+        for thread in _BACKGROUND:
+            thread.join()
+    for process in list(_BUILDING):
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="session")

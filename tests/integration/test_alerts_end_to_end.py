@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 ANCHOR = date(2026, 11, 26)  # pinned, so the emulated data (weekdays, noise) is the same on every run
 DAYS = [ANCHOR - timedelta(days=offset) for offset in range(14, 0, -1)]  # 2026-11-12 .. 2026-11-25
 # The limits world needs 4 days of history before its events (3 days before the anchor) and 2 after them.
-SCENARIO_DAYS = {"default": DAYS, "quiet": DAYS, "limits": DAYS[-7:]}
+EMULATED_WORLDS = {"default": DAYS, "quiet": DAYS, "limits": DAYS[-7:]}
 SLACK_SECRET = "T0SECRET/B0SECRET/xoxbSlackTokenThatMustNotLeak"
 SMTP_PASSWORD = "smtp-password-that-must-not-leak"
 LEDGER_TABLES = ("fct_alerts", "fct_alert_deliveries", "fct_alert_runs")
@@ -54,8 +54,8 @@ def _require_aiosmtpd():
 
 @pytest.fixture(scope="session")
 def emulated_homes(emulated_worlds) -> dict[str, Path]:
-    """The home `openrouter-spend run` filled over the days before ANCHOR of each scenario (SCENARIO_DAYS)."""
-    return {scenario: world.home for scenario, world in emulated_worlds(SCENARIO_DAYS, ANCHOR).items()}
+    """The home `openrouter-spend run` filled over the days before ANCHOR of each scenario (EMULATED_WORLDS)."""
+    return {scenario: world.home for scenario, world in emulated_worlds(EMULATED_WORLDS, ANCHOR).items()}
 
 
 def _fresh_copy(source: Path, target: Path) -> Path:
@@ -94,7 +94,7 @@ def ledgers(emulated_homes, tmp_path_factory) -> dict[str, tuple[Path, list[dict
     for scenario, home in emulated_homes.items():
         copy = _fresh_copy(home, tmp_path_factory.mktemp(f"ledger-{scenario}"))
         # The configuration the run used: the emulated organisation's, written by the CLI into the home.
-        result[scenario] = (copy, _evaluate(copy, SCENARIO_DAYS[scenario], home / "config" / scenario))
+        result[scenario] = (copy, _evaluate(copy, EMULATED_WORLDS[scenario], home / "config" / scenario))
     return result
 
 

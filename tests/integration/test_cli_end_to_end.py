@@ -1,63 +1,19 @@
-"""`openrouter-spend run` end to end: Airflow runs the DAG per day against the emulator over HTTP."""
+"""`openrouter-spend run` end to end: Airflow runs the DAG per day against the embedded emulator over HTTP
+(three days, then a rerun of one); test_cli_faults_end_to_end.py breaks runs against an external emulator."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import duckdb
 import pytest
+from cli_fixtures import DAYS, ROOT, TODAY, cli_env, run_cli, table_fingerprint
 
-from openrouter_emulator import EmulatorServer, FaultRule, build_org
+from openrouter_emulator import build_org
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "openrouter_spend.cli"]
-TODAY = datetime.now(UTC).date()
-DAYS = [TODAY - timedelta(days=offset) for offset in (3, 2, 1)]
-
-
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENROUTER_", "AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME"))}
-    # Replay clock: a rerun of a day must give the same warehouse, so its snapshots must describe the same moment
-    # (on the wall clock "now" has moved on; test_realapi_backfill.py runs the CLI on the wall clock).
-    env.update({"OPENROUTER_SPEND_HOME": str(home), "OPENROUTER_EMULATOR_ANCHOR_DATE": TODAY.isoformat(),
-                "OPENROUTER_SPEND_TASK_RETRIES": "0", "OPENROUTER_EMULATOR_CLOCK": "replay", **extra})
-    return env
-
-
-def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-# Logs with one row per run (a rerun adds a row by design), not data.
-RUN_LOGS = ("build_log", "fct_quality_runs", "fct_quality_results", "fct_alert_runs")
-
-
-def table_fingerprint(warehouse: Path) -> dict[str, tuple]:
-    """Row count and a content checksum of every raw, staging, config and mart relation."""
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        names = con.execute("select table_schema || '.' || table_name from information_schema.tables "
-                            "where table_schema in ('raw', 'staging', 'config', 'marts')"
-                            f" and table_name not in {RUN_LOGS} order by 1").fetchall()
-        fingerprint = {}
-        for (name,) in names:
-            columns = [c for (c,) in con.execute(
-                f"select column_name from information_schema.columns where table_schema || '.' || table_name = '{name}'"
-                " and column_name not in ('run_id', 'fetched_at', 'landing_file', 'snapshot_fetched_at',"
-                " 'loaded_at', 'recorded_at', 'evaluated_at', 'validated_at',"
-                # alert text cites the quality run it relied on, by run id
-                " 'message')").fetchall()]
-            fingerprint[name] = con.execute(
-                f"select count(*), sum(hash({', '.join(columns)})) from {name}").fetchone()
-        return fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -137,84 +93,3 @@ def test_rerunning_a_day_changes_nothing(three_days):
     again = run_cli(["run", "--start", DAYS[1].isoformat()], cli_env(home))
     assert again.returncode == 0, again.stdout + again.stderr
     assert table_fingerprint(home / "warehouse.duckdb") == before
-
-
-@pytest.fixture
-def external_emulator():
-    # Replay clock at 00:05 today: a rerun fetches the same snapshots, so the warehouse must come out identical.
-    with EmulatorServer(scenario="default", anchor_date=TODAY, clock="replay") as server:
-        yield server
-
-
-def env_for(server: EmulatorServer, home: Path, key: str | None = None) -> dict[str, str]:
-    return cli_env(home, OPENROUTER_BASE_URL=server.base_url,
-                   OPENROUTER_MANAGEMENT_KEY=key or server.management_key)
-
-
-def test_bad_responses_fail_the_run_name_the_task_and_lose_nothing(external_emulator, tmp_path):
-    home = tmp_path / "home"
-    day = DAYS[-1].isoformat()
-    first = run_cli(["run", "--start", day], env_for(external_emulator, home))
-    assert first.returncode == 0, first.stdout + first.stderr
-    before = table_fingerprint(home / "warehouse.duckdb")
-
-    external_emulator.set_faults([FaultRule("malformed_json", path_prefix="/keys")])
-    broken = run_cli(["run", "--start", day], env_for(external_emulator, home))
-    assert broken.returncode == 1
-    assert "failed task extract_snapshots" in broken.stdout
-    assert "not valid JSON" in broken.stdout
-    assert table_fingerprint(home / "warehouse.duckdb") == before
-
-    external_emulator.clear_faults()
-    wrong_key = run_cli(["run", "--start", day], env_for(external_emulator, home, key="sk-or-v1-wrong"))
-    assert wrong_key.returncode == 1
-    assert "failed task check_activity_window" in wrong_key.stdout and "401" in wrong_key.stdout
-    assert "sk-or-v1-wrong" not in wrong_key.stdout + wrong_key.stderr
-    assert table_fingerprint(home / "warehouse.duckdb") == before
-
-
-def test_unknown_fields_and_datetime_dates_load_cleanly(external_emulator, tmp_path):
-    home = tmp_path / "home"
-    external_emulator.set_faults([FaultRule("extra_fields"), FaultRule("activity_datetime_dates")])
-    result = run_cli(["run", "--start", DAYS[-1].isoformat()], env_for(external_emulator, home))
-    assert result.returncode == 0, result.stdout + result.stderr
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("select count(*) from staging.stg_activity where usage_date = ?",
-                           [DAYS[-1]]).fetchone()[0] > 0
-
-
-def test_a_load_killed_midway_leaves_no_partial_day_and_the_rerun_completes(external_emulator, tmp_path):
-    home = tmp_path / "home"
-    day = DAYS[-1].isoformat()
-    assert run_cli(["run", "--start", day], env_for(external_emulator, home)).returncode == 0
-    before = table_fingerprint(home / "warehouse.duckdb")
-
-    marker = tmp_path / "load-paused"
-    process = subprocess.Popen(CLI + ["run", "--start", day], cwd=ROOT, start_new_session=True,
-                               env=env_for(external_emulator, home) | {"OPENROUTER_SPEND_TEST_PAUSE_MID_LOAD": str(marker)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        while not marker.exists():
-            assert process.poll() is None, "the run ended before reaching the load"
-            assert time.monotonic() < deadline, "the load never started"
-            time.sleep(0.2)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    assert table_fingerprint(home / "warehouse.duckdb") == before
-    rerun = run_cli(["run", "--start", day], env_for(external_emulator, home))
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert table_fingerprint(home / "warehouse.duckdb") == before
-
-
-def test_a_day_outside_the_window_is_recorded_as_a_gap(external_emulator, tmp_path):
-    home = tmp_path / "home"
-    old_day = (TODAY - timedelta(days=40)).isoformat()
-    result = run_cli(["run", "--start", old_day], env_for(external_emulator, home))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Permanent gaps" in result.stdout and old_day in result.stdout
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("select count(*) from raw.activity").fetchone()[0] == 0
-        assert con.execute("select endpoint from meta.extraction_gaps").fetchall() == [("/activity",)]

@@ -1,7 +1,8 @@
 """The data-quality gate on real warehouses built by `openrouter-spend run` against the emulator.
 
-One warehouse per scenario is built per session; each test corrupts its own copy the way real data goes
-wrong, then runs what the DAG runs (validate, and only then publish) and checks that the gate catches the
+The worlds are the ones the other end-to-end suites read (tests/conftest.py: the default and quiet scenarios
+over the 14 days before the pinned anchor, built once and cached); each test corrupts its own copy the way
+real data goes wrong, then runs what the DAG runs (validate, and only then publish) and checks that the gate catches the
 corruption, names it, records it, and that the published copy is left as it was.
 """
 
@@ -27,19 +28,22 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 ANCHOR = date(2026, 11, 26)  # the emulated worlds' pinned anchor (tests/conftest.py)
 FIRST, MIDDLE, LAST = (ANCHOR - timedelta(days=offset) for offset in (3, 2, 1))
-QUIET_DAYS = [ANCHOR - timedelta(days=offset) for offset in range(14, 0, -1)]  # the alert tests' quiet world
+WORLD_DAYS = [ANCHOR - timedelta(days=offset) for offset in range(14, 0, -1)]  # 2026-11-12 .. 2026-11-25
+EMULATED_WORLDS = {"quiet": WORLD_DAYS}  # the alert tests' quiet world
 
 
 @pytest.fixture(scope="session")
-def default_home(emulated_worlds) -> Path:
-    """The daily DAG run through the CLI for three days against the embedded emulator (replay clock: each day's
-    snapshots are on time, so the corrupted /credits and /keys have something to fail)."""
-    return emulated_worlds({"default": [FIRST, MIDDLE, LAST]}, ANCHOR)["default"].home
+def default_home(emulated_warehouse) -> Path:
+    """The daily DAG run through the CLI for the 14 days before the anchor against the embedded emulator (replay
+    clock: each day's snapshots are on time, so the corrupted /credits and /keys have something to fail); FIRST,
+    MIDDLE and LAST are its last three days, so each has a week of history before it."""
+    assert emulated_warehouse.days == tuple(WORLD_DAYS)
+    return emulated_warehouse.home
 
 
 @pytest.fixture(scope="session")
 def quiet_home(emulated_worlds) -> Path:
-    return emulated_worlds({"quiet": QUIET_DAYS}, ANCHOR)["quiet"].home
+    return emulated_worlds(EMULATED_WORLDS, ANCHOR)["quiet"].home
 
 
 def use_copy(source: Path, target: Path, monkeypatch) -> Path:
@@ -218,7 +222,7 @@ def test_a_malformed_config_fails_the_gate_naming_file_and_field(home, tmp_path,
 
 
 def test_a_permanent_gap_day_passes_with_a_warning_and_shows_as_a_blind_spot(home):
-    gap_day = FIRST - timedelta(days=1)
+    gap_day = WORLD_DAYS[0] - timedelta(days=1)  # never loaded, inside LAST's 30-day window
     with connect() as con:
         con.execute("insert into meta.extraction_gaps (partition_date, endpoint, reason, run_id) "
                     "values (?, '/activity', 'outside the 30-day window', 'test')", [gap_day])

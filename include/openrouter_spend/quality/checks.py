@@ -2,9 +2,10 @@
 
 A Check is one expectation (its Great Expectations class and arguments, in words, with its severity); a
 Dataset is what it is evaluated on. The column rules: the declared grain unique and not null, money
-non-negative except the documented negatives (quality.yaml signed_money), volumes non-negative, shares in
-[0, 1], and the day's row count within a ratio of its recent history. Not-null columns, accepted values,
-grain columns and row-count bounds are declared per table in sql/marts/schema.yml (marts) and
+non-negative except the documented negatives (a column's `signed_money` in schema.yml, and a company's own
+additions in quality.yaml signed_money), volumes non-negative, shares in [0, 1], and the day's row count
+within a ratio of its recent history. Not-null columns, accepted values, signed money, grain columns and
+row-count bounds are declared per table in sql/marts/schema.yml (marts) and
 sql/staging/schema.yml (raw tables and staging views); `declarations()` reads both once per process.
 """
 
@@ -47,6 +48,8 @@ class ColumnDeclaration(BaseModel):
     accepted_values: tuple[str, ...] | None = None
     # A tuple the code owns (rule ids, matcher kinds), named as module.NAME so the list is written once.
     accepted_values_from: str | None = None
+    # Why this money column may go negative (exempt from the non-negative check); None: it never does.
+    signed_money: str | None = None
 
     @model_validator(mode="after")
     def _one_source_of_values(self) -> ColumnDeclaration:
@@ -103,6 +106,7 @@ class Declarations:
     accepted_values: dict[str, dict[str, tuple[str, ...]]]
     grain_columns: dict[str, tuple[str, ...]]
     row_count_bounded: frozenset[str]
+    signed_money: frozenset[str] = frozenset()  # 'schema.table.column' documented to go negative
 
     def missing_from(self, catalog: dict[str, dict[str, str]], layers: tuple[str, ...] = SCHEMA_LAYERS) -> list[str]:
         """Declared relations and columns of `layers` that the catalog does not have."""
@@ -127,9 +131,12 @@ def declarations() -> Declarations:
     accepted: dict[str, dict[str, tuple[str, ...]]] = {}
     grain_columns: dict[str, tuple[str, ...]] = {}
     bounded: set[str] = set()
+    signed: set[str] = set()
     for file_name in DECLARATION_FILES:
         path = settings.sql_dir() / file_name
-        for schema, tables in (yaml.safe_load(path.read_text()) or {}).items():
+        # libyaml's loader: the pure-Python one takes most of a second over these files.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        for schema, tables in (yaml.load(path.read_text(), Loader=loader) or {}).items():
             for table, entry in (tables or {}).items():
                 relation = f"{schema}.{table}"
                 try:
@@ -147,7 +154,8 @@ def declarations() -> Declarations:
                     grain_columns[relation] = declared.grain_columns
                 if declared.row_count_bounded:
                     bounded.add(relation)
-    return Declarations(columns, not_null, accepted, grain_columns, frozenset(bounded))
+                signed |= {f"{relation}.{column}" for column, spec in declared.columns.items() if spec.signed_money}
+    return Declarations(columns, not_null, accepted, grain_columns, frozenset(bounded), frozenset(signed))
 
 
 _VOLUME_COLUMN = re.compile(r"^(requests|.*_requests|.*_tokens|active_keys|attempts|records)$")
@@ -313,7 +321,7 @@ def _column_checks(relation: str, columns: list[str], grain: tuple[str, ...], co
                                  f"{column} is never NULL", column=column))
     for column in columns:
         qualified = f"{relation}.{column}"
-        if column.endswith("_usd") and not config.is_signed_money(qualified):
+        if column.endswith("_usd") and qualified not in declared.signed_money and not config.is_signed_money(qualified):
             checks.append(_check(relation, f"{column}:non_negative", "ExpectColumnValuesToBeBetween",
                                  f"{column} (money) is never negative", column=column, min_value=0))
         elif _VOLUME_COLUMN.match(column):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -37,28 +38,13 @@ class Tolerances:
 
 @dataclass(frozen=True)
 class SignedMoney:
-    """Money columns documented to go negative (globs on schema.table.column) and why."""
+    """A company's own money columns documented to go negative (globs on schema.table.column) and why.
+
+    The product's own signed columns are flagged in sql/*/schema.yml (`signed_money`) and always apply.
+    """
 
     columns: tuple[str, ...]
     reason: str
-
-
-DEFAULT_SIGNED_MONEY = (
-    SignedMoney(("marts.rpt_spend_change.*delta_usd", "marts.rpt_spend_change.*_effect_usd"),
-                "changes and their decomposition go negative when spend falls"),
-    SignedMoney(("marts.fct_credit_balance.balance_usd", "staging.stg_credits.balance_usd"),
-                "OpenRouter lets the balance go negative (requests then fail with 402)"),
-    SignedMoney(("marts.fct_credit_balance.usage_delta_usd",),
-                "a refund lowers total_usage; reconcile.credits_vs_activity checks the delta against activity"),
-    SignedMoney(("*.*.*cache_discount*_usd", "*.*.*upstream_inference_cost*_usd", "*.*.*refund*_usd"),
-                "cache-write discounts and BYOK refunds are negative by definition (openrouter-api.md §4.4)"),
-    SignedMoney(("marts.fct_generations.fallback_extra_cost_usd", "marts.fct_fallback_daily.*fallback_extra_cost_usd"),
-                "a fallback to a cheaper model or provider saves money"),
-    SignedMoney(("marts.fct_*_mix_daily.spend_*_7d_usd",),
-                "a provider's or model's drift and change against its usual day go negative when spend moves away"),
-    SignedMoney(("marts.rpt_savings_opportunities.monthly_price_effect_usd",),
-                "a model price drop lowers the monthly spend: a saving realised"),
-)
 
 
 @dataclass(frozen=True)
@@ -76,14 +62,14 @@ class QualityConfig:
     expected_endpoints: tuple[str, ...] = ("/activity", "/credits", "/keys", "/models", "/providers", "/workspaces")
     activity_window_days: int = 30
     missing_day_severity: str = "error"
-    signed_money: tuple[SignedMoney, ...] = DEFAULT_SIGNED_MONEY
+    signed_money: tuple[SignedMoney, ...] = ()
     warn_only: tuple[str, ...] = ()
     data_docs_keep_runs: int = 30
     path: str | None = None
     sha256: str | None = None
 
     def is_signed_money(self, qualified_column: str) -> bool:
-        """True when a money column is documented to go negative."""
+        """True when quality.yaml documents a money column to go negative (the product's own: schema.yml)."""
         return any(fnmatch.fnmatchcase(qualified_column, pattern)
                    for entry in self.signed_money for pattern in entry.columns)
 
@@ -173,7 +159,8 @@ class QualityFile(ConfigModel):
     row_counts: RowCountsFile = RowCountsFile()
     unattributed_spend: UnattributedSpendFile = UnattributedSpendFile()
     freshness: FreshnessFile = FreshnessFile()
-    signed_money: list[SignedMoneyFile] | None = Field(None, description="replaces the built-in list when set")
+    signed_money: list[SignedMoneyFile] = Field(
+        [], description="the company's own columns that may go negative, besides the product's (schema.yml)")
     warn_only: list[Text] = Field([], description="check id globs whose failures only warn")
     data_docs: DataDocsFile = DataDocsFile()
 
@@ -185,6 +172,12 @@ def load_quality_config(config_dir: Path | None = None) -> QualityConfig:
     if not path.is_file():
         log.info("%s not found: using the built-in quality thresholds", path)
         return QualityConfig()
+    return _parsed(path, path.read_bytes())
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: Path, content: bytes) -> QualityConfig:
+    """The file's configuration, parsed once per content (the gate runs once a day in a long-lived process)."""
     document, _ = load_file(QualityFile, path)
     counts, freshness = document.row_counts, document.freshness
     return QualityConfig(
@@ -199,10 +192,9 @@ def load_quality_config(config_dir: Path | None = None) -> QualityConfig:
         expected_endpoints=tuple(freshness.expected_endpoints),
         activity_window_days=freshness.activity_window_days,
         missing_day_severity=freshness.missing_day_severity,
-        signed_money=DEFAULT_SIGNED_MONEY if document.signed_money is None else
-        tuple(SignedMoney(tuple(entry.columns), entry.reason) for entry in document.signed_money),
+        signed_money=tuple(SignedMoney(tuple(entry.columns), entry.reason) for entry in document.signed_money),
         warn_only=tuple(document.warn_only),
         data_docs_keep_runs=document.data_docs.keep_runs,
         path=str(path),
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=hashlib.sha256(content).hexdigest(),
     )

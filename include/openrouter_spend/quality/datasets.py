@@ -65,11 +65,10 @@ def _catalog(con) -> dict[str, dict[str, str]]:
     return catalog
 
 
-def schema_datasets(con, reference: dict[str, dict[str, str]]) -> list[Dataset]:
+def schema_datasets(live: dict[str, dict[str, str]], reference: dict[str, dict[str, str]]) -> list[Dataset]:
     """Per layer: the live catalog must hold every column of the reference with its type, and nothing else."""
     import pandas as pd
 
-    live = _catalog(con)
     datasets = []
     for layer in SCHEMA_LAYERS:
         rows = [{"relation": relation, "column_name": column, "data_type": data_type,
@@ -183,19 +182,20 @@ def raw_datasets(con, day: date, config: QualityConfig, is_gap: bool) -> list[Da
 
 
 def relation_datasets(con, layer: str, day: date, config: QualityConfig, is_gap: bool,
-                      relations: list[str]) -> list[Dataset]:
-    """Every staging view or mart (the day's partition, or whole for current-state tables) with generic checks."""
+                      live: dict[str, dict[str, str]]) -> list[Dataset]:
+    """Every staging view or mart (the day's partition, or whole for current-state tables) with generic checks.
+
+    `live` is the warehouse's catalog (_catalog): its relations of the layer, in name order, are validated.
+    """
     from openrouter_spend.warehouse.marts import MARTS
 
     partitions = {f"marts.{mart.name}": mart.partition_column for mart in MARTS}
     datasets = []
-    for relation in relations:
+    for relation in sorted(relation for relation in live if relation.startswith(f"{layer}.")):
         if relation in NOT_VALIDATED:
             continue
         name = relation.split(".", 1)[1]
-        columns = [row[0] for row in con.execute(
-            "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
-            "order by ordinal_position", [layer, name]).fetchall()]
+        columns = list(live[relation])
         if layer == "staging":
             day_column = STAGING_DAY_COLUMNS.get(name) or ("usage_date" if "usage_date" in columns else None)
         else:
@@ -224,12 +224,10 @@ def build_datasets(con, day: date, config: QualityConfig, run_id: str) -> list[D
     if undefined:
         raise RuntimeError("sql/marts/schema.yml or sql/staging/schema.yml declares checks on tables or columns the "
                            f"migrations, staging SQL and mart SELECTs do not define: {', '.join(undefined)}")
-    relations = {layer: [f"{layer}.{name}" for (name,) in con.execute(
-        "select table_name from information_schema.tables where table_schema = ? order by table_name",
-        [layer]).fetchall()] for layer in ("staging", "marts")}
+    live = _catalog(con)  # one catalog query serves the schema checks and every relation's columns
     return (reconcile.freshness_datasets(con, day, config)
-            + schema_datasets(con, reference)
+            + schema_datasets(live, reference)
             + raw_datasets(con, day, config, is_gap)
-            + relation_datasets(con, "staging", day, config, is_gap, relations["staging"])
-            + relation_datasets(con, "marts", day, config, is_gap, relations["marts"])
+            + relation_datasets(con, "staging", day, config, is_gap, live)
+            + relation_datasets(con, "marts", day, config, is_gap, live)
             + reconcile.reconciliation_datasets(con, day, config))

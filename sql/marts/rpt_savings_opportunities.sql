@@ -3,7 +3,10 @@
 -- offer a cheaper cache-read price), price_change (a model's price moved in the last 30 days),
 -- provider_price_spread (a cheaper provider with comparable uptime serves the same model) and
 -- premium_vs_standard (a standard model accepted about as often as a premium one in the same workflow).
--- Grain: usage_date × project × opportunity_kind × api_key_hash × model_permaslug × workflow (api_key_hash NULL for price_change and premium_vs_standard; workflow NULL except for premium_vs_standard)
+-- noqa: disable=LT05
+-- Grain: usage_date × project × opportunity_kind × api_key_hash × model_permaslug × workflow (api_key_hash NULL, workflow NULL)
+-- noqa: enable=LT05
+-- (api_key_hash is NULL for price_change and premium_vs_standard; workflow is NULL except for premium_vs_standard)
 -- Upstream: marts.fct_daily_spend (the day and the 6 before it), marts.dim_model_price_history,
 -- staging.stg_model_endpoints, marts.fct_generations, marts.dim_model,
 --   intermediate.int_model_price_daily.
@@ -35,7 +38,8 @@
 -- before it: each premium model (dim_model.is_premium) against the standard model with the most requests
 -- with a verdict in the same workflow (':free' variants and routers excluded). On requests with an accepted
 -- verdict and a cost: acceptance rate = accepted ÷ requests (Wilson 95% interval), cost per accepted result
--- = cost (credits plus BYOK provider cost) ÷ accepted. When the standard rate is at least the premium rate minus 5 points and its cost per
+-- = cost (credits plus BYOK provider cost) ÷ accepted. When the standard rate is at least the premium rate
+-- minus 5 points and its cost per
 -- accepted result is lower: saving = premium cost − premium accepted results × standard cost per accepted
 -- result, at the run rate (bound_kind 'estimate'); monthly_saving_low_usd / _high_usd put the standard rate
 -- at its interval's low / high end (floored at 0). Mapped onto the grain: model_permaslug = the premium model,
@@ -343,7 +347,9 @@ spread_keys as (
         arg_max(cheapest_uptime_last_1d, used_cost_7d_usd - cheapest_cost_7d_usd) as alternative_uptime_last_1d,
         marts.exact_sum(used_cost_7d_usd) as current_cost_7d_usd,
         marts.exact_sum(cheapest_cost_7d_usd) as alternative_cost_7d_usd,
-        marts.exact_sum((used_cost_7d_usd - cheapest_cost_7d_usd) * (1 - coalesce(byok_share, 0))) as counted_gap_7d_usd,
+        marts.exact_sum(
+            (used_cost_7d_usd - cheapest_cost_7d_usd) * (1 - coalesce(byok_share, 0))
+        ) as counted_gap_7d_usd,
         marts.exact_sum((used_cost_7d_usd - cheapest_cost_7d_usd) * coalesce(byok_share, 0)) as pinned_gap_7d_usd,
         sum(prompt_tokens_7d) as prompt_tokens_7d,
         sum(cached_tokens_7d) as cached_tokens_7d,
@@ -449,10 +455,18 @@ premium_pairs as (
             / (premium.logged_requests_7d + standard.logged_requests_7d) as verdict_coverage,
         premium.accepted_7d / premium.requests_7d as premium_acceptance_rate,
         standard.accepted_7d / standard.requests_7d as standard_acceptance_rate,
-        marts.wilson_bound(premium.accepted_7d / premium.requests_7d, premium.requests_7d, 1.96, -1) as premium_acceptance_ci_low,
-        marts.wilson_bound(premium.accepted_7d / premium.requests_7d, premium.requests_7d, 1.96, 1) as premium_acceptance_ci_high,
-        marts.wilson_bound(standard.accepted_7d / standard.requests_7d, standard.requests_7d, 1.96, -1) as standard_acceptance_ci_low,
-        marts.wilson_bound(standard.accepted_7d / standard.requests_7d, standard.requests_7d, 1.96, 1) as standard_acceptance_ci_high
+        marts.wilson_bound(
+            premium.accepted_7d / premium.requests_7d, premium.requests_7d, 1.96, -1
+        ) as premium_acceptance_ci_low,
+        marts.wilson_bound(
+            premium.accepted_7d / premium.requests_7d, premium.requests_7d, 1.96, 1
+        ) as premium_acceptance_ci_high,
+        marts.wilson_bound(
+            standard.accepted_7d / standard.requests_7d, standard.requests_7d, 1.96, -1
+        ) as standard_acceptance_ci_low,
+        marts.wilson_bound(
+            standard.accepted_7d / standard.requests_7d, standard.requests_7d, 1.96, 1
+        ) as standard_acceptance_ci_high
     from workflow_models as premium
     inner join standard_choices as standard using (usage_date, project, workflow)
     where premium.is_premium and premium.accepted_7d > 0

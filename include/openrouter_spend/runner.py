@@ -318,6 +318,20 @@ def _fail_stopped_run(logical_date: datetime) -> str | None:
         return dag_run.run_id
 
 
+def _record_wall_start(logical_date: datetime, started_at: datetime) -> None:
+    """Give the day's run the wall-clock time it started: dag.test records its logical date as its start, so the
+    UI would show a backfilled day as having run for days."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        dag_run = session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID,
+                                                      DagRun.logical_date == logical_date))
+        if dag_run is not None and (dag_run.start_date is None or dag_run.start_date < started_at):
+            dag_run.start_date = started_at
+
+
 def run_days(days: list[date], *, before_day: Callable[[date], None] | None = None,
              on_outcome: Callable[[DayOutcome], None] | None = None,
              log_path: Path | None = None) -> list[DayOutcome]:
@@ -350,16 +364,19 @@ def run_days(days: list[date], *, before_day: Callable[[date], None] | None = No
             started = clock.monotonic()
             # The scheduler's identity for the day (timetable.py): logical date = data interval start = day.
             logical = day_start(day)
+            started_at = datetime.now(UTC)
             try:
                 with _output_to(log_path):
                     dag_run = dag.test(logical_date=logical)
             except RunStopped as stop:
+                _record_wall_start(logical, started_at)
                 outcome = DayOutcome(day=day, state=INTERRUPTED, run_id=_fail_stopped_run(logical),
                                      seconds=clock.monotonic() - started, stopped_by=stop.signal_name)
                 outcomes.append(outcome)
                 if on_outcome:
                     on_outcome(outcome)
                 break
+            _record_wall_start(logical, started_at)
             state = str(getattr(dag_run.state, "value", dag_run.state))
             outcome = DayOutcome(day=day, state=state, run_id=dag_run.run_id, seconds=clock.monotonic() - started)
             if not outcome.succeeded:

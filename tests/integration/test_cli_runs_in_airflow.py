@@ -50,7 +50,8 @@ with create_session() as session:
     print(json.dumps({
         "loops": loops,
         "runs": [{"logical_date": run.logical_date.isoformat(), "run_type": getattr(run.run_type, "value", run.run_type),
-                  "interval": [run.data_interval_start.isoformat(), run.data_interval_end.isoformat()]}
+                  "interval": [run.data_interval_start.isoformat(), run.data_interval_end.isoformat()],
+                  "started": run.start_date.isoformat(), "ended": run.end_date.isoformat()}
                  for run in runs],
         "next_dagrun": dag_model.next_dagrun.isoformat(),
         "next_dagrun_create_after": dag_model.next_dagrun_create_after.isoformat(),
@@ -84,6 +85,7 @@ def _midnight(day) -> str:
 def test_the_scheduler_neither_repeats_nor_skips_the_days_a_cli_run_made(tmp_path):
     home = tmp_path / "home"
     days = [TODAY - timedelta(days=offset) for offset in (3, 2, 1)]
+    invoked = datetime.now(UTC)
     ran = subprocess.run(CLI + ["run", "--days", "3", "--scenario", "quiet"], env=_env(home), cwd=ROOT,
                          capture_output=True, text=True, timeout=900)
     assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -103,6 +105,8 @@ def test_the_scheduler_neither_repeats_nor_skips_the_days_a_cli_run_made(tmp_pat
     for run in view["runs"]:
         start = datetime.fromisoformat(run["logical_date"])
         assert run["interval"] == [start.isoformat(), (start + timedelta(days=1)).isoformat()]
+        # The UI's run duration is end − start: the wall-clock start, not the logical date of a past day.
+        assert invoked <= datetime.fromisoformat(run["started"]) <= datetime.fromisoformat(run["ended"])
     # The scheduler took yesterday as done (no second run) and moves on to today, due when it ends.
     assert view["loops"] == 1
     assert view["next_dagrun"] == _midnight(TODAY)

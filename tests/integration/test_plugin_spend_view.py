@@ -147,7 +147,8 @@ def test_spend_view_shows_the_savings_section_and_links_it_with_its_total(server
     base, token, home, days, _ = server
     count, total = query(home / "published" / "warehouse.duckdb",
                          "select count(*), coalesce(sum(monthly_saving_usd), 0) from marts.rpt_savings_opportunities "
-                         "where usage_date = ?", [days[1]])[0]
+                         "where usage_date = ? and bound_kind <> 'not_counted' "
+                         "and coalesce(price_direction, '') <> 'drop'", [days[1]])[0]
     status, body, _ = _get(f"{base}/spend/", token)
     page = body.decode()
     assert status == 200 and '<section id="savings"><h2><span class="num">4</span>Savings</h2>' in page

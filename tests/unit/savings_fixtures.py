@@ -36,8 +36,16 @@ OPPORTUNITIES = [
     opportunity("batch_discount", "alpha", "Ann Owner", 5.0, "exact"),
     opportunity("prompt_caching", "beta", "Bob Owner", 3.0, "upper_bound", api_key_hash=key_hash("beta-api"),
                 cached_share=0.0),
-    opportunity("price_change", "alpha", "Ann Owner", 1.5, price_direction="drop",
+    opportunity("price_change", "alpha", "Ann Owner", 1.5, price_direction="rise",
                 price_changed_on=DAY - timedelta(days=10), model="vendor/old"),
+]
+
+
+# Rows the mart keeps that are no opportunity: a price drop (a saving already made) and a gap wholly pinned by BYOK.
+NOT_OPPORTUNITIES = [
+    opportunity("price_change", "beta", "Bob Owner", 30.0, price_direction="drop",
+                price_changed_on=DAY - timedelta(days=4)),
+    opportunity("provider_price_spread", "alpha", "Ann Owner", 0.0, "not_counted", model="vendor/byok"),
 ]
 
 

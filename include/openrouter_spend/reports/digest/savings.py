@@ -66,7 +66,11 @@ def described(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def read(con, day: date) -> list[dict[str, Any]]:
-    """The day's opportunities, largest monthly saving first, each described; none when the mart is absent."""
+    """The day's opportunities, largest monthly saving first, each described; none when the mart is absent.
+
+    A price drop is a saving already made and a gap wholly pinned by BYOK (bound_kind 'not_counted') is no
+    saving at all: the mart keeps both rows, the lists and totals here leave them out.
+    """
     if not has_table(con, "marts", "rpt_savings_opportunities"):
         return []
     key_names = has_table(con, "marts", "dim_api_key") and "api_key_name" in columns_of(con, "marts", "dim_api_key")
@@ -75,6 +79,8 @@ def read(con, day: date) -> list[dict[str, Any]]:
         from {TABLE} as savings
         {"left join marts.dim_api_key as keys using (api_key_hash)" if key_names else ""}
         where savings.usage_date = ?
+          and savings.bound_kind <> 'not_counted'
+          and coalesce(savings.price_direction, '') <> 'drop'
         order by savings.monthly_saving_usd desc, savings.project, savings.opportunity_kind,
                  savings.model_permaslug, savings.api_key_hash nulls first""", [day])
     return [described(row) for row in found]

@@ -60,6 +60,11 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
+def _is_stale(day: date, today: date | None) -> bool:
+    """A usage day more than STALE_AFTER_DAYS before today (a backfill) sends no notice."""
+    return ((today or _today()) - day).days > STALE_AFTER_DAYS
+
+
 def week_start(day: date) -> date:
     """The Monday of the ISO week of `day`: the week a notice belongs to."""
     return day - timedelta(days=day.weekday())
@@ -125,7 +130,7 @@ def _recorded(con, week: date) -> list[dict[str, Any]]:
 
 def is_due(day: date, *, today: date | None = None) -> bool:
     """True when emit_week(day) has work: a week with no notice planned yet, or deliveries to retry."""
-    if ((today or _today()) - day).days > STALE_AFTER_DAYS:
+    if _is_stale(day, today):
         return False
     with connect() as con:
         recorded = _recorded(con, week_start(day))
@@ -137,7 +142,7 @@ def emit_week(day: date, run_id: str, *, config_dir: Path | None = None, today: 
     week = week_start(day)
     summary: dict[str, Any] = {"day": day.isoformat(), "week_start": week.isoformat(), "deliveries": 0,
                                SENT: 0, FAILED: 0, SKIPPED: 0}
-    if ((today or _today()) - day).days > STALE_AFTER_DAYS:
+    if _is_stale(day, today):
         return {**summary, "status": "stale"}
     from openrouter_spend.context import rules_config as parsed_rules
 

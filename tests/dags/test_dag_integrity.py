@@ -126,7 +126,7 @@ def test_permanent_errors_fail_at_once_and_everything_else_is_retried(daily):
     from airflow.sdk import RetryAction
 
     from openrouter_spend.config.yamlnode import ConfigError
-    from openrouter_spend.ingest.client import (
+    from openrouter_spend.ingest.errors import (
         AuthenticationError,
         PaymentRequiredError,
         PermissionDeniedError,

@@ -8,11 +8,11 @@ import pytest
 
 from openrouter_emulator import FaultRule
 from openrouter_spend.config.settings import ExtractionSettings
-from openrouter_spend.ingest.client import (
+from openrouter_spend.ingest.client import OpenRouterClient
+from openrouter_spend.ingest.errors import (
     AuthenticationError,
     MalformedResponseError,
     NotFoundError,
-    OpenRouterClient,
     OpenRouterError,
     PermissionDeniedError,
     RateLimitedError,
@@ -247,7 +247,7 @@ def test_a_fractional_retry_after_is_honoured(emulator):
 
 
 def test_retries_stay_within_the_time_budget(emulator):
-    from openrouter_spend.ingest.client import OutOfTimeError
+    from openrouter_spend.ingest.errors import OutOfTimeError
 
     emulator.set_faults([FaultRule("server_error", path_prefix="/credits", status=502)])
     settings = ExtractionSettings(max_retries=50, http_timeout_seconds=0.5, requests_per_second=1000,
@@ -262,7 +262,7 @@ def test_retries_stay_within_the_time_budget(emulator):
 
 
 def test_a_retry_after_beyond_the_time_budget_is_not_waited(emulator):
-    from openrouter_spend.ingest.client import OutOfTimeError
+    from openrouter_spend.ingest.errors import OutOfTimeError
 
     emulator.set_faults([FaultRule("rate_limit", path_prefix="/credits", retry_after=5)])
     client, sleeps = make_client(emulator)

@@ -8,13 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from openrouter_spend.ingest.client import (
-    ApiRetry,
-    ConfigurationError,
-    OpenRouterClient,
-    resolve_credentials,
-)
+from openrouter_spend.ingest.client import OpenRouterClient
+from openrouter_spend.ingest.credentials import resolve_credentials
+from openrouter_spend.ingest.errors import ConfigurationError
 from openrouter_spend.ingest.pacing import TokenBucket, rate_limit_hint_seconds
+from openrouter_spend.ingest.retry import ApiRetry
 
 NOW = 1445412480.0  # 2015-10-21 07:28:00 GMT
 
@@ -93,7 +91,7 @@ def test_observed_latency_shortens_the_read_timeout_only_once_the_api_has_shown_
 
 
 def test_a_deadline_stops_the_retry_ladder_instead_of_waiting():
-    from openrouter_spend.ingest.client import OutOfTimeError
+    from openrouter_spend.ingest.errors import OutOfTimeError
 
     waits = []
     client = OpenRouterClient(base_url="http://127.0.0.1:9", api_key="sk-or-v1-x", sleep=waits.append)

@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from openrouter_spend.ingest.client import RawResponse
 from openrouter_spend.ingest.landing import (
     MANIFEST,
     LandingBatch,
@@ -17,6 +16,7 @@ from openrouter_spend.ingest.landing import (
     run_dir,
     safe_component,
 )
+from openrouter_spend.ingest.responses import RawResponse
 
 DAY = date(2026, 11, 10)
 RUN = "manual__2026-11-11T00:10:00+00:00"

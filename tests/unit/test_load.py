@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from openrouter_spend.ingest.client import RawResponse
 from openrouter_spend.ingest.landing import LandingBatch
 from openrouter_spend.ingest.load import LandingDataError, load_partition
+from openrouter_spend.ingest.responses import RawResponse
 from openrouter_spend.warehouse import build_staging, connect, migrate
 
 DAY = date(2026, 11, 10)

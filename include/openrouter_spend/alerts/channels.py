@@ -58,9 +58,9 @@ def airflow_connection(conn_id: str | None):
     """The Airflow connection `conn_id`, or None when there is none (or Airflow cannot be asked)."""
     if not conn_id:
         return None
-    from openrouter_spend.ingest import client
+    from openrouter_spend.ingest import credentials
 
-    return client.airflow_connection(conn_id)
+    return credentials.airflow_connection(conn_id)
 
 
 class _ResolvedConnection:

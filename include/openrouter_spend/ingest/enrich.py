@@ -89,13 +89,13 @@ def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None
     waits at most `read_timeout_seconds`, less once the answers so far show the API is fast (ObservedLatency).
     `client` (an OpenRouterClient) replaces the one built from the environment, e.g. to record waits in tests.
     """
-    from openrouter_spend.ingest.client import (
+    from openrouter_spend.ingest.client import client_from_environment
+    from openrouter_spend.ingest.errors import (
         PERMANENT,
         NotFoundError,
         OpenRouterError,
         OutOfTimeError,
         RateLimitedError,
-        client_from_environment,
     )
     from openrouter_spend.ingest.landing import LandingBatch, committed_manifests, latest_responses
     from openrouter_spend.ingest.pacing import ObservedLatency
@@ -179,8 +179,9 @@ def enrich_pending(day: date, run_id: str, enrichment: EnrichmentSettings | None
 
 def load_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings | None = None) -> dict[str, Any]:
     """Load the run's landed /generation records into raw.generations and move the queue on (idempotent)."""
-    from openrouter_spend.ingest.client import MalformedResponseError, data_of, parse_json
+    from openrouter_spend.ingest.errors import MalformedResponseError
     from openrouter_spend.ingest.landing import batch_notes, committed_manifests, latest_responses
+    from openrouter_spend.ingest.responses import data_of, parse_json
 
     enrichment = enrichment or EnrichmentSettings.from_env()
     manifests = committed_manifests(generation_landing_root(), day, run_id)

@@ -15,15 +15,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from openrouter_spend.ingest.client import (
-    BadRequestError,
-    NotFoundError,
-    OpenRouterClient,
-    data_of,
-    describe_request,
-    parse_json,
-)
+from openrouter_spend.ingest.client import OpenRouterClient
+from openrouter_spend.ingest.errors import BadRequestError, NotFoundError
 from openrouter_spend.ingest.landing import LandingBatch, committed_manifests, latest_responses
+from openrouter_spend.ingest.responses import data_of, describe_request, parse_json
 
 log = logging.getLogger(__name__)
 

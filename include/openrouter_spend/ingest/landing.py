@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend.ingest.client import RawResponse
+from openrouter_spend.ingest.responses import RawResponse
 
 MANIFEST = "_manifest.json"
 

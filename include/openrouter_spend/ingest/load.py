@@ -14,8 +14,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from openrouter_spend.ingest.client import MalformedResponseError, data_of, describe_request, parse_json
+from openrouter_spend.ingest.errors import MalformedResponseError
 from openrouter_spend.ingest.landing import LandedResponse, batch_notes, committed_manifests, latest_responses
+from openrouter_spend.ingest.responses import data_of, describe_request, parse_json
 from openrouter_spend.warehouse.connection import transaction
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pytest
 
 from openrouter_spend.config.yamlnode import ConfigError
 from openrouter_spend.quality import QualityConfig, load_quality_config
-from openrouter_spend.quality.checks import _column_checks
+from openrouter_spend.quality.checks import column_checks
 from openrouter_spend.quality.config import Tolerances
 
 SHIPPED = Path(__file__).resolve().parents[2] / "include" / "config"
@@ -60,10 +60,10 @@ def test_values_override_defaults_and_signed_money_globs_apply(tmp_path):
     assert config.activity_window_days == 10 and config.data_docs_keep_runs == 3
     assert config.is_signed_money("marts.fct_x.odd_usd")
     # The company's list adds to the product's signed columns (schema.yml), it does not replace them.
-    checks = {check.check_id for check in _column_checks(
+    checks = {check.check_id for check in column_checks(
         "marts.rpt_spend_change", ["delta_usd", "spend_usd"], (), config)}
     assert checks == {"marts.rpt_spend_change:spend_usd:non_negative"}
-    assert {check.check_id for check in _column_checks("marts.fct_x", ["odd_usd", "even_usd"], (), config)} == {
+    assert {check.check_id for check in column_checks("marts.fct_x", ["odd_usd", "even_usd"], (), config)} == {
         "marts.fct_x:even_usd:non_negative"}
     assert config.severity_of("marts.fct_alerts:status:accepted_values", "error") == "warning"
     assert config.severity_of("marts.fct_daily_spend:grain_unique", "error") == "error"

@@ -17,7 +17,7 @@ from openrouter_spend.quality.checks import (
     NOT_VALIDATED,
     Check,
     Dataset,
-    _column_checks,
+    column_checks,
     declared_grain,
     declared_nullable,
     relation_grain,
@@ -83,7 +83,7 @@ def test_column_rules_classify_money_volumes_shares_and_documented_negatives():
     config = QualityConfig()
     columns = ["usage_date", "project", "spend_usd", "delta_usd", "requests", "prompt_tokens", "spend_share",
                "spend_share_change_7d", "provider_hhi", "decomposition_method", "daily_budget_used_ratio"]
-    checks = {c.check_id: c for c in _column_checks("marts.rpt_spend_change", columns, ("usage_date", "project"),
+    checks = {c.check_id: c for c in column_checks("marts.rpt_spend_change", columns, ("usage_date", "project"),
                                                      config)}
     prefix = "marts.rpt_spend_change:"
     assert set(checks) == {prefix + name for name in (
@@ -93,7 +93,7 @@ def test_column_rules_classify_money_volumes_shares_and_documented_negatives():
     assert checks[prefix + "spend_share:share_in_0_1"].kwargs == {
         "column": "spend_share", "min_value": 0, "max_value": 1 + config.tolerances.share_epsilon}
     assert checks[prefix + "grain_unique"].expectation == "ExpectCompoundColumnsToBeUnique"
-    nullable = _column_checks("staging.x", ["a", "b"], ("a", "b"), config, {"b"})
+    nullable = column_checks("staging.x", ["a", "b"], ("a", "b"), config, {"b"})
     assert [c.check_id for c in nullable] == ["staging.x:grain_unique", "staging.x:a:not_null"]
 
 

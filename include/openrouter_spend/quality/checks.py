@@ -214,7 +214,8 @@ class Dataset:
         return list(self.frame.columns) if self.frame is not None else list(self.columns)
 
 
-def _check(dataset: str, name: str, expectation: str, description: str, **kwargs: Any) -> Check:
+def new_check(dataset: str, name: str, expectation: str, description: str, **kwargs: Any) -> Check:
+    """A Check on `dataset`; severity, explain, compared_values and skip_reason come out of `kwargs`."""
     severity = kwargs.pop("severity", "error")
     explain = kwargs.pop("explain", None)
     compared_values = kwargs.pop("compared_values", None)
@@ -223,7 +224,8 @@ def _check(dataset: str, name: str, expectation: str, description: str, **kwargs
                  skip_reason)
 
 
-def _quoted(relation: str) -> str:
+def quoted_relation(relation: str) -> str:
+    """'schema.name' as a quoted SQL identifier pair."""
     schema, name = relation.split(".", 1)
     return f'"{schema}"."{name}"'
 
@@ -290,7 +292,7 @@ def _row_count_bounds(con, relation: str, day_column: str, day: date, config: Qu
     """(min, max, how) for the day's row count, from the median of the previous loaded days."""
     first = day - timedelta(days=config.row_count_lookback_days)
     counts = [row[0] for row in con.execute(
-        f"select count(*) from {_quoted(relation)} where {day_column} >= ? and {day_column} < ? "
+        f"select count(*) from {quoted_relation(relation)} where {day_column} >= ? and {day_column} < ? "
         f"group by {day_column}", [first, day]).fetchall()]
     if len(counts) < config.row_count_min_history_days:
         return 0, None, (f"no bound yet: {len(counts)} of the {config.row_count_min_history_days} days of "
@@ -304,46 +306,46 @@ def _row_count_bounds(con, relation: str, day_column: str, day: date, config: Qu
                        f"rows of the previous {len(counts)} loaded days")
 
 
-def _column_checks(relation: str, columns: list[str], grain: tuple[str, ...], config: QualityConfig,
-                   nullable: set[str] | frozenset[str] = frozenset()) -> list[Check]:
+def column_checks(relation: str, columns: list[str], grain: tuple[str, ...], config: QualityConfig,
+                  nullable: set[str] | frozenset[str] = frozenset()) -> list[Check]:
     """Grain, not-null, money, volume, share and accepted-value checks for a table-shaped frame."""
     checks: list[Check] = []
     if len(grain) == 1:
-        checks.append(_check(relation, "grain_unique", "ExpectColumnValuesToBeUnique",
-                             f"one row per {grain[0]} (the declared grain)", column=grain[0]))
+        checks.append(new_check(relation, "grain_unique", "ExpectColumnValuesToBeUnique",
+                                f"one row per {grain[0]} (the declared grain)", column=grain[0]))
     elif len(grain) > 1:
-        checks.append(_check(relation, "grain_unique", "ExpectCompoundColumnsToBeUnique",
-                             f"one row per {' × '.join(grain)} (the declared grain)", column_list=list(grain)))
+        checks.append(new_check(relation, "grain_unique", "ExpectCompoundColumnsToBeUnique",
+                                f"one row per {' × '.join(grain)} (the declared grain)", column_list=list(grain)))
     declared = declarations()
     for column in dict.fromkeys(grain + declared.not_null.get(relation, ())):
         if column in columns and column not in nullable:
-            checks.append(_check(relation, f"{column}:not_null", "ExpectColumnValuesToNotBeNull",
-                                 f"{column} is never NULL", column=column))
+            checks.append(new_check(relation, f"{column}:not_null", "ExpectColumnValuesToNotBeNull",
+                                    f"{column} is never NULL", column=column))
     for column in columns:
         qualified = f"{relation}.{column}"
         if column.endswith("_usd") and qualified not in declared.signed_money and not config.is_signed_money(qualified):
-            checks.append(_check(relation, f"{column}:non_negative", "ExpectColumnValuesToBeBetween",
-                                 f"{column} (money) is never negative", column=column, min_value=0))
+            checks.append(new_check(relation, f"{column}:non_negative", "ExpectColumnValuesToBeBetween",
+                                    f"{column} (money) is never negative", column=column, min_value=0))
         elif _VOLUME_COLUMN.match(column):
-            checks.append(_check(relation, f"{column}:non_negative", "ExpectColumnValuesToBeBetween",
-                                 f"{column} (a volume) is never negative", column=column, min_value=0))
+            checks.append(new_check(relation, f"{column}:non_negative", "ExpectColumnValuesToBeBetween",
+                                    f"{column} (a volume) is never negative", column=column, min_value=0))
         elif _SHARE_COLUMN.match(column):
-            checks.append(_check(relation, f"{column}:share_in_0_1", "ExpectColumnValuesToBeBetween",
-                                 f"{column} is a share in [0, 1]", column=column, min_value=0,
-                                 max_value=1 + config.tolerances.share_epsilon))
+            checks.append(new_check(relation, f"{column}:share_in_0_1", "ExpectColumnValuesToBeBetween",
+                                    f"{column} is a share in [0, 1]", column=column, min_value=0,
+                                    max_value=1 + config.tolerances.share_epsilon))
     for column, values in declared.accepted_values.get(relation, {}).items():
         if column in columns:
-            checks.append(_check(relation, f"{column}:accepted_values", "ExpectColumnValuesToBeInSet",
-                                 f"{column} is one of {', '.join(values)}", column=column, value_set=list(values)))
+            checks.append(new_check(relation, f"{column}:accepted_values", "ExpectColumnValuesToBeInSet",
+                                    f"{column} is one of {', '.join(values)}", column=column, value_set=list(values)))
     return checks
 
 
-def _row_count_check(con, relation: str, day_column: str, day: date, config: QualityConfig,
-                     is_gap: bool) -> Check:
+def row_count_check(con, relation: str, day_column: str, day: date, config: QualityConfig,
+                    is_gap: bool) -> Check:
     if is_gap:
         low, high, how = 0, None, "the day is a permanent gap"
     else:
         low, high, how = _row_count_bounds(con, relation, day_column, day, config)
-    return _check(relation, "row_count_vs_history", "ExpectTableRowCountToBeBetween",
-                  f"the day's row count is within {how}", min_value=low, max_value=high,
-                  severity=config.row_count_severity)
+    return new_check(relation, "row_count_vs_history", "ExpectTableRowCountToBeBetween",
+                     f"the day's row count is within {how}", min_value=low, max_value=high,
+                     severity=config.row_count_severity)

@@ -18,12 +18,12 @@ from openrouter_spend.quality.checks import (
     SCHEMA_LAYERS,
     STAGING_DAY_COLUMNS,
     Dataset,
-    _check,
-    _column_checks,
-    _quoted,
-    _row_count_check,
+    column_checks,
     declarations,
+    new_check,
+    quoted_relation,
     relation_grain,
+    row_count_check,
 )
 from openrouter_spend.quality.config import QualityConfig
 
@@ -79,17 +79,17 @@ def schema_datasets(live: dict[str, dict[str, str]], reference: dict[str, dict[s
         name = f"schema.{layer}"
         expected = {relation: columns for relation, columns in reference.items() if relation.startswith(f"{layer}.")}
         checks = [
-            _check(name, f"{relation}:columns_and_types", "ExpectColumnDistinctValuesToContainSet",
-                   f"{relation} has every column of its definition with its type",
-                   column="column_type", value_set=[f"{relation}.{c} {t}" for c, t in columns.items()],
-                   explain=_missing_columns_explainer(relation, columns))
+            new_check(name, f"{relation}:columns_and_types", "ExpectColumnDistinctValuesToContainSet",
+                      f"{relation} has every column of its definition with its type",
+                      column="column_type", value_set=[f"{relation}.{c} {t}" for c, t in columns.items()],
+                      explain=_missing_columns_explainer(relation, columns))
             for relation, columns in expected.items()
         ]
         all_expected = [f"{relation}.{c} {t}" for relation, columns in expected.items() for c, t in columns.items()]
         # Leftovers (a view whose SQL file was deleted, a column added by hand) are reported, not blocking.
-        checks.append(_check(name, "no_unexpected_columns", "ExpectColumnValuesToBeInSet",
-                             f"every {layer} column and type is defined by the migrations or staging SQL",
-                             column="column_type", value_set=all_expected, severity="warning"))
+        checks.append(new_check(name, "no_unexpected_columns", "ExpectColumnValuesToBeInSet",
+                                f"every {layer} column and type is defined by the migrations or staging SQL",
+                                column="column_type", value_set=all_expected, severity="warning"))
         datasets.append(Dataset(name, "schema", frame, checks, ["relation", "column_name"]))
     return datasets
 
@@ -151,31 +151,31 @@ def raw_datasets(con, day: date, config: QualityConfig, is_gap: bool) -> list[Da
     datasets = []
     for relation, (sql, grain) in RAW_QUERIES.items():
         columns = [column[0] for column in con.execute(f"select * from ({sql}) limit 0", {"day": day}).description]
-        checks = _column_checks(relation, columns, grain, config)
+        checks = column_checks(relation, columns, grain, config)
         if relation in RAW_REPEATS_TOLERATED:
             for check in checks:
                 if check.check_id.endswith(":grain_unique"):
                     check.severity = "warning"
-        checks.append(_check(relation, "run_id:single_load", "ExpectColumnUniqueValueCountToBeBetween",
-                             "the partition holds the rows of one load run only", column="run_id", max_value=1))
+        checks.append(new_check(relation, "run_id:single_load", "ExpectColumnUniqueValueCountToBeBetween",
+                                "the partition holds the rows of one load run only", column="run_id", max_value=1))
         for column in ("usage", "byok_usage_inference", "byok_usage", "total_credits", "total_usage"):
             if column in columns:
-                checks.append(_check(relation, f"{column}:non_negative", "ExpectColumnValuesToBeBetween",
-                                     f"{column} is never negative", column=column, min_value=0))
+                checks.append(new_check(relation, f"{column}:non_negative", "ExpectColumnValuesToBeBetween",
+                                        f"{column} is never negative", column=column, min_value=0))
         if relation == "raw.activity":
             checks += [
-                _check(relation, "scope:accepted_values", "ExpectColumnValuesToBeInSet",
-                       "scope is account or key", column="scope", value_set=["account", "key"]),
-                _check(relation, "date:matches_partition", "ExpectColumnValuesToBeInSet",
-                       "every row's date is the partition's day", column="is_date_of_partition", value_set=[True]),
-            ] + [_check(relation, f"{column}:not_null", "ExpectColumnValuesToNotBeNull", f"{column} is never NULL",
-                        column=column) for column in ("provider_name", "usage", "requests")]
+                new_check(relation, "scope:accepted_values", "ExpectColumnValuesToBeInSet",
+                          "scope is account or key", column="scope", value_set=["account", "key"]),
+                new_check(relation, "date:matches_partition", "ExpectColumnValuesToBeInSet",
+                          "every row's date is the partition's day", column="is_date_of_partition", value_set=[True]),
+            ] + [new_check(relation, f"{column}:not_null", "ExpectColumnValuesToNotBeNull", f"{column} is never NULL",
+                           column=column) for column in ("provider_name", "usage", "requests")]
         if relation == "raw.credits":
             expected = 0 if is_gap else 1
-            checks.append(_check(relation, "one_snapshot", "ExpectTableRowCountToEqual",
-                                 f"exactly {expected} /credits snapshot for the day", value=expected))
+            checks.append(new_check(relation, "one_snapshot", "ExpectTableRowCountToEqual",
+                                    f"exactly {expected} /credits snapshot for the day", value=expected))
         if relation in declarations().row_count_bounded:
-            checks.append(_row_count_check(con, relation, "partition_date", day, config, is_gap))
+            checks.append(row_count_check(con, relation, "partition_date", day, config, is_gap))
         datasets.append(Dataset(relation, "raw", None, checks, [c for c in grain if c in columns], source=sql,
                                 params={"day": day}, columns=columns, materialize=True))
     return datasets
@@ -202,11 +202,11 @@ def relation_datasets(con, layer: str, day: date, config: QualityConfig, is_gap:
             day_column = partitions.get(relation) or ("usage_date" if "usage_date" in columns else None)
         where = f" where {day_column} = $day" if day_column else ""
         grain, nullable = relation_grain(con, relation, columns)
-        checks = _column_checks(relation, columns, grain, config, nullable)
+        checks = column_checks(relation, columns, grain, config, nullable)
         if day_column and relation in declarations().row_count_bounded:
-            checks.append(_row_count_check(con, relation, day_column, day, config, is_gap))
+            checks.append(row_count_check(con, relation, day_column, day, config, is_gap))
         datasets.append(Dataset(relation, layer, None, checks, list(grain),
-                                source=f"select * from {_quoted(relation)}{where}",
+                                source=f"select * from {quoted_relation(relation)}{where}",
                                 params={"day": day} if day_column else {}, columns=columns,
                                 materialize=layer == "staging"))
     return datasets

@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from openrouter_spend.config import settings
-from openrouter_spend.quality.checks import Dataset, _check
+from openrouter_spend.quality.checks import Dataset, new_check
 from openrouter_spend.quality.config import QualityConfig, Tolerances
 
 UNATTRIBUTED_KEY = "(unattributed)"
@@ -223,18 +223,18 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
 
     name = "reconcile.key_vs_account"
     key_checks = [
-        _check(name, "key_usage_within_account", "ExpectColumnValuesToBeBetween",
-               "per-key activity summed never exceeds the account-level activity (usage)",
-               column="key_excess_usage_usd", max_value=noise, explain=explain_key_excess("key_excess_usage_usd", "usd"),
-               compared_values="measured"),
-        _check(name, "key_byok_within_account", "ExpectColumnValuesToBeBetween",
-               "per-key activity summed never exceeds the account-level activity (BYOK)",
-               column="key_excess_byok_usd", max_value=noise, explain=explain_key_excess("key_excess_byok_usd", "usd"),
-               compared_values="measured"),
-        _check(name, "key_requests_within_account", "ExpectColumnValuesToBeBetween",
-               "per-key requests summed never exceed the account-level requests",
-               column="key_excess_requests", max_value=0,
-               explain=explain_key_excess("key_excess_requests", "requests"), compared_values="measured"),
+        new_check(name, "key_usage_within_account", "ExpectColumnValuesToBeBetween",
+                  "per-key activity summed never exceeds the account-level activity (usage)",
+                  column="key_excess_usage_usd", max_value=noise, explain=explain_key_excess("key_excess_usage_usd", "usd"),
+                  compared_values="measured"),
+        new_check(name, "key_byok_within_account", "ExpectColumnValuesToBeBetween",
+                  "per-key activity summed never exceeds the account-level activity (BYOK)",
+                  column="key_excess_byok_usd", max_value=noise, explain=explain_key_excess("key_excess_byok_usd", "usd"),
+                  compared_values="measured"),
+        new_check(name, "key_requests_within_account", "ExpectColumnValuesToBeBetween",
+                  "per-key requests summed never exceed the account-level requests",
+                  column="key_excess_requests", max_value=0,
+                  explain=explain_key_excess("key_excess_requests", "requests"), compared_values="measured"),
     ]
 
     marts_frame = marts_vs_account(con, day)
@@ -255,26 +255,26 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
                 f"as api_key_hash '(unattributed)'")
 
     marts_checks = [
-        _check(name, "spend_matches_account", "ExpectColumnValuesToBeBetween",
-               "fct_daily_spend (with '(unattributed)') adds up to the account's activity usage",
-               column="mart_minus_account_usd", min_value=-noise, max_value=noise,
-               explain=explain_marts("mart_minus_account_usd", "mart spend does not add up"), compared_values="measured"),
-        _check(name, "byok_matches_account", "ExpectColumnValuesToBeBetween",
-               "fct_daily_spend BYOK spend adds up to the account's activity",
-               column="mart_minus_account_byok_usd", min_value=-noise, max_value=noise,
-               explain=explain_marts("mart_minus_account_byok_usd", "mart BYOK spend does not add up"), compared_values="measured"),
-        _check(name, "requests_match_account", "ExpectColumnValuesToBeBetween",
-               "fct_daily_spend requests add up to the account's activity requests",
-               column="mart_minus_account_requests", min_value=0, max_value=0,
-               explain=explain_marts("mart_minus_account_requests", "mart requests do not add up"), compared_values="measured"),
-        _check(name, "unattributed_kept_in_mart", "ExpectColumnValuesToBeBetween",
-               "spend no listed key accounts for is kept in fct_daily_spend as '(unattributed)'",
-               column="mart_minus_unattributed_usd", min_value=-noise, max_value=noise,
-               explain=explain_marts("mart_minus_unattributed_usd", "unattributed spend vanished"), compared_values="measured"),
-        _check(name, "unattributed_share", "ExpectColumnValuesToBeBetween",
-               f"unattributed spend is at most {config.unattributed_max_share:.0%} of the day's spend",
-               column="unattributed_share", max_value=config.unattributed_max_share,
-               severity=config.unattributed_severity, explain=explain_unattributed, compared_values="measured"),
+        new_check(name, "spend_matches_account", "ExpectColumnValuesToBeBetween",
+                  "fct_daily_spend (with '(unattributed)') adds up to the account's activity usage",
+                  column="mart_minus_account_usd", min_value=-noise, max_value=noise,
+                  explain=explain_marts("mart_minus_account_usd", "mart spend does not add up"), compared_values="measured"),
+        new_check(name, "byok_matches_account", "ExpectColumnValuesToBeBetween",
+                  "fct_daily_spend BYOK spend adds up to the account's activity",
+                  column="mart_minus_account_byok_usd", min_value=-noise, max_value=noise,
+                  explain=explain_marts("mart_minus_account_byok_usd", "mart BYOK spend does not add up"), compared_values="measured"),
+        new_check(name, "requests_match_account", "ExpectColumnValuesToBeBetween",
+                  "fct_daily_spend requests add up to the account's activity requests",
+                  column="mart_minus_account_requests", min_value=0, max_value=0,
+                  explain=explain_marts("mart_minus_account_requests", "mart requests do not add up"), compared_values="measured"),
+        new_check(name, "unattributed_kept_in_mart", "ExpectColumnValuesToBeBetween",
+                  "spend no listed key accounts for is kept in fct_daily_spend as '(unattributed)'",
+                  column="mart_minus_unattributed_usd", min_value=-noise, max_value=noise,
+                  explain=explain_marts("mart_minus_unattributed_usd", "unattributed spend vanished"), compared_values="measured"),
+        new_check(name, "unattributed_share", "ExpectColumnValuesToBeBetween",
+                  f"unattributed spend is at most {config.unattributed_max_share:.0%} of the day's spend",
+                  column="unattributed_share", max_value=config.unattributed_max_share,
+                  severity=config.unattributed_severity, explain=explain_unattributed, compared_values="measured"),
     ]
 
     credits_pair = snapshot_pair(con, day, "/credits", tol)
@@ -290,12 +290,12 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
         return "; ".join(lines)
 
     name = "reconcile.credits_vs_activity"
-    credits_checks = [_check(name, "usage_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
-                             "the /credits end-of-day total_usage delta matches the activity summed since the previous "
-                             f"on-time snapshot (within {tol.credits_usage_abs_usd:g} USD + "
-                             f"{tol.credits_usage_relative:.0%})",
-                             column_A="tolerance_usd", column_B="abs_difference_usd", or_equal=True,
-                             explain=explain_credits, **_snapshot_basis(credits_pair))]
+    credits_checks = [new_check(name, "usage_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+                                "the /credits end-of-day total_usage delta matches the activity summed since the previous "
+                                f"on-time snapshot (within {tol.credits_usage_abs_usd:g} USD + "
+                                f"{tol.credits_usage_relative:.0%})",
+                                column_A="tolerance_usd", column_B="abs_difference_usd", or_equal=True,
+                                explain=explain_credits, **_snapshot_basis(credits_pair))]
 
     keys_pair = snapshot_pair(con, day, "/keys", tol)
     keys_frame = key_usage_vs_activity(con, day, tol, keys_pair)
@@ -311,15 +311,15 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
 
     name = "reconcile.key_usage_vs_activity"
     keys_checks = [
-        _check(name, "usage_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
-               "each key's /keys lifetime usage delta matches its activity since the previous snapshot",
-               column_A="tolerance_usd", column_B="abs_difference_usd", or_equal=True,
-               explain=explain_keys("difference_usd", "abs_difference_usd", "tolerance_usd", "usage_delta_usd",
+        new_check(name, "usage_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+                  "each key's /keys lifetime usage delta matches its activity since the previous snapshot",
+                  column_A="tolerance_usd", column_B="abs_difference_usd", or_equal=True,
+                  explain=explain_keys("difference_usd", "abs_difference_usd", "tolerance_usd", "usage_delta_usd",
                                     "activity_usage_usd"), **_snapshot_basis(keys_pair)),
-        _check(name, "byok_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
-               "each key's /keys lifetime BYOK usage delta matches its BYOK activity since the previous snapshot",
-               column_A="byok_tolerance_usd", column_B="abs_byok_difference_usd", or_equal=True,
-               explain=explain_keys("byok_difference_usd", "abs_byok_difference_usd", "byok_tolerance_usd",
+        new_check(name, "byok_delta_matches_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+                  "each key's /keys lifetime BYOK usage delta matches its BYOK activity since the previous snapshot",
+                  column_A="byok_tolerance_usd", column_B="abs_byok_difference_usd", or_equal=True,
+                  explain=explain_keys("byok_difference_usd", "abs_byok_difference_usd", "byok_tolerance_usd",
                                     "byok_delta_usd", "activity_byok_usd"), **_snapshot_basis(keys_pair)),
     ]
 
@@ -340,23 +340,23 @@ def reconciliation_datasets(con, day: date, config: QualityConfig) -> list[Datas
              else f"(+{tol.per_request_abs_usd:g} USD)")
     name = "reconcile.per_request_vs_activity"
     per_request_checks = [
-        _check(name, "measured_cost_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
-               f"measured per-request costs summed per project do not exceed its activity credits spend {slack}",
-               column_A="allowed_usd", column_B="measured_cost_usd", or_equal=True,
-               explain=explain_per_request("measured_cost_usd", "allowed_usd", "activity_spend_usd", "measured at"),
-               compared_values="measured"),
-        _check(name, "measured_byok_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
-               f"measured per-request BYOK costs summed per project do not exceed its activity BYOK spend {slack}",
-               column_A="byok_allowed_usd", column_B="measured_byok_usd", or_equal=True,
-               explain=explain_per_request("measured_byok_usd", "byok_allowed_usd", "activity_byok_usd",
+        new_check(name, "measured_cost_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+                  f"measured per-request costs summed per project do not exceed its activity credits spend {slack}",
+                  column_A="allowed_usd", column_B="measured_cost_usd", or_equal=True,
+                  explain=explain_per_request("measured_cost_usd", "allowed_usd", "activity_spend_usd", "measured at"),
+                  compared_values="measured"),
+        new_check(name, "measured_byok_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+                  f"measured per-request BYOK costs summed per project do not exceed its activity BYOK spend {slack}",
+                  column_A="byok_allowed_usd", column_B="measured_byok_usd", or_equal=True,
+                  explain=explain_per_request("measured_byok_usd", "byok_allowed_usd", "activity_byok_usd",
                                            "measured BYOK at"),
                compared_values="measured"),
         # Allocated costs add up to activity by construction; an estimate is reported, never failing the gate.
-        _check(name, "estimated_cost_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
-               f"per-request costs with the estimated ones ({share} is estimated: allocated from activity or "
-               f"imputed) summed per project stay within its activity credits spend {slack}",
-               column_A="allowed_usd", column_B="per_request_cost_usd", or_equal=True, severity="warning",
-               explain=explain_per_request("per_request_cost_usd", "allowed_usd", "activity_spend_usd",
+        new_check(name, "estimated_cost_within_activity", "ExpectColumnPairValuesAToBeGreaterThanB",
+                  f"per-request costs with the estimated ones ({share} is estimated: allocated from activity or "
+                  f"imputed) summed per project stay within its activity credits spend {slack}",
+                  column_A="allowed_usd", column_B="per_request_cost_usd", or_equal=True, severity="warning",
+                  explain=explain_per_request("per_request_cost_usd", "allowed_usd", "activity_spend_usd",
                                            "measured and estimated at"),
                compared_values="estimated"),
     ]
@@ -391,12 +391,12 @@ def freshness_datasets(con, day: date, config: QualityConfig) -> list[Dataset]:
 
     name = "freshness.endpoints"
     endpoint_checks = [
-        _check(name, "every_endpoint_landed", "ExpectColumnValuesToBeInSet",
-               "every expected endpoint landed for the day (or the day is a recorded permanent gap)",
-               column="status", value_set=["landed", "permanent_gap"], explain=explain_endpoints),
-        _check(name, "day_not_a_gap", "ExpectColumnValuesToNotBeInSet",
-               "the day was captured (not a permanent gap)", column="status", value_set=["permanent_gap"],
-               severity="warning", explain=explain_gap),
+        new_check(name, "every_endpoint_landed", "ExpectColumnValuesToBeInSet",
+                  "every expected endpoint landed for the day (or the day is a recorded permanent gap)",
+                  column="status", value_set=["landed", "permanent_gap"], explain=explain_endpoints),
+        new_check(name, "day_not_a_gap", "ExpectColumnValuesToNotBeInSet",
+                  "the day was captured (not a permanent gap)", column="status", value_set=["permanent_gap"],
+                  severity="warning", explain=explain_gap),
     ]
     history = history_completeness(con, day, config.activity_window_days)
 
@@ -408,9 +408,9 @@ def freshness_datasets(con, day: date, config: QualityConfig) -> list[Dataset]:
                 f"(backfill with `openrouter-spend run --start {first} --end {last}`)")
 
     name = "freshness.history"
-    history_checks = [_check(name, "no_missing_days", "ExpectColumnValuesToBeInSet",
-                             "every day since the first one is loaded or a recorded permanent gap",
-                             column="status", value_set=["loaded", "permanent_gap"],
-                             severity=config.missing_day_severity, explain=explain_history)]
+    history_checks = [new_check(name, "no_missing_days", "ExpectColumnValuesToBeInSet",
+                                "every day since the first one is loaded or a recorded permanent gap",
+                                column="status", value_set=["loaded", "permanent_gap"],
+                                severity=config.missing_day_severity, explain=explain_history)]
     return [Dataset("freshness.endpoints", "freshness", endpoints, endpoint_checks, ["endpoint"]),
             Dataset("freshness.history", "freshness", history, history_checks, ["usage_date"])]

@@ -1,7 +1,8 @@
 """Alert delivery: send the day's pending and previously failed deliveries (JSONL file, Slack, email).
 
 `emit_day` reads what the ledger (alerts.ledger) planned, sends it and records each outcome; a rerun sends
-what failed and never repeats what succeeded.
+what failed and never repeats what succeeded. `send` is how every alert and notice goes out: rendered
+messages, one per channel target.
 """
 
 from __future__ import annotations
@@ -11,16 +12,14 @@ import json
 import logging
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from openrouter_spend.alerts.ledger import ALERT_COLUMNS, FAILED, JSON_COLUMNS, SENT, SKIPPED
 from openrouter_spend.alerts.render import email_content, slack_payload
-from openrouter_spend.alerts.rules import (
-    Route,
-    RulesConfig,
-)
+from openrouter_spend.alerts.rules import Route, RulesConfig
 from openrouter_spend.config import settings
 from openrouter_spend.warehouse import connect, transaction
 
@@ -77,18 +76,11 @@ def emit_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict[
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for row in pending:
         groups[(row["channel"], row["route"], row["target"])].append(row)
+    messages = [message for (channel, route_name, target), rows in groups.items()
+                for message in _messages(rules_config, channel, route_name, target, day, rows)]
     outcomes: dict[str, tuple[str, str | None]] = {}
-    for (channel, route_name, target), rows in groups.items():
-        route = rules_config.routes.get(route_name)
-        if channel == "file":
-            outcomes.update(_deliver_file(day, rows))
-        elif route is None:
-            outcomes.update({r["delivery_id"]: (SKIPPED, f"route {route_name!r} is no longer in rules.yaml")
-                             for r in rows})
-        elif channel == "slack":
-            outcomes.update(_deliver_slack(rules_config, route, day, rows))
-        elif channel == "email":
-            outcomes.update(_deliver_email(rules_config, route, day, target, rows))
+    for (_, rows), outcome in zip(messages, send([message for message, _ in messages], rules_config), strict=True):
+        outcomes.update({row["delivery_id"]: outcome for row in rows})
     attempted_at = datetime.now(UTC)
     if outcomes:
         with connect() as con:
@@ -114,53 +106,99 @@ def emit_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict[
     return summary
 
 
-def _deliver_file(day: date, rows: list[dict]) -> dict[str, tuple[str, str | None]]:
+def _messages(rules_config: RulesConfig, channel: str, route_name: str, target: str, day: date,
+              rows: list[dict]) -> list[tuple[Outgoing, list[dict]]]:
+    """The messages that carry the alerts `rows` to one target, each with the rows it carries."""
+    route = rules_config.routes.get(route_name)
+    if channel == "file":
+        records = [alert_record(row, row["delivery_id"]) for row in rows]
+        return [(Outgoing(channel, route_name, f"alerts/{day.isoformat()}.jsonl", records), rows)]
+    if route is None:
+        return [(Outgoing(channel, route_name, target, None), rows)]
+    if channel == "slack":
+        size = rules_config.slack.alerts_per_message
+        chunks = [rows[start:start + size] for start in range(0, len(rows), size)]
+        return [(Outgoing(channel, route_name, target, slack_payload(route, day, chunk)), chunk) for chunk in chunks]
+    batch_key = hashlib.sha256("|".join(sorted(r["delivery_id"] for r in rows)).encode()).hexdigest()[:16]
+    return [(Outgoing(channel, route_name, target, email_content(route, day, rows), batch_key), rows)]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One rendered message for one target: what alerts, idle-key notices and savings notices all send.
+
+    `body` is the channel's content: JSON records for the file (`target` names it under the alerts folder), a
+    webhook payload for Slack, (subject, text) for e-mail, whose `target` is 'email:' and the recipients.
+    `message_key` identifies an e-mail across retries (its Message-ID).
+    """
+
+    channel: str
+    route: str
+    target: str
+    body: Any
+    message_key: str = ""
+
+
+def send(messages: list[Outgoing], rules_config: RulesConfig) -> list[tuple[str, str | None]]:
+    """Send each message on its channel: (status, error naming no secret) per message, in order."""
     from openrouter_spend.alerts import channels
 
-    path = settings.paths().alerts / f"{day.isoformat()}.jsonl"
-    try:
-        channels.append_jsonl(path, [alert_record(row, row["delivery_id"]) for row in rows])
-    except OSError as exc:
-        return {row["delivery_id"]: (FAILED, f"could not write {path.name}: {type(exc).__name__}") for row in rows}
-    return {row["delivery_id"]: (SENT, None) for row in rows}
-
-
-def _deliver_slack(rules_config: RulesConfig, route: Route, day: date,
-                   rows: list[dict]) -> dict[str, tuple[str, str | None]]:
-    from openrouter_spend.alerts import channels
-
-    hook = channels.slack_hook(route.slack_connection_id, route.slack_env_var, rules_config.slack.timeout_seconds)
-    if hook is None:
-        reason = (f"no Slack webhook for route {route.name!r} (set ${route.slack_env_var} or Airflow connection "
-                  f"{route.slack_connection_id!r})")
-        return {row["delivery_id"]: (SKIPPED, reason) for row in rows}
-    outcomes = {}
-    size = rules_config.slack.alerts_per_message
-    for start in range(0, len(rows), size):
-        chunk = rows[start:start + size]
-        try:
-            channels.send_slack(hook, slack_payload(route, day, chunk))
-            outcomes.update({row["delivery_id"]: (SENT, None) for row in chunk})
-        except channels.ChannelError as exc:
-            outcomes.update({row["delivery_id"]: (FAILED, str(exc)) for row in chunk})
+    hooks: dict[tuple[str, str], Any] = {}
+    outcomes = []
+    for message in messages:
+        route = rules_config.routes.get(message.route)
+        if message.channel == "file":
+            outcomes.append(_append_file(message))
+        elif route is None:
+            outcomes.append((SKIPPED, f"route {message.route!r} is no longer in rules.yaml"))
+        else:
+            if (message.channel, route.name) not in hooks:
+                hooks[(message.channel, route.name)] = _hook(message.channel, route, rules_config)
+            hook = hooks[(message.channel, route.name)]
+            try:
+                outcomes.append(_send(hook, message, route, rules_config))
+            except channels.ChannelError as exc:
+                outcomes.append((FAILED, str(exc)))
     return outcomes
 
 
-def _deliver_email(rules_config: RulesConfig, route: Route, day: date, target: str,
-                   rows: list[dict]) -> dict[str, tuple[str, str | None]]:
+def _append_file(message: Outgoing) -> tuple[str, str | None]:
     from openrouter_spend.alerts import channels
 
-    email = rules_config.email
-    hook = channels.smtp_hook(email.connection_id, email.env_prefix, email.from_address, email.timeout_seconds)
-    if hook is None:
-        reason = f"no SMTP server (set {email.env_prefix}_HOST or Airflow connection {email.connection_id!r})"
-        return {row["delivery_id"]: (SKIPPED, reason) for row in rows}
-    recipients = target.removeprefix("email:").split(",")
-    batch_key = hashlib.sha256("|".join(sorted(r["delivery_id"] for r in rows)).encode()).hexdigest()[:16]
-    subject, text = email_content(route, day, rows)
-    message = channels.build_email(hook.from_email, recipients, subject, text, batch_key)
+    path = settings.paths().alerts / Path(message.target).name
     try:
-        channels.send_email(hook, message)
-    except channels.ChannelError as exc:
-        return {row["delivery_id"]: (FAILED, str(exc)) for row in rows}
-    return {row["delivery_id"]: (SENT, None) for row in rows}
+        channels.append_jsonl(path, message.body)
+    except OSError as exc:
+        return FAILED, f"could not write {path.name}: {type(exc).__name__}"
+    return SENT, None
+
+
+def _hook(channel: str, route: Route, rules_config: RulesConfig) -> Any:
+    """The channel's hook for `route`, or None when no webhook or SMTP server is configured."""
+    from openrouter_spend.alerts import channels
+
+    if channel == "slack":
+        return channels.slack_hook(route.slack_connection_id, route.slack_env_var,
+                                   rules_config.slack.timeout_seconds)
+    if channel == "email":
+        email = rules_config.email
+        return channels.smtp_hook(email.connection_id, email.env_prefix, email.from_address, email.timeout_seconds)
+    raise ValueError(f"unknown delivery channel {channel!r}")
+
+
+def _send(hook: Any, message: Outgoing, route: Route, rules_config: RulesConfig) -> tuple[str, str | None]:
+    from openrouter_spend.alerts import channels
+
+    if message.channel == "slack":
+        if hook is None:
+            return SKIPPED, (f"no Slack webhook for route {route.name!r} (set ${route.slack_env_var} or Airflow "
+                             f"connection {route.slack_connection_id!r})")
+        channels.send_slack(hook, message.body)
+        return SENT, None
+    email = rules_config.email
+    if hook is None:
+        return SKIPPED, f"no SMTP server (set {email.env_prefix}_HOST or Airflow connection {email.connection_id!r})"
+    subject, text = message.body
+    recipients = message.target.removeprefix("email:").split(",")
+    channels.send_email(hook, channels.build_email(hook.from_email, recipients, subject, text, message.message_key))
+    return SENT, None

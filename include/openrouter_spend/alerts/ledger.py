@@ -21,7 +21,6 @@ from typing import Any
 
 from openrouter_spend.alerts import key_notices
 from openrouter_spend.alerts.rules import (
-    BUDGET_OWNER_TOKEN,
     SEVERITIES,
     Route,
     annotation_explains,
@@ -89,7 +88,8 @@ def quality_status(con, day: date) -> Quality:
     return Quality(row[0], row[1], True)
 
 
-def _owners(con, day: date) -> dict[str, dict[str, str | None]]:
+def project_owners(con, day: date) -> dict[str, dict[str, str | None]]:
+    """Each project's team, budget owner and owner contact under the configuration in force on `day`."""
     rows = con.execute(
         """
         select projects.project, projects.team, projects.budget_owner, projects.budget_owner_contact
@@ -156,15 +156,6 @@ def _matching_annotations(candidate: dict, annotations: list[dict]) -> list[dict
             and annotation_explains(note.get("expected_change"), ratio)]
 
 
-def _recipients(route: Route, contact: str | None) -> list[str]:
-    recipients = []
-    for entry in route.email_to:
-        address = contact if entry == BUDGET_OWNER_TOKEN else entry
-        if address and address not in recipients:
-            recipients.append(address)
-    return sorted(recipients)
-
-
 def _planned_deliveries(alert: dict, route: Route, contact: str | None, day: date) -> list[dict[str, str]]:
     """The day's file lists every condition open that day (marked new, escalated, ongoing...; a key listed in
     its owner's notice rides with that notice); Slack and e-mail carry only what is notified (new or
@@ -176,7 +167,7 @@ def _planned_deliveries(alert: dict, route: Route, contact: str | None, day: dat
     if alert["is_notified"] and _rank(alert["severity"]) >= _rank(route.min_severity):
         if route.has_slack:
             targets.append(("slack", f"slack:{route.name}"))
-        recipients = _recipients(route, contact)
+        recipients = route.email_recipients(contact)
         if recipients:
             targets.append(("email", "email:" + ",".join(recipients)))
     return [{"delivery_id": delivery_id_for(alert["alert_id"], channel, target), "alert_id": alert["alert_id"],
@@ -346,7 +337,7 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
                 continue
             evaluated.append(rule.rule_id)
             candidates += [(rule, row) for row in evaluate_rule(con, rule, day)]
-        owners = _owners(con, day)
+        owners = project_owners(con, day)
         annotations = _annotations(con, day)
         lookback = max(rule.resolve_after_days for rule in rules_config.rules.values())
         previous = key_notices.with_open_conditions(con, day, _previous(con, day, lookback))

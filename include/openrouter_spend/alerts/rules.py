@@ -117,6 +117,15 @@ class Route:
     def has_slack(self) -> bool:
         return bool(self.slack_connection_id or self.slack_env_var)
 
+    def email_recipients(self, contact: str | None) -> list[str]:
+        """The route's e-mail addresses, sorted, with the budget owner's `contact` for the budget_owner entry."""
+        recipients = []
+        for entry in self.email_to:
+            address = contact if entry == BUDGET_OWNER_TOKEN else entry
+            if address and address not in recipients:
+                recipients.append(address)
+        return sorted(recipients)
+
 
 @dataclass(frozen=True)
 class EmailSettings:

@@ -22,19 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from openrouter_spend import rendering
-from openrouter_spend.alerts import channels
-from openrouter_spend.alerts.delivery import AlertDeliveryFailed
+from openrouter_spend.alerts.delivery import AlertDeliveryFailed, Outgoing, send
 from openrouter_spend.alerts.ledger import (
     FAILED,
     PENDING,
     SENT,
     SKIPPED,
-    _owners,
-    _recipients,
+    project_owners,
     quality_status,
 )
 from openrouter_spend.alerts.rules import SEVERITIES, RulesConfig
-from openrouter_spend.config import settings
 from openrouter_spend.reports.digest import savings
 from openrouter_spend.warehouse import connect, transaction
 
@@ -76,7 +73,7 @@ def _hashed(prefix: str, *parts: object) -> str:
 
 def notices(con, day: date) -> list[dict[str, Any]]:
     """One notice per owner from the day's opportunities: the top three, the total, the text to send."""
-    contacts = {project: owner.get("contact") for project, owner in _owners(con, day).items()}
+    contacts = {project: owner.get("contact") for project, owner in project_owners(con, day).items()}
     return [build_notice(day, owner, listed, next((contacts[p] for p in listed["projects"] if contacts.get(p)), None))
             for owner, listed in savings.per_owner(savings.read(con, day)).items()]
 
@@ -103,7 +100,7 @@ def _targets(notice: dict[str, Any], rules_config: RulesConfig) -> list[tuple[st
     if SEVERITIES.index(SEVERITY) >= SEVERITIES.index(route.min_severity):
         if route.has_slack:
             targets.append(("slack", route.name, f"slack:{route.name}"))
-        recipients = _recipients(route, notice["contact"])
+        recipients = route.email_recipients(notice["contact"])
         if recipients:
             targets.append(("email", route.name, "email:" + ",".join(recipients)))
     return targets
@@ -156,7 +153,8 @@ def emit_week(day: date, run_id: str, *, config_dir: Path | None = None, today: 
         else:
             status, pending = "planned", plan(con, day, rules_config)
             _insert(con, pending, run_id)
-    outcomes = {row["delivery_id"]: _deliver(row, rules_config) for row in pending}
+    sent = send([_message(row) for row in pending], rules_config)
+    outcomes = {row["delivery_id"]: outcome for row, outcome in zip(pending, sent, strict=True)}
     if outcomes:
         _record(outcomes, run_id)
     counts = {state: sum(s == state for s, _ in outcomes.values()) for state in (SENT, FAILED, SKIPPED)}
@@ -191,41 +189,18 @@ def _record(outcomes: dict[str, tuple[str, str | None]], run_id: str) -> None:
                 "where delivery_id = ?", [status, now, status, now, error, run_id, delivery_id])
 
 
-def _deliver(row: dict[str, Any], rules_config: RulesConfig) -> tuple[str, str | None]:
-    """Send one notice to one target: (status, error naming no secret)."""
+def _message(row: dict[str, Any]) -> Outgoing:
+    """The rendered message of one notice to one target."""
     notice, channel = row["notice"], row["channel"]
-    route = rules_config.routes.get(row["route"])
     if channel == "file":
-        path = settings.paths().alerts / Path(row["target"]).name
         record = {"delivery_id": row["delivery_id"], "kind": "savings_notice", "severity": SEVERITY,
                   "route": row["route"], **{k: v for k, v in notice.items() if k != "contact"}}
-        try:
-            channels.append_jsonl(path, [record])
-        except OSError as exc:
-            return FAILED, f"could not write {path.name}: {type(exc).__name__}"
-        return SENT, None
-    if route is None:
-        return SKIPPED, f"route {row['route']!r} is no longer in rules.yaml"
-    try:
-        if channel == "slack":
-            hook = channels.slack_hook(route.slack_connection_id, route.slack_env_var,
-                                       rules_config.slack.timeout_seconds)
-            if hook is None:
-                return SKIPPED, f"no Slack webhook for route {route.name!r}"
-            channels.send_slack(hook, slack_payload(notice))
-        else:
-            email = rules_config.email
-            hook = channels.smtp_hook(email.connection_id, email.env_prefix, email.from_address,
-                                      email.timeout_seconds)
-            if hook is None:
-                return SKIPPED, (f"no SMTP server (set {email.env_prefix}_HOST or Airflow connection "
-                                 f"{email.connection_id!r})")
-            channels.send_email(hook, channels.build_email(
-                hook.from_email, row["target"].removeprefix("email:").split(","), email_subject(notice),
-                notice["message"], row["delivery_id"]))
-    except channels.ChannelError as exc:
-        return FAILED, str(exc)
-    return SENT, None
+        body: Any = [record]
+    elif channel == "slack":
+        body = slack_payload(notice)
+    else:
+        body = (email_subject(notice), notice["message"])
+    return Outgoing(channel, row["route"], row["target"], body, row["delivery_id"])
 
 
 def slack_payload(notice: dict[str, Any]) -> dict[str, Any]:

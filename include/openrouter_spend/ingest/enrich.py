@@ -29,12 +29,13 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from time import monotonic
 from typing import Annotated, Any
 
 from openrouter_spend.config import settings
+from openrouter_spend.context import day_end, day_start
 from openrouter_spend.ingest.requests_log import record_change
 from openrouter_spend.warehouse.connection import transaction
 
@@ -270,8 +271,7 @@ def discover_generation_ids(day: date, run_id: str, enrichment: EnrichmentSettin
     enrichment = enrichment or EnrichmentSettings.from_env()
     if not enrichment.discovery_enabled:
         return {"day": day.isoformat(), "enabled": False}
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    slices = [(start, start + timedelta(days=1))]
+    slices = [(day_start(day), day_end(day))]
     found: dict[str, dict] = {}
     calls = 0
     unresolved = []

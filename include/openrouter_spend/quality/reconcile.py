@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from openrouter_spend.config import settings
+from openrouter_spend.context import day_end
 from openrouter_spend.quality.checks import Dataset, new_check
 from openrouter_spend.quality.config import QualityConfig, Tolerances
 
@@ -102,8 +103,7 @@ def snapshot_pair(con, day: date, endpoint: str, tolerances: Tolerances | None =
     def usable(snapshot_date: date, timing: str, fetched_at: datetime) -> bool:
         if timing != "on_time":
             return False
-        end = datetime.combine(snapshot_date + timedelta(days=1), datetime.min.time(), tzinfo=fetched_at.tzinfo)
-        return max_lag is None or (fetched_at - end).total_seconds() / 3600 <= max_lag
+        return max_lag is None or (fetched_at - day_end(snapshot_date)).total_seconds() / 3600 <= max_lag
 
     current = rows[0] if rows and rows[0][0] == day else None
     earlier = rows[1:] if current else rows

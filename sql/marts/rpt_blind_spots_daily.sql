@@ -2,13 +2,13 @@
 -- of showing a confident zero: per-request coverage, BYOK spend (estimated at market rates by OpenRouter),
 -- spend no listed key accounts for, and days that left the API window before they were captured.
 -- Grain: usage_date × project (project '*' = whole account). Key: the same two columns.
--- Upstream: marts.fct_daily_spend, marts.fct_generations, meta.extraction_gaps, staging.stg_account_activity,
---   staging.stg_activity, staging.stg_credits (the days that have data).
+-- Upstream: marts.fct_daily_spend, marts.fct_generations, staging.stg_extraction_gaps,
+--   staging.stg_account_activity, staging.stg_activity, staging.stg_credits (the days that have data).
 -- Partition: usage_date; builds the days in getvariable('mart_days') that have data.
 -- Per-request columns are NULL (unknown) when no per-request data was loaded for the day at all, and 0 when
 -- some project has per-request data that day but this one has none (a real blind spot). Coverage shares are
 -- capped at 1 (sampled per-request costs can exceed the credit spend by rounding).
--- gap_days_30d counts the permanent gaps (meta.extraction_gaps) among the 30 days ending on the day.
+-- gap_days_30d counts the permanent gaps (staging.stg_extraction_gaps) among the 30 days ending on the day.
 with
 build_days as (
     select usage_date from marts.build_days()
@@ -86,7 +86,7 @@ per_request_by_segment as (
 ),
 
 gaps as (
-    select distinct partition_date as gap_date from meta.extraction_gaps
+    select distinct gap_date from staging.stg_extraction_gaps
 ),
 
 gap_windows as (

@@ -32,12 +32,9 @@ converted as (
     select
         * exclude (prompt_price_per_token_usd, completion_price_per_token_usd, cache_read_price_per_token_usd),
         prompt_price_per_token_usd < 0 or completion_price_per_token_usd < 0 as is_router_price,
-        case when prompt_price_per_token_usd >= 0 then prompt_price_per_token_usd * 1e6 end
-            as prompt_price_per_mtok_usd,
-        case when completion_price_per_token_usd >= 0 then completion_price_per_token_usd * 1e6 end
-            as completion_price_per_mtok_usd,
-        case when cache_read_price_per_token_usd >= 0 then cache_read_price_per_token_usd * 1e6 end
-            as cache_read_price_per_mtok_usd
+        marts.price_per_mtok(prompt_price_per_token_usd) as prompt_price_per_mtok_usd,
+        marts.price_per_mtok(completion_price_per_token_usd) as completion_price_per_mtok_usd,
+        marts.price_per_mtok(cache_read_price_per_token_usd) as cache_read_price_per_mtok_usd
     from typed
 ),
 

@@ -23,7 +23,7 @@ from openrouter_spend.config import settings
 from openrouter_spend.config.owners import Config, load_config
 from openrouter_spend.config.versions import store_config
 from openrouter_spend.warehouse.connection import transaction
-from openrouter_spend.warehouse.staging import build_staging, create_views, dependency_order, sql_files
+from openrouter_spend.warehouse.staging import apply_macros, build_staging, create_views
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +79,6 @@ MARTS: tuple[Mart, ...] = (
     # days ending the day, so the first day of a version reaches 29 days on.
     Mart("rpt_savings_opportunities", "usage_date", _days_after(29)),
 )
-
-
-def apply_macros(con) -> list[str]:
-    """(Re)create the table macros of sql/macros/ that marts read, so a build always runs their current text.
-
-    A table macro binds the macros it reads when it is created, so those come first.
-    """
-    applied = []
-    for path in dependency_order(sql_files("macros"), "marts"):
-        try:
-            con.execute(path.read_text())
-        except Exception as exc:
-            raise RuntimeError(f"applying {path.name} failed: {exc}") from exc
-        applied.append(path.stem)
-    return applied
 
 
 def available_days(con) -> set[date]:

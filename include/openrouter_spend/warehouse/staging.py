@@ -1,5 +1,5 @@
-"""The staging views (sql/staging/*.sql) and intermediate views (sql/intermediate/*.sql), recreated in
-dependency order."""
+"""The macros (sql/macros/*.sql), staging views (sql/staging/*.sql) and intermediate views
+(sql/intermediate/*.sql), recreated in dependency order: macros first, since views and marts read them."""
 
 from __future__ import annotations
 
@@ -48,11 +48,27 @@ def create_views(con, layer: str) -> list[str]:
     return names
 
 
+def apply_macros(con) -> list[str]:
+    """(Re)create the macros of sql/macros/ that staging views and marts read, so both run their current text.
+
+    A table macro binds the macros it reads when it is created, so those come first.
+    """
+    applied = []
+    for path in dependency_order(sql_files("macros"), "marts"):
+        try:
+            con.execute(path.read_text())
+        except Exception as exc:
+            raise RuntimeError(f"applying {path.name} failed: {exc}") from exc
+        applied.append(path.stem)
+    return applied
+
+
 def build_staging(con) -> list[str]:
-    """(Re)create every staging view, then the intermediate views over marts, in one transaction; returns the
-    staging view names."""
+    """(Re)create the macros, every staging view, then the intermediate views over marts, in one transaction;
+    returns the staging view names."""
     try:
         with transaction(con):
+            apply_macros(con)
             names = create_views(con, "staging")
             # The marts tables exist from the migrations on, so a warehouse never built has these views too.
             create_views(con, "intermediate")

@@ -7,8 +7,9 @@
 -- first snapshot still gets a price. A prompt or completion price (or the router flag) the version lacks
 -- falls back to the first version's; the cache-read price is the version's own, since a model that stopped
 -- offering a cache-read price has none to save with.
--- fct_daily_spend (prices and the premium class of the day) and rpt_savings_opportunities (cache-read
--- prices, the prices before a change) read it. A view: it is one row per model and price change.
+-- fct_daily_spend (prices and the premium class of the day), fct_generations (the requested model's prices)
+-- and rpt_savings_opportunities (cache-read prices, the prices before a change) read it. A view: it is one
+-- row per model and price change.
 with
 versions as (
     select

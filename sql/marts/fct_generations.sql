@@ -6,7 +6,7 @@
 -- Upstream: staging.stg_request_log, staging.stg_generations (/generation records, enrichment status),
 --   marts.fct_daily_spend (the project of the key that day, or the latest day before; the /activity cells
 --   costs are allocated from), staging.stg_keys (key names of ids discovered through analytics),
---   marts.dim_model_price_history (prices of the requested model).
+--   intermediate.int_model_price_daily (prices of the requested model).
 -- Partition: usage_date; builds the days in getvariable('mart_days') and reads the day before for duplicates.
 -- Detail: openrouter_metadata when the application logged it (zero API calls), else the /generation record;
 --   without either the fallback flags and fallback_kind are NULL (unknown), never false. Classification macros
@@ -444,27 +444,28 @@ repeats as (
     where request_fingerprint is not null
 ),
 
-earliest_prices as (
-    select * from marts.dim_model_price_history
-    qualify row_number() over (partition by model order by valid_from) = 1
+first_prices as (
+    select model, cache_read_price_per_mtok_usd from intermediate.int_model_price_daily
+    where in_force_from = '-infinity'::date
 ),
 
--- The requested model's prices valid that day (days before its first snapshot use its earliest prices).
+-- The requested model's prices that apply to the day (intermediate.int_model_price_daily). A version without
+-- a cache-read price falls back to the model's first version's, then to the prompt price.
 model_prices as (
     select
         model_days.usage_date,
         model_days.effective_requested_model,
-        coalesce(prices.prompt_price_per_mtok_usd, earliest.prompt_price_per_mtok_usd) as requested_prompt_price,
-        coalesce(prices.completion_price_per_mtok_usd, earliest.completion_price_per_mtok_usd)
-            as requested_completion_price,
-        coalesce(prices.cache_read_price_per_mtok_usd, earliest.cache_read_price_per_mtok_usd,
-                 prices.prompt_price_per_mtok_usd, earliest.prompt_price_per_mtok_usd) as requested_cache_read_price
+        prices.prompt_price_per_mtok_usd as requested_prompt_price,
+        prices.completion_price_per_mtok_usd as requested_completion_price,
+        coalesce(prices.cache_read_price_per_mtok_usd, first_prices.cache_read_price_per_mtok_usd,
+                 prices.prompt_price_per_mtok_usd) as requested_cache_read_price
     from (select distinct usage_date, effective_requested_model from classified) as model_days
-    asof left join marts.dim_model_price_history as prices
+    left join intermediate.int_model_price_daily as prices
         on model_days.effective_requested_model = prices.model
-        and model_days.usage_date >= prices.valid_from
-    left join earliest_prices as earliest
-        on model_days.effective_requested_model = earliest.model
+        and model_days.usage_date >= prices.in_force_from
+        and (prices.in_force_to is null or model_days.usage_date < prices.in_force_to)
+    left join first_prices
+        on model_days.effective_requested_model = first_prices.model
 ),
 
 priced as (

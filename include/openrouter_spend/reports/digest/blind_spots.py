@@ -9,7 +9,8 @@ from datetime import date
 from typing import Any
 
 from openrouter_spend import rendering
-from openrouter_spend.reports.digest.data import ACCOUNT, DigestData, columns_of, has_table, rows
+from openrouter_spend.reports.digest.data import ACCOUNT, DigestData
+from openrouter_spend.reports.digest.queries import columns_of, has_table, rows
 
 # Per-request coverage at or above this share counts as complete (rounding of logged vs /activity counts).
 FULL_COVERAGE = 0.999

@@ -6,13 +6,14 @@ calendar and derives the short "what needs attention" list. Nothing here formats
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 from openrouter_spend.alerts.rules import annotation_explains
+from openrouter_spend.reports.digest import fallbacks
+from openrouter_spend.reports.digest.queries import columns_of, has_table, rows
 
 # How many days the trend charts look back (the API keeps 30 completed days).
 TREND_DAYS = 30
@@ -89,33 +90,6 @@ class DigestData:
         return f"the previous {self.baseline_days} day{'s' if self.baseline_days != 1 else ''} (all the history loaded)"
 
 
-def has_table(con, schema: str, name: str) -> bool:
-    """True when schema.name exists (table or view)."""
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
-    ).fetchone()[0])
-
-
-def columns_of(con, schema: str, name: str) -> list[str]:
-    """Column names of schema.name in table order."""
-    return [row[0] for row in con.execute(
-        "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
-        "order by ordinal_position", [schema, name]).fetchall()]
-
-
-def rows(con, sql: str, params: list | dict | None = None) -> list[dict[str, Any]]:
-    """Run a query and return its rows as dicts with NaN turned into None."""
-    cursor = con.execute(sql, params or [])
-    names = [d[0] for d in cursor.description]
-    return [{name: _clean(value) for name, value in zip(names, row, strict=True)} for row in cursor.fetchall()]
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def collect(con, day: date, source: str = "") -> DigestData:
     """Read the day's digest content from an open (read-only) warehouse connection."""
     from openrouter_spend.reports.digest.blind_spots import blind_spot_rows, blind_spots
@@ -166,7 +140,7 @@ def collect(con, day: date, source: str = "") -> DigestData:
             select api_key_name, project, budget_owner, days_since_last_use, unused_after_days, created_at,
                    as_of_date
             from marts.dim_api_key where is_unused order by project, api_key_name"""),
-        fallback=_fallback(con, day),
+        fallback=fallbacks.by_project(con, day),
     )
     data.alerts, data.alerts_state = _alerts(con, day)
     data.quality, data.quality_state = _quality(con, day)
@@ -180,7 +154,7 @@ def collect(con, day: date, source: str = "") -> DigestData:
         select usage_date, project, spend_usd, premium_spend_share, premium_spend_share_baseline_28d
         from marts.rpt_unit_economics_daily where usage_date between ? and ? order by usage_date, project""",
         [day - timedelta(days=TREND_DAYS - 1), day])
-    data.fallback_trend = _fallback_trend(con, day)
+    data.fallback_trend = fallbacks.trend(con, day - timedelta(days=TREND_DAYS - 1), day)
     data.baseline_days = con.execute(
         "select count(distinct usage_date) from marts.fct_daily_spend where usage_date between ? and ?",
         [day - timedelta(days=28), day - timedelta(days=1)]).fetchone()[0]
@@ -406,61 +380,3 @@ def _quality(con, day: date) -> tuple[dict[str, Any] | None, str]:
             where run_id = ? and usage_date = ? and not success
             order by severity = 'error' desc, check_id limit 8""", [run["run_id"], day])
     return run, "failed" if str(run.get("status")).lower() == "failed" else "passed"
-
-
-def _fallback(con, day: date) -> list[dict[str, Any]]:
-    """Fallbacks per project, scaled from the logged requests to the project's traffic, with 95% intervals."""
-    if not has_table(con, "marts", "fct_fallback_daily"):
-        return []
-    interval = "fallback_request_share_ci_low" in columns_of(con, "marts", "rpt_unit_economics_daily")
-    scaled = "traffic_requests" in columns_of(con, "marts", "fct_fallback_daily")
-
-    def traffic(column: str, logged: str) -> str:
-        return f"sum(coalesce({column}, {logged}))" if scaled else f"sum({logged})"
-
-    found = rows(con, f"""
-        with daily as (
-            select project, sum(requests) as logged_requests, {traffic("traffic_requests", "requests")} as requests,
-                   sum(fallback_requests) / nullif(sum(requests), 0) as fallback_share,
-                   {traffic("traffic_fallback_requests", "fallback_requests")} as fallback_requests,
-                   {traffic("traffic_fallback_spend_usd", "fallback_spend_usd")} as fallback_spend_usd,
-                   {traffic("traffic_fallback_extra_cost_usd", "fallback_extra_cost_usd")} as fallback_extra_cost_usd,
-                   {"any_value(request_coverage_share)" if scaled else "null"} as coverage_share,
-                   bool_and(estimate_method = 'census') as is_census
-            from marts.fct_fallback_daily where usage_date = $day group by project
-        )
-        select daily.*,
-               {"economics.fallback_request_share_ci_low" if interval else "null"} as fallback_share_ci_low,
-               {"economics.fallback_request_share_ci_high" if interval else "null"} as fallback_share_ci_high
-        from daily
-        {"left join marts.rpt_unit_economics_daily as economics on economics.usage_date = $day"
-         " and economics.project = daily.project" if interval else ""}
-        order by daily.requests desc, daily.project""", {"day": day})
-    for row in found:
-        # Money follows the number of fallbacks: its interval is the share's, at the sample's cost per fallback.
-        share, low, high = row["fallback_share"], row["fallback_share_ci_low"], row["fallback_share_ci_high"]
-        for name in ("fallback_spend_usd", "fallback_extra_cost_usd"):
-            value = row[name]
-            bounds = (None, None)
-            if share and value is not None and low is not None and high is not None:
-                bounds = tuple(sorted((value * low / share, value * high / share)))
-            row[f"{name}_ci"] = bounds
-    return found
-
-
-def _fallback_trend(con, day: date) -> list[dict[str, Any]]:
-    if not has_table(con, "marts", "fct_fallback_daily"):
-        return []
-    interval = "fallback_request_share_ci_low" in columns_of(con, "marts", "rpt_unit_economics_daily")
-    return rows(con, f"""
-        with daily as (
-            select usage_date, project, sum(fallback_requests) / nullif(sum(requests), 0) as fallback_share
-            from marts.fct_fallback_daily where usage_date between $first and $day
-            group by all
-        )
-        select daily.*,
-               {"economics.fallback_request_share_ci_low" if interval else "null"} as fallback_share_ci_low,
-               {"economics.fallback_request_share_ci_high" if interval else "null"} as fallback_share_ci_high
-        from daily
-        {"left join marts.rpt_unit_economics_daily as economics using (usage_date, project)" if interval else ""}
-        order by usage_date, project""", {"first": day - timedelta(days=TREND_DAYS - 1), "day": day})

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from openrouter_spend import rendering
-from openrouter_spend.reports.digest.data import columns_of, has_table, rows
+from openrouter_spend.reports.digest.queries import columns_of, has_table, rows
 
 TABLE = "marts.rpt_savings_opportunities"
 # The digest lists this many opportunities, the weekly notice this many per owner.

@@ -6,10 +6,11 @@ only drives identifiers (hashes, UUIDs) and volumes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 
@@ -266,6 +267,67 @@ ENDPOINT_OFFERS: dict[str, tuple[EndpointOffer, ...]] = {
         EndpointOffer("Fireworks", "0.0000001", "0.0000003", 93.1),
     ),
 }
+
+@dataclass(frozen=True)
+class PriceChange:
+    """A catalogue model repriced at an instant: requests from then on are charged the new prices.
+
+    OpenRouter reprices a model in place: /models and /models/{id}/endpoints only ever show the prices in
+    force, with no history and no announcement of the change. MODELS hold the prices before it.
+    """
+
+    model_id: str
+    at: datetime
+    prompt: str
+    completion: str
+
+    def applies_at(self, moment: datetime) -> bool:
+        return moment >= self.at
+
+    def reprice(self, model: Model) -> Model:
+        """The model at the new prices (its cache-read price, if any, is left as it was)."""
+        return dataclasses.replace(model, prompt=self.prompt, completion=self.completion)
+
+
+def pricing_form(model: Model) -> dict[str, str | None]:
+    """The prices a model is listed at, as /models gives them (USD per token strings)."""
+    return {"prompt": model.prompt, "completion": model.completion, "input_cache_read": model.input_cache_read}
+
+
+class PriceBook:
+    """The catalogue's prices over time: MODELS as they start, repriced by a world's planted price changes."""
+
+    def __init__(self, changes: tuple[PriceChange, ...] = ()):
+        self.changes = {change.model_id: change for change in changes}
+        if len(self.changes) != len(changes) or not set(self.changes) <= set(MODEL_BY_ID):
+            raise ValueError("price changes must name distinct catalogue models, one change each")
+
+    def at(self, model_id: str, moment: datetime) -> Model:
+        """The model at the prices in force at `moment`."""
+        model = MODEL_BY_ID[model_id]
+        change = self.changes.get(model_id)
+        return change.reprice(model) if change and change.applies_at(moment) else model
+
+    def for_day(self, model_id: str, day: date) -> Model:
+        """The model at the prices its traffic of `day` is charged in total.
+
+        On the day of a change: the old and new prices weighted by the parts of the day before and after the
+        instant, since a day's traffic is spread evenly over it (a day's /activity row sums requests at both).
+        """
+        model = MODEL_BY_ID[model_id]
+        change = self.changes.get(model_id)
+        start = datetime.combine(day, datetime.min.time(), UTC)
+        if change is None or not start < change.at < start + timedelta(days=1):
+            return self.at(model_id, start)
+        new = change.reprice(model)
+        share_after = (start + timedelta(days=1) - change.at) / timedelta(days=1)
+
+        def blend(old_price: str, new_price: str) -> str:
+            return repr(float(old_price) * (1 - share_after) + float(new_price) * share_after)
+
+        return dataclasses.replace(model, prompt=blend(model.prompt, new.prompt),
+                                   completion=blend(model.completion, new.completion))
+
 
 # Which model a request asked for when the served model is the fallback (requested -> served).
 MODEL_FALLBACKS = {

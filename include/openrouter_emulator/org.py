@@ -30,9 +30,11 @@ from openrouter_emulator.catalog import (
     PROVIDERS,
     KeySpec,
     Model,
+    PriceBook,
     Provider,
     Record,
     endpoint_id,
+    pricing_form,
 )
 from openrouter_emulator.scenarios import SCENARIOS, Scenario, get_scenario
 
@@ -226,6 +228,7 @@ class SyntheticOrg:
         self._key_by_hash = {k.hash: k for k in self.keys}
         self._key_by_name = {k.name: k for k in self.keys}
         self._event_plan = self.world.plan_events(self.anchor_date) if self.world.plan_events else {}
+        self.prices = PriceBook(tuple(self._event_plan.get("price_changes", ())))
         self._lock = threading.RLock()
         self._days: dict[date, dict[str, tuple[ActivityRow, ...]]] = {}
         self._day_usage: dict[date, tuple[int, int]] = {}
@@ -486,6 +489,16 @@ class SyntheticOrg:
                 f"A provider of the {surge['workspace']} project's models fails intermittently: about "
                 f"{surge['rate']:.0%} of its requests are served by another provider after a failed attempt.",
                 surge["workspace"], fallback_rate=surge["rate"]))
+        for change in plan.get("price_changes", ()):
+            old, new = MODEL_BY_ID[change.model_id], self.prices.at(change.model_id, change.at)
+            events.append(self._event(
+                "price_change", change.at.date(), change.at.date(),
+                f"{change.model_id} is repriced at {change.at:%H:%M} UTC: prompt ${old.prompt_price * 1e6:g} -> "
+                f"${new.prompt_price * 1e6:g}, completion ${old.completion_price * 1e6:g} -> "
+                f"${new.completion_price * 1e6:g} per 1M tokens. /models shows only the price in force; requests "
+                "from the instant on are charged the new price.",
+                model=change.model_id, model_permaslug=old.canonical_slug, at=change.at,
+                old_pricing=pricing_form(old), new_pricing=pricing_form(new)))
         if plan.get("topups"):
             initial, topups = self.credit_plan()
             for moment, amount in topups:
@@ -542,7 +555,7 @@ class SyntheticOrg:
 
         rows = []
         for model_id, weight in weights:
-            model = MODEL_BY_ID[model_id]
+            model = self.prices.for_day(model_id, day)
             model_requests = volume * weight / total_weight
             shares = [(name, share * rng.uniform(0.9, 1.1)) for name, share in model.providers]
             up_total = sum(s for name, s in shares if name not in effects.down_providers)
@@ -934,7 +947,7 @@ class SyntheticOrg:
             row = rng.choices(rows, weights=[r.requests for r in rows])[0]
             created = _midnight(day) + timedelta(seconds=rng.randrange(86400), microseconds=rng.randrange(10**6))
             record, requested = build_generation(rng, key, self._workspace_by_slug[key.spec.workspace], row,
-                                                 created, effects)
+                                                 created, effects, priced=self.prices.at(row.model_id, created))
             out.append(record)
             previous = out[start + index - 1]["id"] if looping and index > 0 else None
             log.append(_log_entry(rng, key, record, requested, looping, previous))
@@ -947,9 +960,10 @@ class SyntheticOrg:
         workspace = self._workspace_by_slug[key.spec.workspace]
         built = []
         for row in rows:
-            for exact in exact_requests(rng, row):
+            for exact in exact_requests(rng, row, self.prices.for_day(row.model_id, day)):
                 created = _midnight(day) + timedelta(seconds=rng.randrange(86400), microseconds=rng.randrange(10**6))
-                built.append(build_generation(rng, key, workspace, row, created, effects, exact=exact))
+                built.append(build_generation(rng, key, workspace, row, created, effects, exact=exact,
+                                              priced=self.prices.at(row.model_id, created)))
         built.sort(key=lambda item: (item[0]["created_at"], item[0]["id"]))
         for index, (record, requested) in enumerate(built):
             out.append(record)
@@ -1001,13 +1015,13 @@ def split_exactly(total: int, weights: list[float]) -> list[int]:
     return parts
 
 
-def exact_requests(rng: random.Random, row: ActivityRow) -> list[ExactRequest]:
+def exact_requests(rng: random.Random, row: ActivityRow, model: Model) -> list[ExactRequest]:
     """Every request of an activity row, with tokens and costs that add up to the row (costs to the nano-dollar).
 
     Credits (`usage`) = what non-BYOK requests were charged + the BYOK requests' fee; BYOK requests also carry
-    their share of `byok_usage_inference` (openrouter-api.md §4.5). Costs follow each request's tokens.
+    their share of `byok_usage_inference` (openrouter-api.md §4.5). Costs follow each request's tokens at the
+    `model`'s prices for the row's day.
     """
-    model = MODEL_BY_ID[row.model_id]
     count = row.requests
     prompt_weights = [rng.lognormvariate(0.0, 0.3) for _ in range(count)]
     completion_weights = [rng.lognormvariate(0.0, 0.3) for _ in range(count)]
@@ -1035,13 +1049,14 @@ def exact_requests(rng: random.Random, row: ActivityRow) -> list[ExactRequest]:
 
 def build_generation(rng: random.Random, key: ApiKey, workspace: Workspace, row: ActivityRow, created: datetime,
                      effects: DayEffects, always_fall_back: bool = False,
-                     exact: ExactRequest | None = None) -> tuple[dict, str]:
+                     exact: ExactRequest | None = None, priced: Model | None = None) -> tuple[dict, str]:
     """One /generation record of an activity row; returns (record, requested model id).
 
     Without `exact` the tokens are drawn around the row's mean per request (a sample of the day); with it they
-    and the costs are that request's exact share of the row.
+    and the costs are that request's exact share of the row. `priced` is the row's model at the prices in force
+    when the request was made (default: the catalogue's).
     """
-    model = MODEL_BY_ID[row.model_id]
+    model = priced or MODEL_BY_ID[row.model_id]
     spec = key.spec
     served = row.provider_name
     if exact is None:

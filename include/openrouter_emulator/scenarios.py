@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType
 
-from openrouter_emulator.catalog import KEY_SPECS, MEMBERS, WORKSPACES, KeySpec, Member, WorkspaceSpec
+from openrouter_emulator.catalog import (
+    KEY_SPECS,
+    MEMBERS,
+    WORKSPACES,
+    KeySpec,
+    Member,
+    PriceChange,
+    WorkspaceSpec,
+)
 from openrouter_emulator.large import LARGE_KEYS, LARGE_MEMBERS, LARGE_REQUEST_LOGGING, LARGE_WORKSPACES
 
 # How the default organisation's apps log: search and data-platform log the response's openrouter_metadata and
@@ -38,6 +46,10 @@ def default_events(anchor: date) -> dict:
         "runaway_loop": {"key": "enrichment-worker-hourly", "start": day(4), "end": day(3),
                          "factors": {day(4): 19.0, day(3): 15.0}},
         "topups": [(day(12), time(15, 42, 7, 331902)), (day(5), time(10, 17, 44, 90215))],
+        # Qwen3 235B's hosts cut its price mid-afternoon: data-platform's entity extraction (and a shared
+        # notebook) pay $0.10/$0.40 per 1M prompt/completion tokens from then on instead of $0.13/$0.60.
+        "price_changes": (PriceChange("qwen/qwen3-235b-a22b", datetime.combine(day(8), time(15, 0), UTC),
+                                      prompt="0.0000001", completion="0.0000004"),),
     }
 
 
@@ -293,7 +305,7 @@ SCENARIOS: dict[str, Scenario] = {
     "default": Scenario(
         "default",
         "Northwind Labs: 140+ keys over five workspaces with a provider outage, premium drift, a release, a "
-        "runaway loop, two top-ups and a low credit runway.",
+        "runaway loop, a model price cut, two top-ups and a low credit runway.",
         plan_events=default_events,
     ),
     "quiet": Scenario(

@@ -345,7 +345,8 @@ class EmulatorServer:
         rng = random.Random(f"{self.seed}|live|{counter}")
         moment = _aware_utc(created_at) if created_at else self.now
         workspace = self.org.workspace_by_id(key.workspace_id)
-        record, _ = build_generation(rng, key, workspace, row, moment, effects, always_fall_back=fallback)
+        record, _ = build_generation(rng, key, workspace, row, moment, effects, always_fall_back=fallback,
+                                     priced=self.org.prices.at(spec_model.id, moment))
         with self._lock:
             self._live_generations[record["id"]] = record
         return record["id"]
@@ -630,18 +631,20 @@ class EmulatorServer:
                 params = {k: v for k, v in query.items() if k not in ("offset", "limit")}
                 params.update(offset=str(offset + limit), limit=str(limit))
                 next_link = f"{self.base_url}/models?{urlencode(params)}"
-        return {"data": [_model_json(m) for m in models], "total_count": total, "links": {"next": next_link}}
+        return {"data": [_model_json(self._priced_now(m.id)) for m in models], "total_count": total,
+                "links": {"next": next_link}}
+
+    def _priced_now(self, model_id: str) -> Model:
+        """The catalogue model at the prices in force at the clock's now: the API keeps no price history."""
+        if model_id not in MODEL_BY_ID:
+            raise ApiError(404, NOT_FOUND)
+        return self.org.prices.at(model_id, self.now)
 
     def _model(self, author: str, slug: str, **_: Any) -> dict:
-        model = MODEL_BY_ID.get(f"{author}/{slug}")
-        if model is None:
-            raise ApiError(404, NOT_FOUND)
-        return {"data": _model_json(model)}
+        return {"data": _model_json(self._priced_now(f"{author}/{slug}"))}
 
     def _endpoints(self, author: str, slug: str, caller: str | None, **_: Any) -> dict:
-        model = MODEL_BY_ID.get(f"{author}/{slug}")
-        if model is None:
-            raise ApiError(404, NOT_FOUND)
+        model = self._priced_now(f"{author}/{slug}")
         return {"data": {
             "id": model.id,
             "name": model.name,

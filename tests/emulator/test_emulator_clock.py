@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from openrouter_emulator import EmulatorServer, FaultRule, build_org
+from openrouter_emulator.catalog import MODEL_BY_ID
 from openrouter_emulator.org import NANO, ActivityRow, exact_requests, split_exactly
 
 ANCHOR = date(2026, 11, 20)
@@ -127,7 +128,7 @@ def test_split_exactly_is_proportional_and_adds_up():
 def test_exact_requests_add_up_to_the_row_with_byok_apart():
     row = ActivityRow("google/gemini-2.5-flash", "endpoint", "Google AI Studio", 40, 72_000, 2_400, 0, 0,
                       usage_nanos=3_117_045, byok_nanos=20_411_700, byok_requests=38)
-    shares = exact_requests(random.Random(1), row)
+    shares = exact_requests(random.Random(1), row, MODEL_BY_ID[row.model_id])
     assert len(shares) == 40 and sum(s.is_byok for s in shares) == 38
     assert sum(s.credits_nanos for s in shares) == row.usage_nanos
     assert sum(s.byok_nanos for s in shares) == row.byok_nanos

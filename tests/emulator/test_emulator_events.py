@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-EVENT_NAMES = {"provider_outage", "premium_drift", "release_spend_jump", "runaway_loop", "low_runway", "topups"}
+EVENT_NAMES = {"provider_outage", "premium_drift", "release_spend_jump", "runaway_loop", "low_runway", "topups",
+               "price_change"}
 PREMIUM_MODELS = {"anthropic/claude-opus-4", "anthropic/claude-sonnet-4"}
 
 
@@ -139,6 +140,69 @@ def test_low_runway_on_the_newest_completed_day(shared_server):
     burn = statistics.mean(org.daily_spend(newest - timedelta(days=i)) for i in range(7))
     assert (credits - usage) / burn < 7
     assert _event(shared_server, "low_runway")["end_date"] == newest
+
+
+def _per_mtok(pricing: dict, name: str) -> float:
+    return float(pricing[name]) * 1e6
+
+
+def _model_activity(api, day, model_id: str) -> list[dict]:
+    return [row for row in api.data("/activity", date=day.isoformat()) if row["model"] == model_id]
+
+
+def _cost(rows: list[dict], pricing: dict) -> float:
+    """What the rows' tokens cost at these prices (the repriced model offers no cache-read price)."""
+    return sum(row["prompt_tokens"] * _per_mtok(pricing, "prompt") + row["completion_tokens"]
+               * _per_mtok(pricing, "completion") for row in rows) / 1e6
+
+
+def test_a_price_change_shows_in_models_only_from_its_instant(api, server):
+    change = _event(server, "price_change")
+    author, slug = change["model"].split("/")
+    assert change["new_pricing"]["prompt"] != change["old_pricing"]["prompt"]
+    # The clock ticks on from where it is set: a minute before the instant is still before it when answered.
+    for moment, pricing in ((change["at"] - timedelta(minutes=1), change["old_pricing"]),
+                            (change["at"], change["new_pricing"])):
+        server.set_now(moment)
+        listed = next(m for m in api.data("/models") if m["id"] == change["model"])
+        assert {name: listed["pricing"].get(name) for name in pricing} == pricing
+        assert api.data(f"/model/{author}/{slug}")["pricing"]["prompt"] == pricing["prompt"]
+        endpoints = api.data(f"/models/{author}/{slug}/endpoints")["endpoints"]
+        assert endpoints and {(e["pricing"]["prompt"], e["pricing"]["completion"]) for e in endpoints} == \
+            {(pricing["prompt"], pricing["completion"])}
+
+
+def test_activity_is_charged_the_price_in_force(shared_api, shared_server):
+    change = _event(shared_server, "price_change")
+    old, new = change["old_pricing"], change["new_pricing"]
+    for day, pricing in ((change["start_date"] - timedelta(days=1), old), (change["start_date"] + timedelta(days=1), new)):
+        rows = _model_activity(shared_api, day, change["model"])
+        assert rows and not any(row["cached_tokens"] or row["byok_usage_inference"] for row in rows)
+        assert sum(row["usage"] for row in rows) == pytest.approx(_cost(rows, pricing), abs=1e-6)
+    # On the day of the change, the hours before the instant at the old price and the rest at the new one.
+    rows = _model_activity(shared_api, change["start_date"], change["model"])
+    at = change["at"]
+    share_after = (datetime.combine(at.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC) - at) \
+        / timedelta(days=1)
+    blended = (1 - share_after) * _cost(rows, old) + share_after * _cost(rows, new)
+    assert sum(row["usage"] for row in rows) == pytest.approx(blended, abs=1e-6)
+
+
+def test_generations_are_charged_the_price_in_force_when_made(shared_server):
+    change = _event(shared_server, "price_change")
+    org = shared_server.org
+    seen = set()
+    for day in (change["start_date"] - timedelta(days=1), change["start_date"], change["start_date"] + timedelta(days=1)):
+        for record in org.generations(day):
+            if record["model"] != change["model"]:
+                continue
+            after = datetime.fromisoformat(record["created_at"]) >= change["at"]
+            pricing = change["new_pricing"] if after else change["old_pricing"]
+            listed = (record["native_tokens_prompt"] * float(pricing["prompt"])
+                      + record["native_tokens_completion"] * float(pricing["completion"]))
+            assert record["total_cost"] == pytest.approx(listed, abs=1e-9)
+            seen.add(after)
+    assert seen == {False, True}
 
 
 def test_topups_raise_total_credits_on_their_days(api, server):

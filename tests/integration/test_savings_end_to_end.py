@@ -91,10 +91,58 @@ def test_a_premium_model_in_a_logged_workflow_against_its_standard_model(warehou
           f"({row['monthly_saving_low_usd']:.2f}-{row['monthly_saving_high_usd']:.2f})")
 
 
-def test_every_kind_the_default_world_can_show_is_there(warehouse):
+@pytest.fixture(scope="module")
+def price_change(emulated_warehouse) -> dict:
+    """The default world's planted price change, as the emulator defines it (prices in USD per 1M tokens)."""
+    from openrouter_emulator.org import build_org
+
+    (event,) = [e for e in build_org("default", anchor_date=emulated_warehouse.anchor).events
+                if e["event"] == "price_change"]
+    return {**event, **{f"{age}_{name}": float(event[f"{age}_pricing"][name]) * 1e6
+                        for age in ("old", "new") for name in ("prompt", "completion")}}
+
+
+def test_a_model_price_cut_is_sized_from_the_projects_tokens(warehouse, price_change):
+    con, day = warehouse
+    # The snapshot taken after the day of the change is the first to show the new prices.
+    changed_on = price_change["start_date"]
+    assert changed_on > day - timedelta(days=30)
+    volumes = con.execute(
+        "select project, sum(prompt_tokens - least(cached_tokens, prompt_tokens)), "
+        "sum(least(cached_tokens, prompt_tokens)), sum(completion_tokens) from marts.fct_daily_spend "
+        "where model = ? and usage_date between ? and ? group by project",
+        [price_change["model"], day - timedelta(days=6), day]).fetchall()
+    rows = {row["project"]: row for row in _rows(
+        con, "select * from marts.rpt_savings_opportunities where usage_date = ? and "
+             "opportunity_kind = 'price_change' and model_permaslug = ?", [day, price_change["model_permaslug"]])}
+    assert volumes and set(rows) == {project for project, *_ in volumes}
+    prompt_change = price_change["new_prompt"] - price_change["old_prompt"]
+    completion_change = price_change["new_completion"] - price_change["old_completion"]
+    for project, uncached, cached, completion in volumes:
+        row = rows[project]
+        # The model offers no cache-read price, so cached tokens are charged the prompt price.
+        expected = ((uncached + cached) * prompt_change + completion * completion_change) / 1e6 \
+            / _loaded_days(con, day) * 30
+        assert (row["model"], row["price_changed_on"], row["price_direction"], row["bound_kind"]) == \
+            (price_change["model"], changed_on, "drop", "estimate")
+        assert (row["old_prompt_price_per_mtok_usd"], row["new_prompt_price_per_mtok_usd"],
+                row["old_completion_price_per_mtok_usd"], row["new_completion_price_per_mtok_usd"]) == \
+            pytest.approx((price_change["old_prompt"], price_change["new_prompt"],
+                           price_change["old_completion"], price_change["new_completion"]), rel=1e-12)
+        assert row["monthly_price_effect_usd"] == pytest.approx(expected, rel=1e-9)
+        assert row["monthly_saving_usd"] == pytest.approx(-expected, rel=1e-9)
+        print(f"price_change {project} {price_change['model']} {day}: {row['monthly_price_effect_usd']:+.2f} "
+              f"USD a month (uncached {uncached}, cached {cached}, completion {completion} tokens over "
+              f"{_loaded_days(con, day)} days)")
+    assert max(row["monthly_saving_usd"] for row in rows.values()) > 1
+    # Before its first snapshot at the new prices, no day shows the change.
+    assert not con.execute("select count(*) from marts.rpt_savings_opportunities where opportunity_kind = "
+                           "'price_change' and usage_date < ?", [changed_on]).fetchone()[0]
+
+
+def test_every_kind_of_saving_is_there(warehouse):
     con, day = warehouse
     kinds = {kind for (kind,) in con.execute(
         "select distinct opportunity_kind from marts.rpt_savings_opportunities where usage_date = ?", [day]
     ).fetchall()}
-    # The emulator's prices never change, so price_change has nothing to show there.
-    assert kinds == {"prompt_caching", "provider_price_spread", "premium_vs_standard"}
+    assert kinds == {"prompt_caching", "price_change", "provider_price_spread", "premium_vs_standard"}

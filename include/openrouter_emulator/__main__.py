@@ -11,7 +11,7 @@ from openrouter_emulator.server import CLOCK_MODES, serve_forever
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse arguments and serve until Ctrl-C."""
+    """Parse arguments and serve until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m openrouter_emulator", description=__doc__)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
     parser.add_argument("--port", type=int, default=8090)

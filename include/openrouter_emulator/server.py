@@ -8,6 +8,7 @@ import math
 import os
 import random
 import re
+import signal
 import threading
 import time
 import traceback
@@ -891,17 +892,23 @@ def _endpoint_json(model: Model, provider_name: str, authenticated: bool, offer:
 def serve_forever(scenario: str = "default", port: int = 8090, seed: int | None = None,
                   anchor_date: date | None = None, faults: list[FaultRule] | None = None,
                   host: str = "127.0.0.1", clock: str | None = None) -> None:
-    """Serve the emulator in the foreground until Ctrl-C, after printing its base URL and management key."""
+    """Serve the emulator in the foreground until Ctrl-C or SIGTERM, after printing its base URL and management key."""
+    stop_signals: list[int] = []  # a plain list: a handler must not take a lock its own thread may hold
+    # Handlers set before serving, so a signal that arrives while the address is printed still stops cleanly.
+    previous_handlers = {signum: signal.signal(signum, lambda received, _frame: stop_signals.append(received))
+                         for signum in (signal.SIGINT, signal.SIGTERM)}
     server = EmulatorServer(scenario=scenario, host=host, port=port, seed=seed, anchor_date=anchor_date,
                             faults=faults, clock=clock)
-    server.start()
-    print(f"OpenRouter emulator ({scenario}, seed {server.seed}, anchor {server.anchor_date}, "
-          f"{server.clock_mode} clock) serving "
-          f"{server.base_url} management key {server.management_key}", flush=True)
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        server.start()
+        print(f"OpenRouter emulator ({scenario}, seed {server.seed}, anchor {server.anchor_date}, "
+              f"{server.clock_mode} clock) serving "
+              f"{server.base_url} management key {server.management_key}", flush=True)
+        # Short sleeps, not one long one: when the kernel hands the signal to a serving thread, Python runs its
+        # handler only once the main thread runs again, which a long sleep postponed for up to an hour.
+        while not stop_signals:
+            time.sleep(0.5)
     finally:
         server.stop()
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)

@@ -248,7 +248,8 @@ def test_analytics_query_is_rate_limited_at_64_per_minute(api, server):
 STARTUP_DEADLINE_SECONDS = 120
 
 
-def test_serve_forever_prints_its_address_and_stops_on_ctrl_c():
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_forever_prints_its_address_and_stops_on_ctrl_c_or_sigterm(stop_signal):
     process = subprocess.Popen(
         [sys.executable, "-m", "openrouter_emulator", "--port", "0", "--scenario", "quiet",
          "--anchor-date", "2026-11-20"],
@@ -263,8 +264,10 @@ def test_serve_forever_prints_its_address_and_stops_on_ctrl_c():
         response = requests.get(base_url + "/credits", headers={"Authorization": f"Bearer {management_key}"},
                                 timeout=STARTUP_DEADLINE_SECONDS)
         assert response.status_code == 200
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         assert process.wait(timeout=STARTUP_DEADLINE_SECONDS) == 0
+        with pytest.raises(requests.ConnectionError):  # the port is released
+            requests.get(base_url + "/credits", timeout=5)
     finally:
         if process.poll() is None:
             process.kill()

@@ -3,10 +3,9 @@
 Each mart is one SELECT in sql/marts/<name>.sql, which also declares its table's columns: a build creates a
 missing table from it and adds or drops columns to match (a reshaped mart is rebuilt for every day), and
 records in meta.mart_shapes the key it shaped the table from, so a later build describes the SELECT again only
-when the key changed (MartShapes). Table
-macros shared by marts live in sql/macros/ and are re-created by every build. Day-partitioned marts are
-rebuilt only for the days a change can reach (a changed day plus the windows that read it); small dimensions
-are rebuilt whole. A build runs in one transaction: a failure leaves the previous marts untouched.
+when the key changed (MartShapes). Table macros shared by marts live in sql/macros/ and are re-created by
+every build. Day-partitioned marts are rebuilt only for the days a change can reach (a changed day plus the
+windows that read it); small dimensions are rebuilt whole. A build runs in one transaction: a failure leaves the previous marts untouched.
 docs/marts.md has the methods.
 """
 

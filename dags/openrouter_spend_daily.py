@@ -21,6 +21,8 @@ Pulls one completed UTC day of OpenRouter usage and loads it into the DuckDB war
 
 from __future__ import annotations
 
+import functools
+
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import dag, task
@@ -28,6 +30,10 @@ from airflow.sdk import dag, task
 from openrouter_spend import dag_tasks as steps
 from openrouter_spend.dag_tasks import WAREHOUSE
 from openrouter_spend.timetable import UsageDayTimetable
+
+# A task's result is one XCom. TaskFlow would unroll a `-> dict` result into one XCom per key as well, each an
+# API call and a metadata-database write per task, and nothing reads them.
+step = functools.partial(task, multiple_outputs=False)
 
 
 @dag(
@@ -40,29 +46,29 @@ from openrouter_spend.timetable import UsageDayTimetable
     default_args=steps.default_args(),
 )
 def openrouter_spend_daily():
-    prepare_warehouse = task(**WAREHOUSE)(steps.prepare_warehouse)
-    check_activity_window = task(steps.check_activity_window)
-    extract_snapshots = task(steps.extract_snapshots)
-    extract_key_activity = task(map_index_template="{{ task.op_kwargs['key_hashes'] | length }} keys")(
+    prepare_warehouse = step(**WAREHOUSE)(steps.prepare_warehouse)
+    check_activity_window = step(steps.check_activity_window)
+    extract_snapshots = step(steps.extract_snapshots)
+    extract_key_activity = step(map_index_template="{{ task.op_kwargs['key_hashes'] | length }} keys")(
         steps.extract_key_activity)
-    reconcile_key_activity = task(trigger_rule="none_failed")(steps.reconcile_key_activity)
-    ingest_request_logs = task(**WAREHOUSE)(steps.ingest_request_logs)
-    enrich_generations = task(steps.enrich_generations)
-    load_generations = task(trigger_rule="all_done", **WAREHOUSE)(steps.load_generations)
-    load_raw = task(trigger_rule="none_failed", **WAREHOUSE)(steps.load_raw)
-    build_staging = task(**WAREHOUSE)(steps.build_staging)
-    build_marts = task(**WAREHOUSE)(steps.build_marts)
-    validate_warehouse = task(**WAREHOUSE)(steps.validate_warehouse)
+    reconcile_key_activity = step(trigger_rule="none_failed")(steps.reconcile_key_activity)
+    ingest_request_logs = step(**WAREHOUSE)(steps.ingest_request_logs)
+    enrich_generations = step(steps.enrich_generations)
+    load_generations = step(trigger_rule="all_done", **WAREHOUSE)(steps.load_generations)
+    load_raw = step(trigger_rule="none_failed", **WAREHOUSE)(steps.load_raw)
+    build_staging = step(**WAREHOUSE)(steps.build_staging)
+    build_marts = step(**WAREHOUSE)(steps.build_marts)
+    validate_warehouse = step(**WAREHOUSE)(steps.validate_warehouse)
     # one_done: after the gate passed or failed (to block decision alerts), skipped when the gate never ran.
-    evaluate_rules = task(trigger_rule="one_done", **WAREHOUSE)(steps.evaluate_rules)
-    emit_alerts = task(**WAREHOUSE)(steps.emit_alerts)
-    publish_warehouse = task(**WAREHOUSE)(steps.publish_warehouse)
-    write_digest = task(**WAREHOUSE)(steps.write_digest)
-    export_focus = task(**WAREHOUSE)(steps.export_focus)
+    evaluate_rules = step(trigger_rule="one_done", **WAREHOUSE)(steps.evaluate_rules)
+    emit_alerts = step(**WAREHOUSE)(steps.emit_alerts)
+    publish_warehouse = step(**WAREHOUSE)(steps.publish_warehouse)
+    write_digest = step(**WAREHOUSE)(steps.write_digest)
+    export_focus = step(**WAREHOUSE)(steps.export_focus)
     # On the warehouse worker, which holds the digest folder; a failed e-mail retries without re-rendering.
-    mail_digest = task(**WAREHOUSE)(steps.mail_digest)
+    mail_digest = step(**WAREHOUSE)(steps.mail_digest)
     # none_failed: a day with no alert to send (emit_alerts skipped) is summarised; a failed delivery is not.
-    summarize_day = task(trigger_rule="none_failed", **WAREHOUSE)(steps.summarize_day)
+    summarize_day = step(trigger_rule="none_failed", **WAREHOUSE)(steps.summarize_day)
 
     migrated = prepare_warehouse()
     window = check_activity_window()

@@ -12,6 +12,7 @@ the lock over). SIGTERM and SIGINT stop a run after its current task (`stop_requ
 from __future__ import annotations
 
 import fcntl
+import importlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -332,6 +334,26 @@ def _record_wall_start(logical_date: datetime, started_at: datetime) -> None:
             dag_run.start_date = started_at
 
 
+# Imported once per process by later tasks: Great Expectations by the quality gate (~7 s), matplotlib by the
+# digest's charts. Tasks run in this process, so these are imported in the background while the first day's
+# extraction waits on the API's rate limit, instead of in line in the first day's gate and digest.
+BACKGROUND_IMPORTS = ("great_expectations", "matplotlib.backends.backend_agg")
+
+
+def import_in_background(modules: tuple[str, ...] = BACKGROUND_IMPORTS) -> threading.Thread:
+    """Import `modules` on a daemon thread; a failure is left to the task that imports the module itself."""
+    def run() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # the task's own import raises it where it is reported
+                log.debug("background import of %s failed: %s", name, exc)
+
+    thread = threading.Thread(target=run, name="background-imports", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_days(days: list[date], *, before_day: Callable[[date], None] | None = None,
              on_outcome: Callable[[DayOutcome], None] | None = None,
              log_path: Path | None = None) -> list[DayOutcome]:
@@ -352,6 +374,7 @@ def run_days(days: list[date], *, before_day: Callable[[date], None] | None = No
         with _output_to(log_path):
             prepare_airflow_home(home)
             dag = load_dag(home)
+        import_in_background()
         for day in days:
             signum = requested_stop()
             if signum is not None:

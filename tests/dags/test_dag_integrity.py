@@ -146,3 +146,8 @@ def test_permanent_errors_fail_at_once_and_everything_else_is_retried(daily):
             assert task.retry_policy.evaluate(error, 1, task.retries + 1).action == RetryAction.FAIL, (task, error)
         for error in transient:
             assert task.retry_policy.evaluate(error, 1, task.retries + 1).action == RetryAction.DEFAULT, (task, error)
+
+
+def test_every_task_pushes_its_result_as_one_xcom(daily):
+    # A `-> dict` result would otherwise be unrolled into one XCom per key (an API call and a write each).
+    assert [task.task_id for task in daily.tasks if getattr(task, "multiple_outputs", False)] == []

@@ -236,3 +236,63 @@ def test_a_missing_mart_table_is_created_from_its_select(daily):
         con.execute("drop table marts.dim_annotation")
     warehouse.build([DAYS[-1]])
     assert warehouse.rows("select * from marts.dim_annotation order by all") == before != []
+
+
+class _RecordingConnection:
+    """A warehouse connection that notes every statement run through it."""
+
+    def __init__(self, con):
+        self._con = con
+        self.statements: list[str] = []
+
+    def execute(self, sql, *args):
+        self.statements.append(sql)
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def _build_recording(warehouse, day) -> list[str]:
+    """Build the day's marts; the SQL files of the marts whose SELECT the build described."""
+    with connect(warehouse.path) as con:
+        recording = _RecordingConnection(con)
+        marts_module.build_marts(recording, [day], config_dir=warehouse.config_dir)
+    described = [sql for sql in recording.statements if sql.lstrip().lower().startswith("describe")]
+    return [mart.name for mart in marts_module.MARTS
+            if any(sql.endswith(mart.sql_path.read_text()) for sql in described)]
+
+
+def _shape_keys(warehouse) -> dict[str, str]:
+    return {row["mart_name"]: row["shape_key"] for row in warehouse.rows("select * from meta.mart_shapes")}
+
+
+def test_a_changed_mart_select_is_reshaped_and_an_unchanged_one_is_not_described_again(daily, sql_copy):
+    warehouse, _ = daily
+    keys = _shape_keys(warehouse)
+    assert set(keys) == {mart.name for mart in marts_module.MARTS}
+
+    assert _build_recording(warehouse, DAYS[-1]) == []  # nothing changed: no SELECT is described
+    assert _shape_keys(warehouse) == keys
+
+    select = sql_copy / "marts" / "fct_credit_balance.sql"
+    schema = sql_copy / "marts" / "schema.yml"
+    select.write_text(select.read_text().replace(
+        "\nselect * from final", "\nselect *, burn_usd > 0 as is_burning from final"))
+    schema.write_text(schema.read_text().replace(
+        "      as_of_date: ", "      is_burning: Whether credits were spent (a column added by its SELECT).\n"
+        "      as_of_date: ", 1))
+    assert _build_recording(warehouse, DAYS[-1]) == ["fct_credit_balance"]
+    assert "is_burning" in {row["column_name"] for row in warehouse.rows("describe marts.fct_credit_balance")}
+    changed = _shape_keys(warehouse)
+    assert {name for name in keys if changed[name] != keys[name]} == {"fct_credit_balance"}
+
+    assert _build_recording(warehouse, DAYS[-1]) == []  # the new SELECT is described once
+
+
+def test_a_mart_table_altered_outside_its_select_is_shaped_again(daily):
+    warehouse, _ = daily
+    with connect(warehouse.path) as con:
+        con.execute("alter table marts.dim_model add column stray_column integer")
+    assert _build_recording(warehouse, DAYS[-1]) == ["dim_model"]
+    assert "stray_column" not in {row["column_name"] for row in warehouse.rows("describe marts.dim_model")}

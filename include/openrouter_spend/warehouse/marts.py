@@ -1,18 +1,21 @@
 """Build `marts.*` from staging and the configuration, incrementally and atomically.
 
 Each mart is one SELECT in sql/marts/<name>.sql, which also declares its table's columns: a build creates a
-missing table from it and adds or drops columns to match (a reshaped mart is rebuilt for every day). Table
-macros shared by marts live in sql/macros/ and are re-created by every build. Day-partitioned marts are
-rebuilt only for the days a change can reach (a changed day plus the windows that read it); small dimensions
-are rebuilt whole. A build runs in one transaction: a failure leaves the previous marts untouched.
+missing table from it and adds or drops columns to match (a reshaped mart is rebuilt for every day), and
+records in meta.mart_shapes the key it shaped the table from, so a later build describes the SELECT again only
+when the key changed (MartShapes). Table macros shared by marts live in sql/macros/ and are re-created by
+every build. Day-partitioned marts are rebuilt only for the days a change can reach (a changed day plus the
+windows that read it); small dimensions are rebuilt whole. A build runs in one transaction: a failure leaves the previous marts untouched.
 docs/marts.md has the methods.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -124,37 +127,108 @@ def affected_days(mart: Mart, changed: Iterable[date], candidates: Iterable[date
     return sorted(day for day in set(candidates) if any(c <= day <= mart.reach(c) for c in changed))
 
 
-def ensure_mart_table(con, mart: Mart) -> bool:
+# Qualified names in a SELECT (schema.relation): the tables, views and macros whose shape its columns follow.
+_REFERENCE = re.compile(r"\b(raw|meta|config|staging|intermediate|marts)\.([a-z_][a-z0-9_]*)\b", re.IGNORECASE)
+SHAPES_TABLE = "meta.mart_shapes"
+
+
+@dataclass
+class MartShapes:
+    """What decides a mart table's columns, read once per build, and the key each table was last shaped from.
+
+    A mart's key digests its SELECT, the columns of every relation it names, its own table's columns, the
+    table macros, the applied migrations and the DuckDB version: anything that could change what DESCRIBE of
+    the SELECT gives, or the table it is compared with. An equal key means the table already has its SELECT's
+    columns, so the SELECT is not described again.
+    """
+
+    common: str
+    columns: dict[str, tuple[tuple[str, str], ...]]
+    recorded: dict[str, str] | None  # None: the warehouse has no meta.mart_shapes (shaped on every build)
+
+    @classmethod
+    def read(cls, con) -> MartShapes:
+        import duckdb
+
+        columns: dict[str, list[tuple[str, str]]] = {}
+        for relation, name, column_type in con.execute(
+                "select lower(schema_name || '.' || table_name), column_name, data_type from duckdb_columns() "
+                "where database_name = current_database() order by schema_name, table_name, column_index").fetchall():
+            columns.setdefault(relation, []).append((name, column_type))
+        digest = hashlib.sha256(duckdb.__version__.encode())
+        for version, checksum in con.execute("select version, checksum from meta.schema_migrations order by 1").fetchall():
+            digest.update(f"{version}:{checksum}".encode())
+        for path in sql_files("macros"):
+            digest.update(path.read_bytes())
+        recorded = None
+        if con.execute("select count(*) from duckdb_tables() where database_name = current_database() "
+                       "and schema_name = 'meta' and table_name = 'mart_shapes'").fetchone()[0]:
+            recorded = dict(con.execute(f"select mart_name, shape_key from {SHAPES_TABLE}").fetchall())
+        return cls(digest.hexdigest(), {name: tuple(found) for name, found in columns.items()}, recorded)
+
+    def key(self, mart: Mart, sql: str) -> str:
+        """The digest of everything the mart's columns follow from, as the warehouse is now."""
+        digest = hashlib.sha256(self.common.encode())
+        digest.update(sql.encode())
+        own = f"marts.{mart.name}"
+        for relation in sorted({f"{schema}.{name}".lower() for schema, name in _REFERENCE.findall(sql)} | {own}):
+            digest.update(f"\n{relation}:{self.columns.get(relation, ())!r}".encode())
+        return digest.hexdigest()
+
+    def is_current(self, mart: Mart, sql: str) -> bool:
+        """True when the table was shaped from exactly what its key digests now."""
+        return self.recorded is not None and self.recorded.get(mart.name) == self.key(mart, sql)
+
+    def record(self, con, mart: Mart, sql: str) -> None:
+        """Note the table's new columns and store the key it is now shaped from."""
+        self.columns[f"marts.{mart.name}"] = tuple(con.execute(
+            "select column_name, data_type from duckdb_columns() where database_name = current_database() "
+            "and schema_name = 'marts' and table_name = ? order by column_index", [mart.name]).fetchall())
+        if self.recorded is None:
+            return
+        key = self.key(mart, sql)
+        con.execute(f"insert or replace into {SHAPES_TABLE} (mart_name, shape_key, shaped_at) "
+                    "values (?, ?, current_timestamp)", [mart.name, key])
+        self.recorded[mart.name] = key
+
+
+def ensure_mart_table(con, mart: Mart, shapes: MartShapes | None = None) -> bool:
     """Shape marts.<name> after its SELECT: create it when missing, add the columns the SELECT makes that the
     table lacks and drop those it no longer makes; True when anything changed (its days all need building).
 
     The SELECT is the one declaration of a mart's columns: a new column takes the type the SELECT gives it
     (cast there when a sum would widen it). Tables the migrations created keep their types and constraints.
+    With `shapes`, a table whose key is unchanged since it was last shaped is left as it is (no DESCRIBE).
     """
-    con.execute("set variable mart_days = cast([] as date[])")
     sql = mart.sql_path.read_text()
+    if shapes is not None and shapes.is_current(mart, sql):
+        return False
+    con.execute("set variable mart_days = cast([] as date[])")
     table = f"marts.{mart.name}"
     existing = [name for (name,) in con.execute(
         "select column_name from duckdb_columns() where schema_name = 'marts' and table_name = ?",
         [mart.name]).fetchall()]
+    changes = []
     try:
         if not existing:
             con.execute(f"create table {table} as\n{sql}\nwith no data")
-            return [f"created {table}"]
-        made = {name: column_type for name, column_type, *_ in con.execute(f"describe\n{sql}").fetchall()}
-        changes = []
-        for name, column_type in made.items():
-            if name not in existing:
-                con.execute(f"alter table {table} add column {name} {column_type}")
-                changes.append(f"added {table}.{name} {column_type}")
-        for name in existing:
-            if name not in made:
-                con.execute(f"alter table {table} drop column {name}")
-                changes.append(f"dropped {table}.{name}")
+            changes.append(f"created {table}")
+        else:
+            made = {name: column_type for name, column_type, *_ in con.execute(f"describe\n{sql}").fetchall()}
+            for name, column_type in made.items():
+                if name not in existing:
+                    con.execute(f"alter table {table} add column {name} {column_type}")
+                    changes.append(f"added {table}.{name} {column_type}")
+            for name in existing:
+                if name not in made:
+                    con.execute(f"alter table {table} drop column {name}")
+                    changes.append(f"dropped {table}.{name}")
     except Exception as exc:
         raise RuntimeError(f"shaping {table} after {mart.sql_path.name} failed: {exc}") from exc
     for change in changes:
         log.info("%s, from its SELECT in %s", change, mart.sql_path.name)
+    if shapes is not None:
+        shapes.record(con, mart, sql)
     return bool(changes)
 
 
@@ -163,8 +237,9 @@ def shape_mart_tables(con) -> None:
     intermediate views first, which the SELECTs read)."""
     apply_macros(con)
     create_views(con, "intermediate")
+    shapes = MartShapes.read(con)
     for mart in MARTS:
-        ensure_mart_table(con, mart)
+        ensure_mart_table(con, mart, shapes)
 
 
 def _rebuild_mart(con, mart: Mart, days: list[date], *, replace_all: bool) -> int:
@@ -197,8 +272,9 @@ def _build(con, requested: set[date], *, full: bool, restate_config: bool, confi
         changed = requested if full else requested | stale_days(con)
         counts: dict[str, int] = {}
         rebuilt_days: list[date] = []
+        shapes = MartShapes.read(con)
         for mart in MARTS:
-            reshaped = ensure_mart_table(con, mart)
+            reshaped = ensure_mart_table(con, mart, shapes)
             days = sorted(available) if full or reshaped else affected_days(mart, changed, available | changed)
             if mart.name == "fct_daily_spend":
                 rebuilt_days = [day for day in days if day in available]

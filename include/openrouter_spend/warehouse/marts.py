@@ -26,7 +26,7 @@ from openrouter_spend.config import settings
 from openrouter_spend.config.owners import Config, load_config
 from openrouter_spend.config.versions import store_config
 from openrouter_spend.warehouse.connection import transaction
-from openrouter_spend.warehouse.staging import apply_macros, build_staging, create_views
+from openrouter_spend.warehouse.staging import apply_macros, build_staging, create_views, sql_files
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     publish_warehouse()
     size = Path(publish_warehouse.__globals__["settings"].paths().warehouse).stat().st_size
-    timings.append(("publish", "copy from database", time.perf_counter() - started, f"{size / 2**20:,.0f} MiB file"))
+    timings.append(("publish", "file copy + check", time.perf_counter() - started, f"{size / 2**20:,.0f} MiB file"))
     for kind, name, seconds, detail in sorted(timings, key=lambda t: -t[2]):
         print(f"{seconds:8.2f} s  {kind:<10} {name:<42} {detail}")
     return 0

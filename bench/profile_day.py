@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from openrouter_spend.alerts.rules import evaluate_rule, load_rules
     from openrouter_spend.quality import load_quality_config, metrics, reconcile
-    from openrouter_spend.quality.datasets import raw_datasets, relation_datasets
+    from openrouter_spend.quality.datasets import _catalog, raw_datasets, relation_datasets
     from openrouter_spend.warehouse import connect
     from openrouter_spend.warehouse.marts import (
         MARTS,
@@ -53,12 +53,11 @@ def main(argv: list[str] | None = None) -> int:
             rows = evaluate_rule(con, rule, args.day)
             timings.append(("rule", rule.rule_id, time.perf_counter() - started, f"{len(rows):,} candidates"))
         config = load_quality_config()
+        live = _catalog(con)
         for layer in ("staging", "marts"):
-            relations = [f"{layer}.{name}" for (name,) in con.execute(
-                "select table_name from information_schema.tables where table_schema = ?", [layer]).fetchall()]
-            for relation in relations:
+            for relation in sorted(name for name in live if name.startswith(f"{layer}.")):
                 started = time.perf_counter()
-                datasets = relation_datasets(con, layer, args.day, config, False, [relation])
+                datasets = relation_datasets(con, layer, args.day, config, False, {relation: live[relation]})
                 checks = sum(len(metrics.measure(con, dataset)) for dataset in datasets)
                 timings.append(("gate checks", relation, time.perf_counter() - started, f"{checks:,} checks in SQL"))
         for name, build in (("raw", lambda: raw_datasets(con, args.day, config, False)),

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from openrouter_spend.alerts.rules import evaluate_rule, load_rules
     from openrouter_spend.quality import load_quality_config, metrics, reconcile
-    from openrouter_spend.quality.datasets import raw_datasets, relation_datasets
+    from openrouter_spend.quality.datasets import _catalog, raw_datasets, relation_datasets
     from openrouter_spend.warehouse import connect
     from openrouter_spend.warehouse.marts import (
         MARTS,
@@ -53,12 +53,11 @@ def main(argv: list[str] | None = None) -> int:
             rows = evaluate_rule(con, rule, args.day)
             timings.append(("rule", rule.rule_id, time.perf_counter() - started, f"{len(rows):,} candidates"))
         config = load_quality_config()
+        live = _catalog(con)
         for layer in ("staging", "marts"):
-            relations = [f"{layer}.{name}" for (name,) in con.execute(
-                "select table_name from information_schema.tables where table_schema = ?", [layer]).fetchall()]
-            for relation in relations:
+            for relation in sorted(name for name in live if name.startswith(f"{layer}.")):
                 started = time.perf_counter()
-                datasets = relation_datasets(con, layer, args.day, config, False, [relation])
+                datasets = relation_datasets(con, layer, args.day, config, False, {relation: live[relation]})
                 checks = sum(len(metrics.measure(con, dataset)) for dataset in datasets)
                 timings.append(("gate checks", relation, time.perf_counter() - started, f"{checks:,} checks in SQL"))
         for name, build in (("raw", lambda: raw_datasets(con, args.day, config, False)),
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     publish_warehouse()
     size = Path(publish_warehouse.__globals__["settings"].paths().warehouse).stat().st_size
-    timings.append(("publish", "copy from database", time.perf_counter() - started, f"{size / 2**20:,.0f} MiB file"))
+    timings.append(("publish", "file copy + check", time.perf_counter() - started, f"{size / 2**20:,.0f} MiB file"))
     for kind, name, seconds, detail in sorted(timings, key=lambda t: -t[2]):
         print(f"{seconds:8.2f} s  {kind:<10} {name:<42} {detail}")
     return 0

@@ -1,8 +1,8 @@
 -- dim_api_key: every key ever seen, in its newest known state, with its current owner and whether it is
 -- an unused seat.
 -- Grain: api_key_hash. Key: api_key_hash.
--- Upstream: staging.stg_keys, staging.stg_key_snapshots, staging.stg_workspaces, staging.stg_activity,
---   marts.fct_daily_spend, config.* (the current version: effective_to is NULL).
+-- Upstream: staging.stg_keys, staging.stg_workspaces, marts.fct_daily_spend (days with requests),
+--   config.* (the current version: effective_to is NULL).
 -- Rebuilt whole on every build. as_of_date = the newest /keys snapshot.
 -- Unused seat: enabled (not disabled, not expired) and no usage for unused_key_days days (owners.yaml,
 -- default 30), counting from the later of last_used_at (/keys) and the last day with activity; a key
@@ -13,7 +13,7 @@ current_version as (
 ),
 
 as_of as (
-    select max(snapshot_date) as as_of_date from staging.stg_key_snapshots
+    select max(last_seen_date) as as_of_date from staging.stg_keys
 ),
 
 keys as (
@@ -47,9 +47,10 @@ owner_candidates as (
         end
 ),
 
+-- fct_daily_spend sums staging.stg_activity per key and day (already typed, unlike the raw JSON of every day).
 activity as (
     select api_key_hash, max(usage_date) as last_activity_date
-    from staging.stg_activity
+    from marts.fct_daily_spend
     where requests > 0
     group by api_key_hash
 ),

@@ -121,18 +121,31 @@ key_days as (
     select distinct usage_date, api_key_hash from spend_rows
 ),
 
-key_attributes as (
+-- Which snapshot that is is found on the snapshots' keys alone (no JSON is parsed for it), so only the
+-- snapshots used are parsed.
+key_snapshot_days as (
     select
         key_days.usage_date,
         key_days.api_key_hash,
+        listed.snapshot_date
+    from key_days
+    asof left join (select snapshot_date, api_key_hash from staging.stg_key_snapshots) as listed
+        on key_days.api_key_hash = listed.api_key_hash
+        and key_days.usage_date >= listed.snapshot_date
+),
+
+key_attributes as (
+    select
+        key_snapshot_days.usage_date,
+        key_snapshot_days.api_key_hash,
         coalesce(snapshot.api_key_name, latest.api_key_name) as api_key_name,
         coalesce(snapshot.workspace_id, latest.workspace_id) as workspace_id
-    from key_days
-    asof left join staging.stg_key_snapshots as snapshot
-        on key_days.api_key_hash = snapshot.api_key_hash
-        and key_days.usage_date >= snapshot.snapshot_date
+    from key_snapshot_days
+    left join staging.stg_key_snapshots as snapshot
+        on key_snapshot_days.api_key_hash = snapshot.api_key_hash
+        and key_snapshot_days.snapshot_date = snapshot.snapshot_date
     left join staging.stg_keys as latest
-        on key_days.api_key_hash = latest.api_key_hash
+        on key_snapshot_days.api_key_hash = latest.api_key_hash
 ),
 
 named_keys as (

@@ -5,7 +5,7 @@
 -- expired or deleted). Segment: key. A state-change rule (openrouter_spend.key_notices): the ledger records
 -- a key when it becomes unused, when it escalates (escalate_after_days) and when it is resolved, not on
 -- the days in between.
--- Upstream: staging.stg_key_snapshots (the day's snapshot), staging.stg_activity (last day with requests),
+-- Upstream: staging.stg_key_snapshots (the day's snapshot), marts.fct_daily_spend (last day with requests),
 --   config.settings + config.config_versions (unused_key_days of the current configuration),
 --   marts.dim_api_key (owner of the key), marts.fct_alerts (the key's latest unused_key row before the day).
 -- Parameters: alert_day.
@@ -30,9 +30,10 @@ snapshot as (
     where keys.snapshot_date = params.day
 ),
 
+-- fct_daily_spend sums staging.stg_activity per key and day, typed: no JSON of past days is parsed.
 activity as (
     select api_key_hash, max(usage_date) as last_activity_date
-    from staging.stg_activity, params
+    from marts.fct_daily_spend, params
     where requests > 0 and usage_date <= params.day
     group by api_key_hash
 ),

@@ -6,9 +6,17 @@
 --   'on_time'), the usage at the end of snapshot_date is usage − usage_daily (end_of_day_*); fetched after
 --   that day ended ('late': a backfill) or before snapshot_date ended ('early') the snapshot does not
 --   describe the end of its day and end_of_day_* are NULL.
+-- Cost: the newest fetch per partition and key is picked on raw.keys' narrow columns (its row id), and only
+--   the rows picked are read whole: a window over whole rows would carry every day's JSON through a sort. A
+--   filter on snapshot_date reaches the raw scan, so a day's snapshot parses only that day's items.
 with
 source as (
     select * from raw.keys
+    where rowid in (
+        select arg_max(fetches.rowid, fetches.fetched_at)
+        from raw.keys as fetches
+        group by fetches.partition_date, fetches.key_hash
+    )
 ),
 
 typed as (
@@ -43,13 +51,6 @@ typed as (
     from source
 ),
 
-deduplicated as (
-    select * from typed
-    qualify row_number() over (
-        partition by snapshot_date, api_key_hash order by fetched_at desc
-    ) = 1
-),
-
 timed as (
     select
         *,
@@ -58,7 +59,7 @@ timed as (
             when cast(timezone('UTC', fetched_at) as date) > snapshot_date + 1 then 'late'
             else 'early'
         end as snapshot_timing
-    from deduplicated
+    from typed
 ),
 
 final as (

@@ -1,20 +1,27 @@
 -- stg_keys: the current state of every key ever seen (newest snapshot per key).
 -- Grain: api_key_hash. Key: api_key_hash.
 -- Source: staging.stg_key_snapshots. Keys that vanished from /keys keep their last known state.
+-- Cost: the days each key was seen read only the snapshots' keys (no JSON is parsed for them); then only the
+--   snapshot of each key's last day is parsed (unique per snapshot_date × api_key_hash), not every day's.
 with
-snapshots as (
-    select * from staging.stg_key_snapshots
+seen as (
+    select
+        api_key_hash,
+        min(snapshot_date) as first_seen_date,
+        max(snapshot_date) as last_seen_date
+    from staging.stg_key_snapshots
+    group by api_key_hash
 ),
 
 latest as (
     select
-        *,
-        min(snapshot_date) over (partition by api_key_hash) as first_seen_date,
-        max(snapshot_date) over (partition by api_key_hash) as last_seen_date
-    from snapshots
-    qualify row_number() over (
-        partition by api_key_hash order by snapshot_date desc, fetched_at desc
-    ) = 1
+        snapshots.*,
+        seen.first_seen_date,
+        seen.last_seen_date
+    from staging.stg_key_snapshots as snapshots
+    inner join seen
+        on snapshots.api_key_hash = seen.api_key_hash
+        and snapshots.snapshot_date = seen.last_seen_date
 ),
 
 final as (

@@ -60,6 +60,48 @@ def emulator(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
         yield server
 
 
+# ----- the order tests are handed out in ---------------------------------------------------------------------
+
+# Files that take minutes of real processes (a Celery deployment, CLI runs through Airflow), longest first, so
+# pytest-xdist hands them out at the start instead of leaving one to run alone at the end (`--dist loadgroup
+# --no-loadscope-reorder`: the order below, not the number of tests per file, decides).
+LONGEST_FIRST = (
+    "integration/test_celery_deployment.py",
+    "integration/test_cli_runs_in_airflow.py",
+    "integration/test_cli_faults_end_to_end.py",
+    "hardening/",
+    "integration/test_realapi_backfill.py",
+)
+# Session fixtures that run the CLI once for several files: those files go to one test process together, so the
+# run is made once, not once per process.
+SHARED_RUNS = ("hostile_run",)
+READS_A_WORLD = ("emulated_warehouse", "emulated_worlds")
+
+
+def _handout_rank(path: str, reads_a_world: bool) -> int:
+    """LONGEST_FIRST in its order, then everything else, then the files whose tests wait for an emulated world
+    (built in the background from the start)."""
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if path.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST) + reads_a_world
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist appends each item's group to its node id
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group the tests by file (or by the shared run they read) and order the groups by _handout_rank."""
+    tests_dir = Path(__file__).parent
+    path_of = {item: item.path.relative_to(tests_dir).as_posix() for item in items}
+    shared_by_path = {path_of[item]: name for item in items for name in SHARED_RUNS if name in item.fixturenames}
+    group_of = {item: shared_by_path.get(path_of[item], path_of[item]) for item in items}
+    waits = {group_of[item] for item in items if any(name in item.fixturenames for name in READS_A_WORLD)}
+    rank = {group: _handout_rank(path_of[item], group in waits) for item, group in group_of.items()}
+    first_seen = {group: index for index, group in reversed(list(enumerate(group_of[item] for item in items)))}
+    items.sort(key=lambda item: (rank[group_of[item]], first_seen[group_of[item]]))
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group_of[item]))
+
+
 # ----- emulated warehouses ---------------------------------------------------------------------------------
 
 
@@ -83,6 +125,15 @@ class EmulatedWarehouse:
     @property
     def published(self) -> Path:
         return self.home / "published" / "warehouse.duckdb"
+
+    @property
+    def run_output(self) -> str:
+        """What the build's `openrouter-spend run` printed (stdout and stderr)."""
+        return (self.home.parent / "run.log").read_text()
+
+    def cli_env(self, home: Path) -> dict[str, str]:
+        """The environment the world was built with, for another `openrouter-spend run` on a copy of it in home."""
+        return _cli_env(home, WorldSpec(self.scenario, self.days, self.anchor))
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,10 @@ def emulator(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
 # --no-loadscope-reorder`: the order below, not the number of tests per file, decides).
 LONGEST_FIRST = (
     "integration/test_celery_deployment.py",
-    "integration/test_cli_runs_in_airflow.py",
+    "integration/test_realapi_backfill.py",
     "integration/test_cli_faults_end_to_end.py",
     "hardening/",
-    "integration/test_realapi_backfill.py",
+    "integration/test_cli_runs_in_airflow.py",
 )
 # Session fixtures that run the CLI once for several files: those files go to one test process together, so the
 # run is made once, not once per process.

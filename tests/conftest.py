@@ -63,8 +63,8 @@ def emulator(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
 # ----- the order tests are handed out in ---------------------------------------------------------------------
 
 # Files that take minutes of real processes (a Celery deployment, CLI runs through Airflow), longest first, so
-# pytest-xdist hands them out at the start instead of leaving one to run alone at the end (`--dist loadgroup
-# --no-loadscope-reorder`: the order below, not the number of tests per file, decides).
+# pytest-xdist hands them out at the start instead of leaving one to run alone at the end (with
+# `--no-loadscope-reorder` the collection order below, not the number of tests per file, decides).
 LONGEST_FIRST = (
     "integration/test_celery_deployment.py",
     "integration/test_realapi_backfill.py",
@@ -72,9 +72,10 @@ LONGEST_FIRST = (
     "hardening/",
     "integration/test_cli_runs_in_airflow.py",
 )
-# Session fixtures that run the CLI once for several files: those files go to one test process together, so the
-# run is made once, not once per process.
-SHARED_RUNS = ("hostile_run",)
+# Files whose tests read one session-scoped CLI run (hostile_run, tests/hardening/conftest.py): one test process
+# takes them all, so the run is made once, not once per process.
+SHARED_RUN_FILES = ("hardening/test_hostile_world.py", "hardening/test_crash_recovery.py",
+                    "hardening/test_permanent_errors.py")
 READS_A_WORLD = ("emulated_warehouse", "emulated_worlds")
 
 
@@ -87,19 +88,27 @@ def _handout_rank(path: str, reads_a_world: bool) -> int:
     return len(LONGEST_FIRST) + reads_a_world
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist appends each item's group to its node id
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group the tests by file (or by the shared run they read) and order the groups by _handout_rank."""
+    """Order the files by _handout_rank (pytest-xdist hands them out in the order collected)."""
     tests_dir = Path(__file__).parent
     path_of = {item: item.path.relative_to(tests_dir).as_posix() for item in items}
-    shared_by_path = {path_of[item]: name for item in items for name in SHARED_RUNS if name in item.fixturenames}
-    group_of = {item: shared_by_path.get(path_of[item], path_of[item]) for item in items}
-    waits = {group_of[item] for item in items if any(name in item.fixturenames for name in READS_A_WORLD)}
-    rank = {group: _handout_rank(path_of[item], group in waits) for item, group in group_of.items()}
-    first_seen = {group: index for index, group in reversed(list(enumerate(group_of[item] for item in items)))}
-    items.sort(key=lambda item: (rank[group_of[item]], first_seen[group_of[item]]))
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of[item]))
+    waits = {path_of[item] for item in items if any(name in item.fixturenames for name in READS_A_WORLD)}
+    first_seen = {path: index for index, path in reversed(list(enumerate(path_of[item] for item in items)))}
+    items.sort(key=lambda item: (_handout_rank(path_of[item], path_of[item] in waits), first_seen[path_of[item]]))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadfile`, with the SHARED_RUN_FILES as one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedRunScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "shared-run" if path.removeprefix("tests/") in SHARED_RUN_FILES else path
+
+    return SharedRunScheduling(config, log)
 
 
 # ----- emulated warehouses ---------------------------------------------------------------------------------

@@ -171,7 +171,9 @@ def _inputs_digest() -> str:
             top = ROOT / name
             files = [top] if top.is_file() else sorted(
                 path for path in top.rglob("*")
-                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+                # the editable install's metadata (a copy of the README among it), written by `make install`
+                and not any(part.endswith(".egg-info") for part in path.parts))
             for path in files:
                 digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
         _INPUTS_DIGEST.append(digest.hexdigest())

@@ -29,7 +29,6 @@ def test_run_succeeds_and_reports_every_day(emulated_warehouse):
         assert f"{day}  ok" in output
     # The home the run was given (where the cache was when it ran) and the warehouse it reports inside it.
     home = Path(re.search(r"; home (\S+)$", output, re.MULTILINE).group(1))
-    assert home.parent.name == emulated_warehouse.home.parent.name
     assert "Spend per day (USD)" in output and str(home / "warehouse.duckdb") in output
 
 

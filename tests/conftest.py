@@ -60,6 +60,57 @@ def emulator(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
         yield server
 
 
+# ----- the order tests are handed out in ---------------------------------------------------------------------
+
+# Files that take minutes of real processes (a Celery deployment, CLI runs through Airflow), longest first, so
+# pytest-xdist hands them out at the start instead of leaving one to run alone at the end (with
+# `--no-loadscope-reorder` the collection order below, not the number of tests per file, decides).
+LONGEST_FIRST = (
+    "integration/test_celery_deployment.py",
+    "integration/test_realapi_backfill.py",
+    "integration/test_cli_faults_end_to_end.py",
+    "hardening/",
+    "integration/test_cli_runs_in_airflow.py",
+)
+# Files whose tests read one session-scoped CLI run (hostile_run, tests/hardening/conftest.py): one test process
+# takes them all, so the run is made once, not once per process.
+SHARED_RUN_FILES = ("hardening/test_hostile_world.py", "hardening/test_crash_recovery.py",
+                    "hardening/test_permanent_errors.py")
+READS_A_WORLD = ("emulated_warehouse", "emulated_worlds")
+
+
+def _handout_rank(path: str, reads_a_world: bool) -> int:
+    """LONGEST_FIRST in its order, then everything else, then the files whose tests wait for an emulated world
+    (built in the background from the start)."""
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if path.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST) + reads_a_world
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the files by _handout_rank (pytest-xdist hands them out in the order collected)."""
+    tests_dir = Path(__file__).parent
+    path_of = {item: item.path.relative_to(tests_dir).as_posix() for item in items}
+    waits = {path_of[item] for item in items if any(name in item.fixturenames for name in READS_A_WORLD)}
+    first_seen = {path: index for index, path in reversed(list(enumerate(path_of[item] for item in items)))}
+    items.sort(key=lambda item: (_handout_rank(path_of[item], path_of[item] in waits), first_seen[path_of[item]]))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadfile`, with the SHARED_RUN_FILES as one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedRunScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "shared-run" if path.removeprefix("tests/") in SHARED_RUN_FILES else path
+
+    return SharedRunScheduling(config, log)
+
+
 # ----- emulated warehouses ---------------------------------------------------------------------------------
 
 
@@ -83,6 +134,15 @@ class EmulatedWarehouse:
     @property
     def published(self) -> Path:
         return self.home / "published" / "warehouse.duckdb"
+
+    @property
+    def run_output(self) -> str:
+        """What the build's `openrouter-spend run` printed (stdout and stderr)."""
+        return (self.home.parent / "run.log").read_text()
+
+    def cli_env(self, home: Path) -> dict[str, str]:
+        """The environment the world was built with, for another `openrouter-spend run` on a copy of it in home."""
+        return _cli_env(home, WorldSpec(self.scenario, self.days, self.anchor))
 
 
 @dataclass(frozen=True)
@@ -111,7 +171,9 @@ def _inputs_digest() -> str:
             top = ROOT / name
             files = [top] if top.is_file() else sorted(
                 path for path in top.rglob("*")
-                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+                # the editable install's metadata (a copy of the README among it), written by `make install`
+                and not any(part.endswith(".egg-info") for part in path.parts))
             for path in files:
                 digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
         _INPUTS_DIGEST.append(digest.hexdigest())

@@ -5,13 +5,14 @@ snapshot of the backfill but yesterday's is late; two small projects log every r
 openrouter_metadata and usage, ledger with ids only, classified through /generation) and every log is
 present before the first run. One build, many assertions: every day is published, per-request costs add up
 to /activity per project and day, every logged request of a day within its budget is measured and
-classified, and the gate and the digest say which snapshots they could not use and why.
+classified, the gate and the digest say which snapshots they could not use and why, and the scheduler of
+`make airflow` takes the backfill's days as its own (it neither repeats nor skips one).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from cli_fixtures import SCHEDULER_LOOPS, airflow_env, cli_env
 
 from openrouter_emulator import build_org
 from openrouter_spend.ingest.fallbacks import classify
@@ -31,20 +33,29 @@ DAYS = [TODAY - timedelta(days=offset) for offset in (3, 2, 1)]
 LOGGED = ("atlas", "ledger")
 
 
+def _env(home: Path) -> dict[str, str]:
+    env = cli_env(home, GX_ANALYTICS_ENABLED="False")
+    del env["OPENROUTER_EMULATOR_CLOCK"]  # the emulator's default clock: wall
+    return env
+
+
 @pytest.fixture(scope="module")
-def backfill(tmp_path_factory):
-    """`openrouter-spend run` over the three days before today, on the default (wall) clock."""
+def backfill_run(tmp_path_factory) -> tuple[Path, datetime]:
+    """`openrouter-spend run --days 3` (the three days before today) on the default (wall) clock, and when it
+    was invoked."""
     home = tmp_path_factory.mktemp("realapi") / "home"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENROUTER_", "AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_HOME"))}
-    env.update({"OPENROUTER_SPEND_HOME": str(home), "OPENROUTER_EMULATOR_ANCHOR_DATE": TODAY.isoformat(),
-                "OPENROUTER_SPEND_TASK_RETRIES": "0", "GX_ANALYTICS_ENABLED": "False"})
-    result = subprocess.run([sys.executable, "-m", "openrouter_spend.cli", "run", "--start", DAYS[0].isoformat(),
-                             "--end", DAYS[-1].isoformat(), "--scenario", "realapi"],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    invoked = datetime.now(UTC)
+    result = subprocess.run([sys.executable, "-m", "openrouter_spend.cli", "run", "--days", "3",
+                             "--scenario", "realapi"],
+                            env=_env(home), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "realapi', wall clock" in result.stdout
-    return home
+    return home, invoked
+
+
+@pytest.fixture(scope="module")
+def backfill(backfill_run) -> Path:
+    return backfill_run[0]
 
 
 def rows(home: Path, sql: str, params: list | None = None) -> list[tuple]:
@@ -137,3 +148,34 @@ def test_late_snapshots_are_skipped_named_and_leave_the_balance_unknown(backfill
     assert "The credit balance, top-up and runway at the end of this day are unknown" in digest
     summary = json.loads((backfill / "digests" / DAYS[-1].isoformat() / "summary.json").read_text())
     assert summary["balance_usd"] == pytest.approx(credits - usage, abs=0.01)
+
+
+def _midnight(day) -> str:
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC).isoformat()
+
+
+def test_the_scheduler_neither_repeats_nor_skips_the_days_a_cli_run_made(backfill_run, tmp_path):
+    # On a copy: `make airflow`'s scheduler takes over the home's metadata database after the backfill.
+    source, invoked = backfill_run
+    home = shutil.copytree(source, tmp_path / "home", symlinks=True)
+    airflow = airflow_env(_env(home))
+    parsed = subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=airflow, cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert parsed.returncode == 0, parsed.stderr[-2000:]
+    scheduled = subprocess.run([sys.executable, "-c", SCHEDULER_LOOPS], env=airflow, cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    assert scheduled.returncode == 0, scheduled.stderr[-3000:]
+    view = json.loads(scheduled.stdout.strip().splitlines()[-1])
+
+    # One run per day, all made by the CLI, each under the scheduler's identity for its day.
+    assert sorted((run["logical_date"], run["run_type"]) for run in view["runs"]) == [
+        (_midnight(day), "manual") for day in DAYS]
+    for run in view["runs"]:
+        start = datetime.fromisoformat(run["logical_date"])
+        assert run["interval"] == [start.isoformat(), (start + timedelta(days=1)).isoformat()]
+        # The UI's run duration is end − start: the wall-clock start, not the logical date of a past day.
+        assert invoked <= datetime.fromisoformat(run["started"]) <= datetime.fromisoformat(run["ended"])
+    # The scheduler took yesterday as done (no second run) and moves on to today, due when it ends.
+    assert view["loops"] == 1
+    assert view["next_dagrun"] == _midnight(TODAY)
+    assert view["next_dagrun_create_after"] == _midnight(TODAY + timedelta(days=1))

@@ -8,6 +8,8 @@ from datetime import timedelta
 import duckdb
 import pytest
 
+from openrouter_emulator.catalog import MODEL_BY_ID
+
 # GET /models/deepseek/deepseek-chat-v3-0324/endpoints in the emulator: the providers in use charge the catalogue
 # price (USD per 1M tokens); Chutes is cheaper with uptime within 2 points of them.
 DEEPSEEK = "deepseek/deepseek-chat-v3-0324"
@@ -138,6 +140,26 @@ def test_a_model_price_cut_is_sized_from_the_projects_tokens(warehouse, price_ch
     # Before its first snapshot at the new prices, no day shows the change.
     assert not con.execute("select count(*) from marts.rpt_savings_opportunities where opportunity_kind = "
                            "'price_change' and usage_date < ?", [changed_on]).fetchone()[0]
+
+
+def test_the_largest_prompt_caching_gap_is_sized_from_tokens_and_catalogue_prices(warehouse):
+    con, day = warehouse
+    (row,) = _rows(con, "select * from marts.rpt_savings_opportunities where usage_date = ? and "
+                        "opportunity_kind = 'prompt_caching' order by monthly_saving_usd desc limit 1", [day])
+    listed = MODEL_BY_ID[row["model"]]  # the emulator's catalogue, per token (no planted change on it)
+    gap_per_token = float(listed.prompt) - float(listed.input_cache_read)
+    daily = con.execute(
+        "select usage_date, sum(prompt_tokens), sum(least(cached_tokens, prompt_tokens)) from marts.fct_daily_spend "
+        "where api_key_hash = ? and model_permaslug = ? and usage_date between ? and ? group by 1",
+        [row["api_key_hash"], row["model_permaslug"], day - timedelta(days=6), day]).fetchall()
+    uncached_7d = sum(prompt - cached for _, prompt, cached in daily)
+    expected = uncached_7d * gap_per_token / _loaded_days(con, day) * 30
+    assert row["bound_kind"] == "upper_bound"
+    assert row["monthly_saving_usd"] == pytest.approx(expected, rel=1e-9)
+    today = {usage_date: (prompt, cached) for usage_date, prompt, cached in daily}[day]
+    assert row["saved_today_usd"] == pytest.approx(today[1] * gap_per_token, rel=1e-9)
+    assert row["monthly_saving_usd"] > 5
+    print(f"prompt_caching {row['model']} {day}: up to ${row['monthly_saving_usd']:.2f} a month")
 
 
 def test_every_kind_of_saving_is_there(warehouse):

@@ -7,6 +7,8 @@
 --   total_usage − the keys' usage_daily (the current day's spend so far); fetched after that day ended
 --   ('late': a backfill) or before snapshot_date ended ('early') it does not describe the end of its day:
 --   end_of_day_usage_usd is NULL and nothing may be reconciled across it.
+-- Precision: /credits and the /keys pages are fetched moments apart, so an on-time end_of_day_usage_usd is off
+--   by what was spent between those fetches (their fetched_at in raw.credits and raw.keys bound it).
 with
 source as (
     select * from raw.credits

@@ -36,9 +36,9 @@ def _caching_rows() -> RawRows:
     return rows
 
 
-@pytest.fixture
-def caching(tmp_path):
-    warehouse = FixtureWarehouse(tmp_path)
+@pytest.fixture(scope="module")
+def caching(tmp_path_factory):
+    warehouse = FixtureWarehouse(tmp_path_factory.mktemp("caching"))
     warehouse.load(_caching_rows())
     warehouse.build([PRIOR, DAY])
     return warehouse
@@ -101,10 +101,10 @@ def _price_rows() -> RawRows:
     return rows
 
 
-@pytest.fixture
-def price_change(tmp_path):
-    """Twelve days loaded and built one at a time, as the daily DAG does."""
-    warehouse = FixtureWarehouse(tmp_path)
+@pytest.fixture(scope="module")
+def price_change(tmp_path_factory):
+    """Twelve days loaded and built one at a time, as the daily DAG does (shared: a test that changes it copies it)."""
+    warehouse = FixtureWarehouse(tmp_path_factory.mktemp("price-change"))
     rows = _price_rows()
     for offset in range(12):
         day = FIRST + timedelta(days=offset)
@@ -143,7 +143,9 @@ def test_a_price_change_is_reported_from_its_first_day_and_not_before(price_chan
     assert after["monthly_price_effect_usd"] == pytest.approx(-60.0)
 
 
-def test_day_by_day_savings_equal_a_full_rebuild(price_change):
+def test_day_by_day_savings_equal_a_full_rebuild(price_change, tmp_path):
+    price_change = price_change.copy_to(tmp_path / "copy")
+
     def snapshot():
         return sorted(price_change.rows("select * from marts.rpt_savings_opportunities"), key=repr)
 
@@ -160,7 +162,8 @@ def test_a_changed_day_reaches_the_seven_day_run_rates_and_the_thirty_day_price_
     assert affected_days(mart, [DAY], candidates) == candidates[:30]
 
 
-def test_the_gate_counts_a_price_change_twice_as_a_broken_grain(price_change):
+def test_the_gate_counts_a_price_change_twice_as_a_broken_grain(price_change, tmp_path):
+    price_change = price_change.copy_to(tmp_path / "copy")
     grain = "marts.rpt_savings_opportunities:grain_unique"
     with connect(price_change.path) as con:
         def grain_check():

@@ -11,7 +11,9 @@ typed as (
     select
         ---------- keys
         scope,
-        cast(left(payload ->> 'date', 10) as date) as usage_date,
+        -- The loader refuses an /activity row dated outside its partition (ingest/load.py): the partition is the
+        -- usage day, and a filter on it reaches the table scan instead of parsing every row's JSON first.
+        partition_date as usage_date,
         api_key_hash,
         payload ->> 'model' as model,
         payload ->> 'model_permaslug' as model_permaslug,

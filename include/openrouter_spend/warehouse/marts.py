@@ -5,7 +5,8 @@ missing table from it and adds or drops columns to match (a reshaped mart is reb
 records in meta.mart_shapes the key it shaped the table from, so a later build describes the SELECT again only
 when the key changed (MartShapes). Table macros shared by marts live in sql/macros/ and are re-created by
 every build. Day-partitioned marts are rebuilt only for the days a change can reach (a changed day plus the
-windows that read it); small dimensions are rebuilt whole. A build runs in one transaction: a failure leaves the previous marts untouched.
+windows that read it); small dimensions are rebuilt whole. A build runs in one transaction: a failure leaves
+the previous marts untouched.
 docs/marts.md has the methods.
 """
 

@@ -37,7 +37,8 @@ loaded_days as (
 activity as (
     select marts.exact_sum(usage_usd) as usage_usd
     from staging.stg_account_activity
-    semi join between_days using (usage_date)
+    -- The same days as between_days, as constants so the filter reaches raw.activity's scan.
+    where usage_date > $previous::date and usage_date <= $day::date
 ),
 
 missing as (

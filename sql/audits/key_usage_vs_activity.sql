@@ -12,10 +12,8 @@ snapshots as (
         end_of_day_usage_usd as usage_usd,
         end_of_day_byok_usage_usd as byok_usage_usd
     from staging.stg_key_snapshots
-),
-
-previous_date as (
-    select $previous::date as snapshot_date
+    -- Constants, so the filter reaches raw.keys' scan: only the two snapshots compared are parsed.
+    where snapshot_date in ($day::date, $previous::date)
 ),
 
 current as (
@@ -23,7 +21,7 @@ current as (
 ),
 
 previous as (
-    select * from snapshots semi join previous_date using (snapshot_date)
+    select * from snapshots where snapshot_date = $previous
 ),
 
 activity as (
@@ -32,7 +30,7 @@ activity as (
         marts.exact_sum(usage_usd) as usage_usd,
         marts.exact_sum(byok_usage_usd) as byok_usd
     from staging.stg_activity
-    where usage_date > (select snapshot_date from previous_date) and usage_date <= $day
+    where usage_date > $previous::date and usage_date <= $day::date
     group by api_key_hash
 ),
 

@@ -13,16 +13,18 @@ build_days as (
     select usage_date from marts.build_days()
 ),
 
+-- The days as a constant list (getvariable folds at bind time), not a join with build_days: the filter then
+-- reaches raw.activity's scan, where a join would leave the views' deduplication to type every day ever loaded.
 key_activity as (
     select activity.*
     from staging.stg_activity as activity
-    semi join build_days using (usage_date)
+    where list_contains(getvariable('mart_days'), activity.usage_date)
 ),
 
 account_activity as (
     select activity.*
     from staging.stg_account_activity as activity
-    semi join build_days using (usage_date)
+    where list_contains(getvariable('mart_days'), activity.usage_date)
 ),
 
 key_rows as (

@@ -14,12 +14,17 @@ build_days as (
     select usage_date from marts.build_days()
 ),
 
+-- The days built as a constant list (getvariable folds at bind time), so the filters reach the raw scans
+-- instead of typing every day ever loaded.
 data_days as (
     select usage_date from staging.stg_account_activity
+    where list_contains(getvariable('mart_days'), usage_date)
     union
     select usage_date from staging.stg_activity
+    where list_contains(getvariable('mart_days'), usage_date)
     union
     select snapshot_date as usage_date from staging.stg_credits
+    where list_contains(getvariable('mart_days'), snapshot_date)
 ),
 
 days as (
@@ -30,6 +35,7 @@ days as (
 spend as (
     select * from marts.fct_daily_spend
     semi join days using (usage_date)
+    where list_contains(getvariable('mart_days'), usage_date)
 ),
 
 spend_by_project as (

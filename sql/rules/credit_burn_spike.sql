@@ -41,8 +41,9 @@ history as (
 key_days as (
     select keys.usage_date, keys.api_key_hash, keys.api_key_name, keys.project, keys.spend_usd, keys.requests,
         keys.tokens
-    from intermediate.int_key_daily_spend as keys, params
-    where keys.usage_date between params.day - 28 and params.day
+    from intermediate.int_key_daily_spend as keys
+    -- getvariable, not params: constants at bind time, so the filter reaches fct_daily_spend's scan
+    where keys.usage_date between cast(getvariable('alert_day') as date) - 28 and cast(getvariable('alert_day') as date)
 ),
 
 with_waste as (

@@ -32,8 +32,10 @@ history as (
 key_days as (
     select keys.usage_date, keys.api_key_hash, keys.api_key_name, keys.project, keys.spend_usd,
         keys.premium_spend_usd
-    from intermediate.int_key_daily_spend as keys, params
-    where keys.usage_date between params.day - params.baseline_days and params.day
+    from intermediate.int_key_daily_spend as keys
+    -- getvariable, not params: constants at bind time, so the filter reaches fct_daily_spend's scan
+    where keys.usage_date between cast(getvariable('alert_day') as date) - cast(getvariable('baseline_days') as integer)
+        and cast(getvariable('alert_day') as date)
 ),
 
 usual as (

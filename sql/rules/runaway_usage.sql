@@ -44,8 +44,10 @@ history as (
 
 key_window as (
     select keys.*
-    from intermediate.int_key_daily_spend as keys, params
-    where keys.usage_date between params.day - params.baseline_days and params.day
+    from intermediate.int_key_daily_spend as keys
+    -- getvariable, not params: constants at bind time, so the filter reaches fct_daily_spend's scan
+    where keys.usage_date between cast(getvariable('alert_day') as date) - cast(getvariable('baseline_days') as integer)
+        and cast(getvariable('alert_day') as date)
         and keys.api_key_hash <> '(unattributed)'
 ),
 
@@ -83,8 +85,9 @@ verdicts as (
         count(*) filter (where is_accepted is not null) as judged,
         count(*) filter (where is_accepted) as accepted,
         mode(workflow) as workflow
-    from marts.fct_generations, params
-    where usage_date between params.day - params.baseline_days and params.day
+    from marts.fct_generations
+    where usage_date between cast(getvariable('alert_day') as date) - cast(getvariable('baseline_days') as integer)
+        and cast(getvariable('alert_day') as date)
     group by usage_date, api_key_hash
 ),
 

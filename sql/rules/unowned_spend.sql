@@ -41,8 +41,12 @@ lookback_history as (
 
 window_spend as (
     select keys.*
-    from intermediate.int_key_daily_spend as keys, params
-    where keys.usage_date between params.day - params.window_days + 1 and params.day
+    from intermediate.int_key_daily_spend as keys
+    -- getvariable, not params: constants at bind time, so the filter reaches fct_daily_spend's scan
+    where
+        keys.usage_date
+        between cast(getvariable('alert_day') as date) - cast(getvariable('window_days') as integer) + 1
+        and cast(getvariable('alert_day') as date)
 ),
 
 totals as (
@@ -125,8 +129,11 @@ keys_today as (
 
 earlier_spenders as (
     select distinct keys.api_key_hash
-    from intermediate.int_key_daily_spend as keys, params
-    where keys.usage_date between params.day - params.new_key_lookback_days and params.day - 1
+    from intermediate.int_key_daily_spend as keys
+    where
+        keys.usage_date
+        between cast(getvariable('alert_day') as date) - cast(getvariable('new_key_lookback_days') as integer)
+        and cast(getvariable('alert_day') as date) - 1
         and keys.spend_usd > 0
 ),
 

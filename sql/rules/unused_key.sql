@@ -26,8 +26,9 @@ settings as (
 
 snapshot as (
     select keys.*
-    from staging.stg_key_snapshots as keys, params
-    where keys.snapshot_date = params.day
+    from staging.stg_key_snapshots as keys
+    -- getvariable, not params.day: a constant at bind time, so only the day's snapshot is parsed
+    where keys.snapshot_date = cast(getvariable('alert_day') as date)
 ),
 
 -- fct_daily_spend sums staging.stg_activity per key and day, typed: no JSON of past days is parsed.
@@ -53,13 +54,31 @@ assessed as (
     left join activity using (api_key_hash)
 ),
 
--- Keys whose latest unused_key row before the day is not a resolution: the condition is still open.
+-- Keys whose latest unused_key row before the day is not a resolution: the condition is still open. The
+-- ledger has one row per segment and day; arg_max finds each segment's latest in a hash aggregate, where a
+-- window would sort every row the rule ever wrote.
+latest_conditions as (
+    select
+        arg_max({
+            'api_key_hash': alerts.api_key_hash,
+            'api_key_name': alerts.api_key_name,
+            'project': alerts.project,
+            'first_seen_date': alerts.first_seen_date,
+            'occurrence': alerts.occurrence
+        }, alerts.usage_date) as latest
+    from marts.fct_alerts as alerts
+    where alerts.rule_id = 'unused_key' and alerts.usage_date < cast(getvariable('alert_day') as date)
+    group by alerts.segment_key
+),
+
 open_conditions as (
-    select alerts.api_key_hash, alerts.api_key_name, alerts.project, alerts.first_seen_date
-    from marts.fct_alerts as alerts, params
-    where alerts.rule_id = 'unused_key' and alerts.usage_date < params.day
-    qualify row_number() over (partition by alerts.segment_key order by alerts.usage_date desc) = 1
-        and alerts.occurrence is distinct from 'resolved'  -- noqa: PRS
+    select
+        latest.api_key_hash,
+        latest.api_key_name,
+        latest.project,
+        latest.first_seen_date
+    from latest_conditions
+    where latest.occurrence is distinct from 'resolved'
 ),
 
 unused as (

@@ -8,15 +8,23 @@
 --   describe the end of its day and end_of_day_* are NULL.
 -- Cost: the newest fetch per partition and key is picked on raw.keys' narrow columns (its row id), and only
 --   the rows picked are read whole: a window over whole rows would carry every day's JSON through a sort. A
---   filter on snapshot_date reaches the raw scan, so a day's snapshot parses only that day's items.
+--   filter on snapshot_date reaches both raw scans (the join on partition_date carries it to the pick), so a
+--   day's snapshot parses only that day's items and picks among that day's fetches only.
 with
+newest_fetches as (
+    select
+        fetches.partition_date,
+        arg_max(fetches.rowid, fetches.fetched_at) as fetch_row
+    from raw.keys as fetches
+    group by fetches.partition_date, fetches.key_hash
+),
+
 source as (
-    select * from raw.keys
-    where rowid in (
-        select arg_max(fetches.rowid, fetches.fetched_at)
-        from raw.keys as fetches
-        group by fetches.partition_date, fetches.key_hash
-    )
+    select keys.*
+    from raw.keys as keys
+    inner join newest_fetches
+        on keys.partition_date = newest_fetches.partition_date
+        and keys.rowid = newest_fetches.fetch_row
 ),
 
 typed as (

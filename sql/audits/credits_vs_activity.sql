@@ -3,22 +3,25 @@
 -- Grain: one row for the day's snapshot (as_of_date). Key: as_of_date.
 -- Upstream: staging.stg_credits, staging.stg_account_activity, meta.load_runs.
 -- Parameters: $day, $previous (the previous snapshot's date), $abs_tol, $rel_tol.
+-- Each snapshot read with its own equality on a constant, so the filter reaches the raw.keys scans under
+-- stg_credits (its keys' usage_daily) and only the two snapshots compared are parsed.
 with
-snapshots as (
+current_snapshot as (
     select
         snapshot_date,
         end_of_day_usage_usd as total_usage_usd,
-        fetched_at,
         date_diff('second', (snapshot_date + interval 1 day)::timestamptz, fetched_at) / 3600.0 as lag_hours
     from staging.stg_credits
-),
-
-current_snapshot as (
-    select * from snapshots where snapshot_date = $day
+    where snapshot_date = $day
 ),
 
 previous_snapshot as (
-    select * from snapshots where snapshot_date = $previous
+    select
+        snapshot_date,
+        end_of_day_usage_usd as total_usage_usd,
+        date_diff('second', (snapshot_date + interval 1 day)::timestamptz, fetched_at) / 3600.0 as lag_hours
+    from staging.stg_credits
+    where snapshot_date = $previous
 ),
 
 between_days as (

@@ -3,8 +3,10 @@
 -- Grain: api_key_hash. Key: api_key_hash.
 -- Upstream: staging.stg_key_snapshots, staging.stg_activity.
 -- Parameters: $day, $previous (the previous snapshot's date), $abs_tol, $rel_tol.
+-- Each snapshot read with its own equality on a constant: the filter then reaches both raw.keys scans of
+-- stg_key_snapshots (the read and the newest-fetch pick), so only the two snapshots compared are parsed.
 with
-snapshots as (
+current as (
     select
         snapshot_date,
         api_key_hash,
@@ -12,16 +14,17 @@ snapshots as (
         end_of_day_usage_usd as usage_usd,
         end_of_day_byok_usage_usd as byok_usage_usd
     from staging.stg_key_snapshots
-    -- Constants, so the filter reaches raw.keys' scan: only the two snapshots compared are parsed.
-    where snapshot_date in ($day::date, $previous::date)
-),
-
-current as (
-    select * from snapshots where snapshot_date = $day
+    where snapshot_date = $day
 ),
 
 previous as (
-    select * from snapshots where snapshot_date = $previous
+    select
+        snapshot_date,
+        api_key_hash,
+        end_of_day_usage_usd as usage_usd,
+        end_of_day_byok_usage_usd as byok_usage_usd
+    from staging.stg_key_snapshots
+    where snapshot_date = $previous
 ),
 
 activity as (

@@ -202,12 +202,19 @@ def _plan_usage_day(con, usage_date: date, run_day: date, run_id: str,
                 from day_ids
                 left join sample_sizes using (sampling_stratum)
             ),
+            -- An aggregate joined back, not count(*) filter (...) over (): DuckDB evaluates that window
+            -- frame per row (quadratic: 90 s of CPU for a day of 500,000 ids).
+            spent as (
+                select count(*) filter (where drawn_status in ('fetched', 'unavailable', 'pending')) as used
+                from drawn
+            ),
             ranked as (
                 select
-                    *,
-                    count(*) filter (where drawn_status in ('fetched', 'unavailable', 'pending')) over () as used,
-                    row_number() over (partition by drawn_status order by md5(generation_id)) as rank
+                    drawn.*,
+                    spent.used,
+                    row_number() over (partition by drawn.drawn_status order by md5(drawn.generation_id)) as rank
                 from drawn
+                cross join spent
             )
             select
                 * exclude (drawn_status, used, rank, draw),

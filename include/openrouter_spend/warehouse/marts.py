@@ -29,6 +29,7 @@ from openrouter_spend.config import settings
 from openrouter_spend.config.owners import Config, load_config
 from openrouter_spend.config.versions import store_config
 from openrouter_spend.warehouse.connection import transaction
+from openrouter_spend.warehouse.memory import within_process_budget
 from openrouter_spend.warehouse.staging import apply_macros, build_staging, create_views, sql_files
 
 log = logging.getLogger(__name__)
@@ -335,7 +336,7 @@ def _rebuild_mart(con, mart: Mart, days: list[date], *, replace_all: bool) -> in
 
 def _build(con, requested: set[date], *, full: bool, restate_config: bool, config: Config) -> dict[str, int]:
     started = time.monotonic()
-    with transaction(con):
+    with within_process_budget(con), transaction(con):
         last_built = _last_built_day(con)
         version_id = store_config(con, config, last_built + timedelta(days=1) if last_built else None,
                                   restate=restate_config)

@@ -316,7 +316,8 @@ def ledger(home: Path, day: date) -> dict:
             "unused_key_messages": unused_messages}
 
 
-def one_org_day(scenario: str, day: date, scratch: Path, lines: int, runs: int, name: str) -> dict:
+def one_org_day(scenario: str, day: date, scratch: Path, lines: int, runs: int, name: str,
+                keep_home: bool = False) -> dict:
     """First run and reruns of one day for one organisation against its own emulator process."""
     anchor = day + timedelta(days=1)
     home = fresh_home(scratch, name)
@@ -341,7 +342,8 @@ def one_org_day(scenario: str, day: date, scratch: Path, lines: int, runs: int, 
                   "rerun_tasks": _rerun_tasks(home)}
     finally:
         server.stop()
-        shutil.rmtree(home, ignore_errors=True)
+        if not keep_home:
+            shutil.rmtree(home, ignore_errors=True)
     return result
 
 
@@ -358,7 +360,7 @@ def section_large(args, scratch: Path) -> dict:
     day = yesterday()
     lines = 50_000 if args.quick else 1_000_000
     out = {"day": day.isoformat()}
-    out["large"] = one_org_day("large", day, scratch, lines, args.slow_repeat, "large")
+    out["large"] = one_org_day("large", day, scratch, lines, args.slow_repeat, "large", args.keep_homes)
     out["small"] = one_org_day("default", day, scratch, 0, 1, "small")
     if args.backfill:
         out["backfill"] = backfill(day, scratch, lines, 3 if args.quick else 9)
@@ -633,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--make-test", action="store_true", help="run make test from a fresh clone (slow)")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one, removed after)")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
-    parser.add_argument("--keep-homes", action="store_true", help="keep make run's homes (with --workdir)")
+    parser.add_argument("--keep-homes", action="store_true", help="keep make run's and the large day's homes (with --workdir)")
     parser.add_argument("--from-json", type=Path, help="print the table of an earlier run's --json instead")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)

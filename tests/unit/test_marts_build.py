@@ -123,6 +123,7 @@ def test_a_failing_build_leaves_the_previous_marts_intact(daily, tmp_path, monke
     (broken_sql / "marts" / "schema.yml").write_text((marts_module.settings.sql_dir() / "marts" / "schema.yml")
                                                      .read_text())
     (broken_sql / "migrations").symlink_to(marts_module.settings.sql_dir() / "migrations")
+    (broken_sql / "marts" / "inputs").symlink_to(marts_module.settings.sql_dir() / "marts" / "inputs")
     (broken_sql / "marts" / "rpt_spend_change.sql").write_text("select no_such_column from marts.fct_daily_spend")
     monkeypatch.setattr(marts_module.settings, "sql_dir", lambda: broken_sql)
     with pytest.raises(RuntimeError, match="rpt_spend_change"):

@@ -205,32 +205,39 @@ def load_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings 
     errors = {gid: msg for gid, msg in errors.items() if gid not in fetched_ids}
     with transaction(con):
         if rows:
-            con.executemany(
+            # One statement over the columns as lists (unnest zips them): executemany runs one per row.
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            con.execute(
                 """
                 insert or replace into raw.generations
                     (generation_id, usage_date, partition_date, run_id, fetched_at, landing_file, sha256, payload)
-                values (?, cast(timezone('UTC', cast(? as timestamptz)) as date), ?, ?, ?, ?, ?, ?)
+                select
+                    unnest(cast($1 as varchar[])),
+                    cast(timezone('UTC', cast(unnest(cast($2 as varchar[])) as timestamptz)) as date),
+                    unnest(cast($3 as date[])), unnest(cast($4 as varchar[])),
+                    unnest(cast($5 as timestamptz[])), unnest(cast($6 as varchar[])),
+                    unnest(cast($7 as varchar[])), unnest(cast($8 as json[]))
                 """,
-                rows,
+                columns,
             )
         attempt = "attempts = attempts + case when last_attempt_run_id is distinct from ? then 1 else 0 end"
         con.execute(
             f"update meta.generation_queue set status = 'fetched', {attempt}, last_attempt_on = ?, "
             "last_attempt_run_id = ?, last_http_status = 200, last_error = null, resolved_on = ? "
-            "where list_contains(cast(? as varchar[]), generation_id)",
+            "where generation_id in (select unnest(cast(? as varchar[])))",
             [run_id, day, run_id, day, fetched_ids])
         con.execute(
             f"update meta.generation_queue set {attempt}, last_attempt_on = ?, last_attempt_run_id = ?, "
             "last_http_status = 404, last_error = 'not available yet (404)', "
             "status = case when ? - usage_date >= ? then 'unavailable' else 'pending' end, "
             "resolved_on = case when ? - usage_date >= ? then ? end "
-            "where list_contains(cast(? as varchar[]), generation_id) and status <> 'fetched'",
+            "where generation_id in (select unnest(cast(? as varchar[]))) and status <> 'fetched'",
             [run_id, day, run_id, day, enrichment.give_up_days, day, enrichment.give_up_days, day, not_found])
         deferred = sorted(set(merged.get("deferred", [])) - set(fetched_ids) - set(not_found) - set(errors))
         if deferred:
             con.execute(
                 "update meta.generation_queue set last_error = 'deferred to a later run (the run''s time budget "
-                "or a rate limit stopped the calls)' where list_contains(cast(? as varchar[]), generation_id) "
+                "or a rate limit stopped the calls)' where generation_id in (select unnest(cast(? as varchar[]))) "
                 "and status = 'pending'", [deferred])
         for generation_id, message in sorted(errors.items()):
             con.execute(
@@ -238,12 +245,12 @@ def load_enrichment(con, day: date, run_id: str, enrichment: EnrichmentSettings 
                 "last_error = ? where generation_id = ? and status = 'pending'",
                 [run_id, day, run_id, message[:500], generation_id])
         changed = [d for (d,) in con.execute(
-            "select distinct usage_date from meta.generation_queue where list_contains(cast(? as varchar[]), "
-            "generation_id) and status in ('fetched', 'unavailable')", [fetched_ids + not_found]).fetchall()]
+            "select distinct usage_date from meta.generation_queue where generation_id in "
+            "(select unnest(cast(? as varchar[]))) and status in ('fetched', 'unavailable')", [fetched_ids + not_found]).fetchall()]
         record_change(con, changed, f"generation:{run_id}")
     unavailable = con.execute(
         "select count(*) from meta.generation_queue where status = 'unavailable' and resolved_on = ? "
-        "and list_contains(cast(? as varchar[]), generation_id)", [day, not_found]).fetchone()[0]
+        "and generation_id in (select unnest(cast(? as varchar[])))", [day, not_found]).fetchone()[0]
     result = {"day": day.isoformat(), "loaded": len(rows), "not_found": len(not_found),
               "now_unavailable": int(unavailable), "errors": len(errors),
               "deferred": len(merged.get("deferred", [])), "malformed": len(malformed)}

@@ -18,6 +18,7 @@ from typing import Any
 
 from openrouter_spend.ingest.enrich import EnrichmentSettings, worklist_path
 from openrouter_spend.warehouse.connection import transaction
+from openrouter_spend.warehouse.memory import within_process_budget
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def _plan_usage_day(con, usage_date: date, run_day: date, run_id: str,
                     enrichment: EnrichmentSettings) -> tuple[list[str], dict[str, Any], int]:
     """Plan one usage day's ids in one transaction; returns its pending ids, its summary and its strata count."""
     budget = enrichment.daily_call_budget
-    with transaction(con):
+    with within_process_budget(con), transaction(con):
         # An id belongs to the first day it was logged on and needs a call only when no line of it, on any
         # day, carries openrouter_metadata; the other days are read only for the day's own ids.
         con.execute(
@@ -202,12 +203,19 @@ def _plan_usage_day(con, usage_date: date, run_day: date, run_id: str,
                 from day_ids
                 left join sample_sizes using (sampling_stratum)
             ),
+            -- An aggregate joined back, not count(*) filter (...) over (): DuckDB evaluates that window
+            -- frame per row (quadratic: 90 s of CPU for a day of 500,000 ids).
+            spent as (
+                select count(*) filter (where drawn_status in ('fetched', 'unavailable', 'pending')) as used
+                from drawn
+            ),
             ranked as (
                 select
-                    *,
-                    count(*) filter (where drawn_status in ('fetched', 'unavailable', 'pending')) over () as used,
-                    row_number() over (partition by drawn_status order by md5(generation_id)) as rank
+                    drawn.*,
+                    spent.used,
+                    row_number() over (partition by drawn.drawn_status order by md5(drawn.generation_id)) as rank
                 from drawn
+                cross join spent
             )
             select
                 * exclude (drawn_status, used, rank, draw),

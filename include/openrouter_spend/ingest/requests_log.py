@@ -33,11 +33,12 @@ from typing import Any
 
 from openrouter_spend.config import settings
 from openrouter_spend.ingest.request_log_sql import MAX_LINE_BYTES, profile_sql, scan_sql, unknown_fields_sql
+from openrouter_spend.warehouse.memory import limit_within_budget
 
 log = logging.getLogger(__name__)
 
 LOG_SUFFIXES = (".jsonl", ".jsonl.gz")
-# DuckDB memory for one file load: keeps a 1M-line day well under 1 GiB of process memory.
+# DuckDB memory for one file load at most; less when the process budget leaves less (warehouse.memory).
 _LOAD_MEMORY_LIMIT = "768MB"
 
 
@@ -183,7 +184,7 @@ def _load_file(con, log_file: LogFile, is_reload: bool, quarantine_dir: Path) ->
     source = [log_file.relative]
     memory_limit, insertion_order = con.execute(
         "select current_setting('memory_limit'), current_setting('preserve_insertion_order')").fetchone()
-    con.execute(f"set memory_limit = '{_LOAD_MEMORY_LIMIT}'")
+    con.execute(f"set memory_limit = '{limit_within_budget(con, _LOAD_MEMORY_LIMIT)}B'")
     # Row order in raw.request_log carries no meaning; not keeping it lets DuckDB insert in parallel.
     con.execute("set preserve_insertion_order = false")
     try:

@@ -5,7 +5,9 @@ missing table from it and adds or drops columns to match (a reshaped mart is reb
 records in meta.mart_shapes the key it shaped the table from, so a later build describes the SELECT again only
 when the key changed (MartShapes). Table macros shared by marts live in sql/macros/ and are re-created by
 every build. Day-partitioned marts are rebuilt only for the days a change can reach (a changed day plus the
-windows that read it); small dimensions are rebuilt whole. A build runs in one transaction: a failure leaves
+windows that read it); small dimensions are rebuilt whole. A mart with an inputs file
+(sql/marts/inputs/<name>.sql) also skips those days whose inputs digest equals the one recorded in
+meta.mart_day_inputs when they were last built (DayInputs). A build runs in one transaction: a failure leaves
 the previous marts untouched.
 docs/marts.md has the methods.
 """
@@ -27,6 +29,7 @@ from openrouter_spend.config import settings
 from openrouter_spend.config.owners import Config, load_config
 from openrouter_spend.config.versions import store_config
 from openrouter_spend.warehouse.connection import transaction
+from openrouter_spend.warehouse.memory import within_process_budget
 from openrouter_spend.warehouse.staging import apply_macros, build_staging, create_views, sql_files
 
 log = logging.getLogger(__name__)
@@ -53,10 +56,16 @@ class Mart:
     name: str
     partition_column: str | None = None
     reach: Callable[[date], date] = _days_after(0)
+    # Whether sql/marts/inputs/<name>.sql digests the inputs of each day (DayInputs).
+    input_keyed: bool = False
 
     @property
     def sql_path(self) -> Path:
         return settings.sql_dir() / "marts" / f"{self.name}.sql"
+
+    @property
+    def inputs_path(self) -> Path:
+        return settings.sql_dir() / "marts" / "inputs" / f"{self.name}.sql"
 
 
 # Build order: every mart reads only staging, config and marts listed before it.
@@ -64,7 +73,7 @@ MARTS: tuple[Mart, ...] = (
     Mart("dim_model_price_history"),
     Mart("fct_daily_spend", "usage_date"),
     # Per-request marts: a day's duplicates look back one hour, into the day before.
-    Mart("fct_generations", "usage_date", _days_after(1)),
+    Mart("fct_generations", "usage_date", _days_after(1), input_keyed=True),
     Mart("rpt_key_usage_daily", "usage_date", _days_after(7)),
     Mart("fct_provider_mix_daily", "usage_date", _days_after(7)),
     Mart("fct_model_mix_daily", "usage_date", _days_after(7)),
@@ -193,6 +202,69 @@ class MartShapes:
         self.recorded[mart.name] = key
 
 
+INPUTS_TABLE = "meta.mart_day_inputs"
+
+
+@dataclass
+class DayInputs:
+    """The inputs digest each day of the input-keyed marts was last built from (meta.mart_day_inputs).
+
+    A day's key digests the mart's SELECT and its inputs file, the macros, migrations and DuckDB version
+    (MartShapes.common) and what the inputs file reads for the day; an equal key means rebuilding the day
+    would write the rows it already has.
+    """
+
+    common: str
+    recorded: dict[tuple[str, date], str] | None  # None: the warehouse has no meta.mart_day_inputs
+
+    @classmethod
+    def read(cls, con, common: str) -> DayInputs:
+        if not con.execute("select count(*) from duckdb_tables() where database_name = current_database() "
+                           "and schema_name = 'meta' and table_name = 'mart_day_inputs'").fetchone()[0]:
+            return cls(common, None)
+        rows = con.execute(f"select mart_name, usage_date, input_key from {INPUTS_TABLE}").fetchall()
+        return cls(common, {(name, day): key for name, day, key in rows})
+
+    def keys(self, con, mart: Mart, days: list[date]) -> dict[date, str]:
+        """The inputs key of each of `days`, as the warehouse is now (the marts before `mart` already built)."""
+        if self.recorded is None or not mart.input_keyed or not days:
+            return {}
+        inputs_sql = mart.inputs_path.read_text()
+        prefix = hashlib.sha256(self.common.encode())
+        prefix.update(mart.sql_path.read_bytes())
+        prefix.update(inputs_sql.encode())
+        con.execute("set variable mart_days = cast(? as date[])", [days])
+        try:
+            rows = con.execute(inputs_sql).fetchall()
+        except Exception as exc:
+            raise RuntimeError(f"digesting the inputs of marts.{mart.name} ({mart.inputs_path.name}) "
+                               f"failed: {exc}") from exc
+        keys = {}
+        for day, input_key in rows:
+            digest = prefix.copy()
+            digest.update(input_key.encode())
+            keys[day] = digest.hexdigest()
+        return keys
+
+    def unchanged(self, mart: Mart, keys: dict[date, str]) -> set[date]:
+        """The days whose recorded key equals the key they have now."""
+        if self.recorded is None:
+            return set()
+        return {day for day, key in keys.items() if self.recorded.get((mart.name, day)) == key}
+
+    def record(self, con, mart: Mart, keys: dict[date, str], *, replace_all: bool) -> None:
+        """Store the keys of the days just built (after a whole-table rebuild, only theirs are kept)."""
+        if self.recorded is None or not mart.input_keyed:
+            return
+        if replace_all:
+            con.execute(f"delete from {INPUTS_TABLE} where mart_name = ?", [mart.name])
+        if keys:
+            con.execute(f"insert or replace into {INPUTS_TABLE} (mart_name, usage_date, input_key, built_at) "
+                        "select ?, unnest(cast(? as date[])), unnest(cast(? as varchar[])), current_timestamp",
+                        [mart.name, list(keys), list(keys.values())])
+        self.recorded.update({(mart.name, day): key for day, key in keys.items()})
+
+
 def ensure_mart_table(con, mart: Mart, shapes: MartShapes | None = None) -> bool:
     """Shape marts.<name> after its SELECT: create it when missing, add the columns the SELECT makes that the
     table lacks and drop those it no longer makes; True when anything changed (its days all need building).
@@ -245,6 +317,8 @@ def shape_mart_tables(con) -> None:
 
 def _rebuild_mart(con, mart: Mart, days: list[date], *, replace_all: bool) -> int:
     """Replace the mart's rows for `days` (every row for dimensions or with replace_all); returns rows written."""
+    if mart.partition_column is not None and not days and not replace_all:
+        return 0
     con.execute("set variable mart_days = cast(? as date[])", [days])
     if replace_all or mart.partition_column is None:
         con.execute(f"delete from marts.{mart.name}")
@@ -262,7 +336,7 @@ def _rebuild_mart(con, mart: Mart, days: list[date], *, replace_all: bool) -> in
 
 def _build(con, requested: set[date], *, full: bool, restate_config: bool, config: Config) -> dict[str, int]:
     started = time.monotonic()
-    with transaction(con):
+    with within_process_budget(con), transaction(con):
         last_built = _last_built_day(con)
         version_id = store_config(con, config, last_built + timedelta(days=1) if last_built else None,
                                   restate=restate_config)
@@ -274,12 +348,22 @@ def _build(con, requested: set[date], *, full: bool, restate_config: bool, confi
         counts: dict[str, int] = {}
         rebuilt_days: list[date] = []
         shapes = MartShapes.read(con)
+        inputs = DayInputs.read(con, shapes.common)
         for mart in MARTS:
             reshaped = ensure_mart_table(con, mart, shapes)
-            days = sorted(available) if full or reshaped else affected_days(mart, changed, available | changed)
+            replace_all = full or reshaped
+            days = sorted(available) if replace_all else affected_days(mart, changed, available | changed)
             if mart.name == "fct_daily_spend":
                 rebuilt_days = [day for day in days if day in available]
-            counts[mart.name] = _rebuild_mart(con, mart, days, replace_all=full or reshaped)
+            keys = inputs.keys(con, mart, days)
+            if not replace_all:
+                unchanged = inputs.unchanged(mart, keys)
+                if unchanged:
+                    log.info("marts.%s: %s left as built (inputs unchanged)", mart.name, _day_span(sorted(unchanged)))
+                days = [day for day in days if day not in unchanged]
+                keys = {day: key for day, key in keys.items() if day not in unchanged}
+            counts[mart.name] = _rebuild_mart(con, mart, days, replace_all=replace_all)
+            inputs.record(con, mart, keys, replace_all=replace_all)
         apply_comments(con)
         build_id = con.execute("select coalesce(max(build_id), 0) + 1 from marts.build_log").fetchone()[0]
         con.execute(

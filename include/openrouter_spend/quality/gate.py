@@ -367,6 +367,7 @@ def validate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
     """Validate the warehouse for `day`, record results and Data Docs; raise QualityGateFailed if any error failed."""
     from openrouter_spend.context import quality_config
     from openrouter_spend.warehouse import connect
+    from openrouter_spend.warehouse.memory import within_process_budget
 
     started = time.monotonic()
     validated_at = datetime.now(UTC)
@@ -382,9 +383,11 @@ def validate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
             docs_path = None
         else:
             try:
-                datasets = build_datasets(con, day, config, run_id)
-                rows = run_datasets(datasets, run_id, validated_at, docs_dir, config, con,
-                                    run_name=day.isoformat())
+                # The datasets read a day's million requests on a large organisation's day.
+                with within_process_budget(con):
+                    datasets = build_datasets(con, day, config, run_id)
+                    rows = run_datasets(datasets, run_id, validated_at, docs_dir, config, con,
+                                        run_name=day.isoformat())
             except Exception as exc:
                 # The day stays marked failed (alerts stay blocked) until a retry validates it.
                 _record_crash(con, day, run_id, validated_at, exc, config)

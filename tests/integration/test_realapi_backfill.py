@@ -142,11 +142,13 @@ def test_late_snapshots_are_skipped_named_and_leave_the_balance_unknown(backfill
     org = build_org("realapi", anchor_date=TODAY)
     credits, usage = org.credits_as_of(datetime.combine(TODAY, datetime.min.time(), tzinfo=UTC))
     # /credits and the /keys pages that give today's spend so far are fetched moments apart on the wall clock:
-    # the estimate is off by at most what was spent between the fetches.
+    # the estimate is off by at most what was spent between the fetches. fetched_at is the server's Date header,
+    # whole seconds, so the last answer was produced within the second after the latest fetched_at.
     fetches = [at for (at,) in rows(backfill, "select fetched_at from raw.credits where partition_date = ? union all "
                                               "select fetched_at from raw.keys where partition_date = ?",
                                     [DAYS[-1], DAYS[-1]])]
-    used_between = [org.credits_as_of(at, include_today=True)[1] for at in (min(fetches), max(fetches))]
+    used_between = [org.credits_as_of(at, include_today=True)[1]
+                    for at in (min(fetches), max(fetches) + timedelta(seconds=1))]
     assert balances[DAYS[-1]][0] == pytest.approx(credits - usage, abs=used_between[1] - used_between[0] + 1e-6)
     assert balances[DAYS[-1]][2] is None  # the previous snapshot describes "now" too: a top-up is unknown
     digest = (backfill / "digests" / DAYS[0].isoformat() / "digest.md").read_text()

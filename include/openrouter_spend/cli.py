@@ -345,6 +345,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_without_teardown(code: int) -> None:
+    """End the process with `code` once the exit handlers have run, skipping the interpreter's teardown.
+
+    After `run`, the process holds Airflow's, Great Expectations' and matplotlib's objects: tearing the
+    interpreter down runs full garbage collections over all of them (seconds of CPU) to free memory the kernel
+    frees anyway. Everything the run writes is closed by then (each DuckDB connection, the home's lock); the
+    exit handlers (logging's flush, Airflow's engine disposal) still run. With a non-daemon thread still
+    alive, the ordinary exit (which waits for it) is kept.
+    """
+    import atexit
+    import threading
+
+    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()
+           if thread is not threading.main_thread()):
+        return
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `openrouter-spend` console script."""
     args = build_parser().parse_args(argv)
@@ -352,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.verbose:
         os.environ.setdefault("OPENROUTER_SPEND_AIRFLOW_LOG_LEVEL", "INFO")
-    return args.handler(args)
+    code = args.handler(args)
+    if argv is None and args.command == "run":  # the process's own command, not a caller's in-process one
+        _exit_without_teardown(code)
+    return code
 
 
 if __name__ == "__main__":

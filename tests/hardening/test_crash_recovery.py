@@ -4,7 +4,7 @@ rerun.
 
 The kills are chained on one home, in the DAG's order: the rerun after each kill is the run killed at the next
 stage, and the rerun after the last one completes. Every kill is still followed by a rerun that takes over its
-lock and goes through the stage it broke, at a third of the runs of a clean home per stage."""
+lock and goes through the stage it broke: four runs of the day instead of six."""
 
 from __future__ import annotations
 

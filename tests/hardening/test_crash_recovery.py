@@ -1,5 +1,10 @@
-"""kill -9 at extraction, in the middle of the load's transaction and after the gate, then a rerun of the day:
-the warehouse equals a clean run's, and the killed run's lock is taken over instead of blocking the rerun."""
+"""kill -9 at extraction, in the middle of the load's transaction and after the gate, each followed by a rerun of
+the day: the warehouse equals a clean run's, and each killed run's lock is taken over instead of blocking the
+rerun.
+
+The kills are chained on one home, in the DAG's order: the rerun after each kill is the run killed at the next
+stage, and the rerun after the last one completes. Every kill is still followed by a rerun that takes over its
+lock and goes through the stage it broke: four runs of the day instead of six."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from harness import CLI, ROOT, data_fingerprint, hostile_env, hostile_run_args, 
 
 pytestmark = pytest.mark.slow
 
-PAUSES = {
+PAUSES = {  # in the order the DAG reaches them
     "extract": ("OPENROUTER_SPEND_TEST_PAUSE_AT", "extract:{marker}"),  # snapshots landed, batch not committed
     "load": ("OPENROUTER_SPEND_TEST_PAUSE_MID_LOAD", "{marker}"),  # raw partition deleted, insert not done
     "gate": ("OPENROUTER_SPEND_TEST_PAUSE_AT", "gate:{marker}"),  # results recorded, nothing published yet
@@ -28,28 +33,49 @@ def clean(hostile_run):
     return data_fingerprint(hostile_run.home / "warehouse.duckdb")
 
 
-@pytest.mark.parametrize("stage", list(PAUSES))
-def test_kill_9_then_rerun_gives_the_clean_runs_warehouse(stage, clean, tmp_path):
-    home = prepare_home(tmp_path / "home")
-    marker = tmp_path / "paused"
-    variable, value = PAUSES[stage]
-    env = hostile_env(home)
-    process = subprocess.Popen(CLI + hostile_run_args(), cwd=ROOT, start_new_session=True,
-                               env=env | {variable: value.format(marker=marker)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while not marker.exists():
-            assert process.poll() is None, f"the run ended before reaching the {stage} pause"
-            assert time.monotonic() < deadline, f"the run never reached the {stage} pause"
-            time.sleep(0.2)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    assert json.loads((home / ".lock").read_text())["pid"] == process.pid  # left behind by the killed run
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """One home through a run killed at each stage in turn, then a run to the end.
 
+    → (home, {stage: (killed pid, the lock's pid after the kill, what the next run wrote to stderr)}, last run)
+    """
+    folder = tmp_path_factory.mktemp("crash-chain")
+    home = prepare_home(folder / "home")
+    env = hostile_env(home)
+    killed: dict[str, tuple[int, int, str]] = {}
+    pending: tuple[str, int] | None = None  # the stage and pid of the last killed run, until the next run speaks
+    for stage, (variable, value) in PAUSES.items():
+        marker, stderr = folder / f"paused-{stage}", folder / f"{stage}.stderr"
+        with open(stderr, "w") as err:
+            process = subprocess.Popen(CLI + hostile_run_args(), cwd=ROOT, start_new_session=True,
+                                       env=env | {variable: value.format(marker=marker)},
+                                       stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 300
+            while not marker.exists():
+                assert process.poll() is None, f"the run ended before reaching the {stage} pause:\n" \
+                    + stderr.read_text()[-3000:]
+                assert time.monotonic() < deadline, f"the run never reached the {stage} pause"
+                time.sleep(0.2)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if pending:
+            killed[pending[0]] += (stderr.read_text(),)
+        killed[stage] = (process.pid, json.loads((home / ".lock").read_text())["pid"])
+        pending = (stage, process.pid)
     rerun = run_cli(hostile_run_args(), env)
+    killed[pending[0]] += (rerun.stderr,)
+    return home, killed, rerun
+
+
+@pytest.mark.parametrize("stage", list(PAUSES))
+def test_kill_9_then_rerun_gives_the_clean_runs_warehouse(stage, chain, clean):
+    home, killed, rerun = chain
+    pid, holder, next_stderr = killed[stage]
+    assert holder == pid  # left behind by the killed run
+    assert f"took over the lock of openrouter-spend run (pid {pid} " in next_stderr
+
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert f"took over the lock of openrouter-spend run (pid {process.pid} " in rerun.stderr
     assert data_fingerprint(home / "warehouse.duckdb") == clean
     assert data_fingerprint(home / "published" / "warehouse.duckdb") == clean

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -84,20 +86,56 @@ def _require_services() -> None:
     pytest.skip(reason)
 
 
-@contextmanager
-def _postgres_database(name: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for Airflow's metadata, dropped afterwards."""
+# A database `airflow db migrate` made for this Airflow version, kept in the server and cloned for every run
+# (the PostgreSQL counterpart of the SQLite template `openrouter-spend run` copies, runner.py): the
+# migration is the same every time and takes half a minute of the deployment's start.
+TEMPLATE_DATABASE = "openrouter_spend_it_airflow_" + re.sub(r"\W", "_", metadata.version("apache-airflow-core"))
+TEMPLATE_LOCK = 0x6F72_7370  # pg_advisory_lock key: one test session at a time makes the template
+
+
+def _admin_connection():
     import psycopg
 
     host, port = POSTGRES_ADDRESS
-    admin = {"host": host, "port": port, "user": "postgres", "dbname": "postgres", "autocommit": True}
-    with psycopg.connect(**admin) as connection:
-        connection.execute(f'create database "{name}"')
+    return psycopg.connect(host=host, port=port, user="postgres", dbname="postgres", autocommit=True)
+
+
+def _database_exists(connection, name: str) -> bool:
+    return connection.execute("select 1 from pg_database where datname = %s", [name]).fetchone() is not None
+
+
+@contextmanager
+def _postgres_database(name: str) -> Iterator[tuple[str, bool]]:
+    """A fresh PostgreSQL database for Airflow's metadata, dropped afterwards, and whether it is migrated already
+    (a clone of TEMPLATE_DATABASE)."""
+    host, port = POSTGRES_ADDRESS
+    with _admin_connection() as connection:
+        connection.execute("select pg_advisory_lock(%s)", [TEMPLATE_LOCK])
+        try:
+            migrated = _database_exists(connection, TEMPLATE_DATABASE)
+            template = f' template "{TEMPLATE_DATABASE}"' if migrated else ""
+            connection.execute(f'create database "{name}"{template}')
+        finally:
+            connection.execute("select pg_advisory_unlock(%s)", [TEMPLATE_LOCK])
     try:
-        yield f"postgres@{host}:{port}/{name}"
+        yield f"postgres@{host}:{port}/{name}", migrated
     finally:
-        with psycopg.connect(**admin) as connection:
+        with _admin_connection() as connection:
             connection.execute(f'drop database if exists "{name}" with (force)')
+
+
+def _keep_as_template(name: str) -> None:
+    """Copy the just-migrated database `name` to TEMPLATE_DATABASE (made under a temporary name, then renamed, so
+    an interrupted copy is never taken for a template)."""
+    building = f"{TEMPLATE_DATABASE}_{secrets.token_hex(4)}"
+    with _admin_connection() as connection:
+        connection.execute("select pg_advisory_lock(%s)", [TEMPLATE_LOCK])
+        try:
+            if not _database_exists(connection, TEMPLATE_DATABASE):
+                connection.execute(f'create database "{building}" template "{name}"')
+                connection.execute(f'alter database "{building}" rename to "{TEMPLATE_DATABASE}"')
+        finally:
+            connection.execute("select pg_advisory_unlock(%s)", [TEMPLATE_LOCK])
 
 
 def _delete_redis_keys(prefix: str) -> None:
@@ -370,13 +408,15 @@ def test_daily_dag_runs_on_celery_with_queue_routing(tmp_path: Path) -> None:
     api_port, emulator_port = _free_port(), _free_port()
     broker_prefix = f"openrouter-spend-it-{suffix}:"
 
-    with _postgres_database(f"openrouter_spend_it_{suffix}") as database:
+    with _postgres_database(f"openrouter_spend_it_{suffix}") as (database, migrated):
         env = _airflow_environment(tmp_path, database, broker_prefix, api_port,
                                    f"http://127.0.0.1:{emulator_port}/api/v1", spend_home, passwords_file)
         deployment = Deployment(tmp_path, env, f"http://127.0.0.1:{api_port}")
         airflow = [sys.executable, "-m", "airflow"]
         try:
-            deployment.run("db-migrate", [*airflow, "db", "migrate"], timeout=180)
+            if not migrated:
+                deployment.run("db-migrate", [*airflow, "db", "migrate"], timeout=180)
+                _keep_as_template(database.rsplit("/", 1)[1])
             # Anchored on D+1, so the day stays inside the emulator's 30-day window even across midnight.
             deployment.start("emulator", [sys.executable, "-m", "openrouter_spend.cli", "emulator",
                                           "--port", str(emulator_port),

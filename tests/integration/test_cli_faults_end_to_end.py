@@ -41,12 +41,26 @@ def env_for(server: EmulatorServer, home: Path, key: str | None = None) -> dict[
                    OPENROUTER_MANAGEMENT_KEY=key or server.management_key)
 
 
+# A newer API version's responses: unknown fields in every item, datetimes for /activity's dates. The first run
+# of the day gets them, so it is both the unknown-fields test and the home the other tests break or rerun.
+NEWER_API = [FaultRule("extra_fields"), FaultRule("activity_datetime_dates")]
+
+
 @pytest.fixture(scope="module")
-def one_day(module_emulator, tmp_path_factory) -> Path:
-    """A home after one clean run of the last day against the external emulator (read-only: copy it)."""
+def first_run(module_emulator, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The first run of the last day on a fresh home against the external emulator answering as NEWER_API."""
     home = tmp_path_factory.mktemp("one-day") / "home"
-    module_emulator.clear_faults()
-    first = run_cli(["run", "--start", DAYS[-1].isoformat()], env_for(module_emulator, home))
+    module_emulator.set_faults(NEWER_API)
+    try:
+        return home, run_cli(["run", "--start", DAYS[-1].isoformat()], env_for(module_emulator, home))
+    finally:
+        module_emulator.clear_faults()
+
+
+@pytest.fixture(scope="module")
+def one_day(first_run) -> Path:
+    """A home after one completed run of the last day (read-only: copy it)."""
+    home, first = first_run
     assert first.returncode == 0, first.stdout + first.stderr
     return home
 
@@ -77,10 +91,8 @@ def test_bad_responses_fail_the_run_name_the_task_and_lose_nothing(external_emul
     assert table_fingerprint(home / "warehouse.duckdb") == before
 
 
-def test_unknown_fields_and_datetime_dates_load_cleanly(external_emulator, tmp_path):
-    home = tmp_path / "home"
-    external_emulator.set_faults([FaultRule("extra_fields"), FaultRule("activity_datetime_dates")])
-    result = run_cli(["run", "--start", DAYS[-1].isoformat()], env_for(external_emulator, home))
+def test_unknown_fields_and_datetime_dates_load_cleanly(first_run):
+    home, result = first_run
     assert result.returncode == 0, result.stdout + result.stderr
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from staging.stg_activity where usage_date = ?",
@@ -92,6 +104,8 @@ def test_a_load_killed_midway_leaves_no_partial_day_and_the_rerun_completes(exte
     day = DAYS[-1].isoformat()
     before = table_fingerprint(home / "warehouse.duckdb")
 
+    # The responses the day was loaded from (raw keeps the unknown fields), so the rerun must give it back.
+    external_emulator.set_faults(NEWER_API)
     marker = tmp_path / "load-paused"
     process = subprocess.Popen(CLI + ["run", "--start", day], cwd=ROOT, start_new_session=True,
                                env=env_for(external_emulator, home) | {"OPENROUTER_SPEND_TEST_PAUSE_MID_LOAD": str(marker)},

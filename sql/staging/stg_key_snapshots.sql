@@ -9,7 +9,9 @@
 -- Cost: the newest fetch per partition and key is picked on raw.keys' narrow columns (its row id), and only
 --   the rows picked are read whole: a window over whole rows would carry every day's JSON through a sort. A
 --   filter on snapshot_date reaches both raw scans (the join on partition_date carries it to the pick), so a
---   day's snapshot parses only that day's items and picks among that day's fetches only.
+--   day's snapshot parses only that day's items and picks among that day's fetches only. usage_daily comes
+--   from raw.keys' typed column (the load writes it from the same item), so stg_credits' sum of it over every
+--   snapshot reads narrow columns, not the JSON.
 with
 newest_fetches as (
     select
@@ -46,7 +48,7 @@ typed as (
         cast(payload ->> 'include_byok_in_limit' as boolean) as is_byok_in_limit,
         cast(payload ->> 'usage' as double) as usage_usd,
         cast(payload ->> 'byok_usage' as double) as byok_usage_usd,
-        cast(payload ->> 'usage_daily' as double) as usage_daily_usd,
+        usage_daily as usage_daily_usd,
         cast(payload ->> 'byok_usage_daily' as double) as byok_usage_daily_usd,
         ---------- timestamps
         cast(payload ->> 'created_at' as timestamptz) as created_at,

@@ -195,7 +195,8 @@ class RawRows:
             if day in days:
                 payload = {k: v for k, v in item.items() if k != "_fetched"}
                 self._insert(con, "keys", day, {"key_hash": item["hash"], "page_offset": 0,
-                                                "requested_workspace_id": item["workspace_id"]}, payload,
+                                                "requested_workspace_id": item["workspace_id"],
+                                                "usage_daily": item.get("usage_daily")}, payload,
                              item["_fetched"])
         for day, total_credits, total_usage, fetched in self.credits:
             if day in days:

@@ -26,7 +26,7 @@ _COMMON = ["partition_date", "run_id", "fetched_at", "landing_file", "request_pa
 COLUMNS: dict[str, list[str]] = {
     "credits": _COMMON + ["total_credits", "total_usage", "payload"],
     "workspaces": _COMMON + ["workspace_id", "payload"],
-    "keys": _COMMON + ["requested_workspace_id", "page_offset", "key_hash", "payload"],
+    "keys": _COMMON + ["requested_workspace_id", "page_offset", "key_hash", "usage_daily", "payload"],
     "models": _COMMON + ["model_id", "payload"],
     "model_endpoints": _COMMON + ["model_id", "provider_name", "payload"],
     "providers": _COMMON + ["provider_name", "payload"],
@@ -158,6 +158,11 @@ def _rows_for(response: LandedResponse, partition_date: date, run_id: str) -> tu
             row["key_hash"] = _require(item, "hash", source, index, (str,))
             row["requested_workspace_id"] = response.params.get("workspace_id")
             row["page_offset"] = int(response.params.get("offset", 0))
+            # Typed beside the JSON so the daily credit balance sums it without parsing every snapshot.
+            usage_daily = item.get("usage_daily")
+            if usage_daily is not None and not isinstance(usage_daily, _NUMBER):
+                raise LandingDataError(f"{source}: data[{index}].usage_daily should be a number")
+            row["usage_daily"] = None if usage_daily is None else float(usage_daily)
         elif endpoint == "/models":
             row["model_id"] = _require(item, "id", source, index, (str,))
         elif endpoint == "/providers":

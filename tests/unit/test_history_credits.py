@@ -46,14 +46,19 @@ def test_a_usage_daily_that_is_not_a_number_is_refused_at_load(tmp_path):
         assert con.execute("select count(*) from raw.keys").fetchone()[0] == 0
 
 
-def test_migration_016_backfills_usage_daily_from_rows_loaded_before_it(tmp_path):
+def migrations_before(tmp_path, version: int):
+    """A folder with the project's migrations older than `version`: a warehouse as it was before it."""
     before = tmp_path / "migrations"
     before.mkdir()
     for path in sorted((settings.sql_dir() / "migrations").glob("*.sql")):
-        if int(path.name[:3]) < 16:
+        if int(path.name[:3]) < version:
             shutil.copy(path, before / path.name)
+    return before
+
+
+def test_migration_016_backfills_usage_daily_from_rows_loaded_before_it(tmp_path):
     with connect(tmp_path / "w.duckdb") as con:
-        migrate(con, before)
+        migrate(con, migrations_before(tmp_path, 16))
         assert "usage_daily" not in {row[0] for row in con.execute("describe raw.keys").fetchall()}
         for key, payload in ((KEY_A, {"hash": KEY_A, "usage": 30.0, "usage_daily": 1.5}),
                              (KEY_B, {"hash": KEY_B, "usage": 5.0, "usage_daily": None}),
@@ -62,7 +67,7 @@ def test_migration_016_backfills_usage_daily_from_rows_loaded_before_it(tmp_path
                         [DAY, ON_TIME, key, json.dumps(payload)])
         con.execute("insert into raw.credits values (?, 'old-run', ?, 'f.json', '{}', 100.0, 40.0, '{}')",
                     [DAY, ON_TIME])
-        assert migrate(con) == [16]
+        assert migrate(con) == [16, 17]
         build_staging(con)
         assert dict(con.execute("select key_hash, usage_daily from raw.keys").fetchall()) == {
             KEY_A: 1.5, KEY_B: None, "c" * 64: 0.75}

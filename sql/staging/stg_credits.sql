@@ -35,11 +35,7 @@ deduplicated as (
 timed as (
     select
         *,
-        case
-            when cast(timezone('UTC', fetched_at) as date) = snapshot_date + 1 then 'on_time'
-            when cast(timezone('UTC', fetched_at) as date) > snapshot_date + 1 then 'late'
-            else 'early'
-        end as snapshot_timing
+        marts.snapshot_timing(snapshot_date, fetched_at) as snapshot_timing
     from deduplicated
 ),
 

@@ -6,25 +6,16 @@
 --   'on_time'), the usage at the end of snapshot_date is usage − usage_daily (end_of_day_*); fetched after
 --   that day ended ('late': a backfill) or before snapshot_date ended ('early') the snapshot does not
 --   describe the end of its day and end_of_day_* are NULL.
--- Cost: the newest fetch per partition and key is picked on raw.keys' narrow columns (its row id), and only
---   the rows picked are read whole: a window over whole rows would carry every day's JSON through a sort. A
---   filter on snapshot_date reaches both raw scans (the join on partition_date carries it to the pick), so a
---   day's snapshot parses only that day's items and picks among that day's fetches only.
+-- Cost: the newest fetch per partition and key is flagged in raw.keys (is_latest_fetch, written by the load,
+--   which replaces a partition's rows whole), so a reader filters on a column instead of grouping every fetch
+--   ever loaded by partition and key. A filter on snapshot_date reaches the raw scan, so a day's snapshot
+--   parses only that day's items. usage_daily comes from raw.keys' typed column (the load writes it from the
+--   same item), so stg_credits' sum of it over every snapshot reads narrow columns, not the JSON.
 with
-newest_fetches as (
-    select
-        fetches.partition_date,
-        arg_max(fetches.rowid, fetches.fetched_at) as fetch_row
-    from raw.keys as fetches
-    group by fetches.partition_date, fetches.key_hash
-),
-
 source as (
-    select keys.*
-    from raw.keys as keys
-    inner join newest_fetches
-        on keys.partition_date = newest_fetches.partition_date
-        and keys.rowid = newest_fetches.fetch_row
+    select *
+    from raw.keys
+    where is_latest_fetch
 ),
 
 typed as (
@@ -46,7 +37,7 @@ typed as (
         cast(payload ->> 'include_byok_in_limit' as boolean) as is_byok_in_limit,
         cast(payload ->> 'usage' as double) as usage_usd,
         cast(payload ->> 'byok_usage' as double) as byok_usage_usd,
-        cast(payload ->> 'usage_daily' as double) as usage_daily_usd,
+        usage_daily as usage_daily_usd,
         cast(payload ->> 'byok_usage_daily' as double) as byok_usage_daily_usd,
         ---------- timestamps
         cast(payload ->> 'created_at' as timestamptz) as created_at,
@@ -62,11 +53,7 @@ typed as (
 timed as (
     select
         *,
-        case
-            when cast(timezone('UTC', fetched_at) as date) = snapshot_date + 1 then 'on_time'
-            when cast(timezone('UTC', fetched_at) as date) > snapshot_date + 1 then 'late'
-            else 'early'
-        end as snapshot_timing
+        marts.snapshot_timing(snapshot_date, fetched_at) as snapshot_timing
     from typed
 ),
 

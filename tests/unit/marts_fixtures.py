@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+from openrouter_spend.ingest.load import flag_newest_fetches
 from openrouter_spend.warehouse import build_staging, connect, migrate
 from openrouter_spend.warehouse.marts import build_marts, rebuild_all
 
@@ -191,12 +192,21 @@ class RawRows:
                     bucket[name] = bucket.get(name, 0) + row[name]
         for (day, *_), payload in account.items():
             self._insert(con, "activity", day, {"scope": "account", "api_key_hash": None}, dict(payload))
+        keys: dict[date, list[dict]] = defaultdict(list)
         for day, item in self.keys:
             if day in days:
+                keys[day].append({"key_hash": item["hash"], "fetched_at": item["_fetched"] or _fetched(day),
+                                  "item": item})
+        for day, rows in keys.items():
+            flag_newest_fetches(rows)
+            for row in rows:
+                item = row["item"]
                 payload = {k: v for k, v in item.items() if k != "_fetched"}
                 self._insert(con, "keys", day, {"key_hash": item["hash"], "page_offset": 0,
-                                                "requested_workspace_id": item["workspace_id"]}, payload,
-                             item["_fetched"])
+                                                "requested_workspace_id": item["workspace_id"],
+                                                "usage_daily": item.get("usage_daily"),
+                                                "is_latest_fetch": row["is_latest_fetch"]}, payload,
+                             row["fetched_at"])
         for day, total_credits, total_usage, fetched in self.credits:
             if day in days:
                 self._insert(con, "credits", day, {"total_credits": total_credits, "total_usage": total_usage},

@@ -39,7 +39,7 @@ def warehouse(tmp_path):
                         [*common, json.dumps({"date": DAY.isoformat()}), "key" if key else "account", key,
                          _activity(key, usage, requests)])
         for key, used in (("k1", "2026-11-20T18:00:00Z"), ("k2", "2026-11-20T09:00:00Z"), ("k3", "2026-09-01T12:00:00Z")):
-            con.execute("insert into raw.keys values (?, ?, ?, ?, ?, null, 0, ?, ?)",
+            con.execute("insert into raw.keys values (?, ?, ?, ?, ?, null, 0, ?, ?, null, true)",
                         [*common, "{}", key, json.dumps({"hash": key, "usage": 100.0, "byok_usage": 0.0,
                                                          "created_at": "2026-01-01T00:00:00.000000+00:00",
                                                          "updated_at": "2026-01-01T00:00:00.000000+00:00",

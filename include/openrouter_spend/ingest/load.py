@@ -26,7 +26,8 @@ _COMMON = ["partition_date", "run_id", "fetched_at", "landing_file", "request_pa
 COLUMNS: dict[str, list[str]] = {
     "credits": _COMMON + ["total_credits", "total_usage", "payload"],
     "workspaces": _COMMON + ["workspace_id", "payload"],
-    "keys": _COMMON + ["requested_workspace_id", "page_offset", "key_hash", "payload"],
+    "keys": _COMMON + ["requested_workspace_id", "page_offset", "key_hash", "usage_daily", "is_latest_fetch",
+             "payload"],
     "models": _COMMON + ["model_id", "payload"],
     "model_endpoints": _COMMON + ["model_id", "provider_name", "payload"],
     "providers": _COMMON + ["provider_name", "payload"],
@@ -158,6 +159,11 @@ def _rows_for(response: LandedResponse, partition_date: date, run_id: str) -> tu
             row["key_hash"] = _require(item, "hash", source, index, (str,))
             row["requested_workspace_id"] = response.params.get("workspace_id")
             row["page_offset"] = int(response.params.get("offset", 0))
+            # Typed beside the JSON so the daily credit balance sums it without parsing every snapshot.
+            usage_daily = item.get("usage_daily")
+            if usage_daily is not None and not isinstance(usage_daily, _NUMBER):
+                raise LandingDataError(f"{source}: data[{index}].usage_daily should be a number")
+            row["usage_daily"] = None if usage_daily is None else float(usage_daily)
         elif endpoint == "/models":
             row["model_id"] = _require(item, "id", source, index, (str,))
         elif endpoint == "/providers":
@@ -180,6 +186,20 @@ def _rows_for(response: LandedResponse, partition_date: date, run_id: str) -> tu
     table = {"/workspaces": "workspaces", "/keys": "keys", "/models": "models", "/providers": "providers",
              "/activity": "activity"}[endpoint]
     return table, rows
+
+
+def flag_newest_fetches(rows: list[dict]) -> None:
+    """Mark which of one partition's /keys rows is its key's newest fetch (`is_latest_fetch`)."""
+    # The rule migration 017 backfilled with: the latest fetched_at, and of equal ones the row loaded first.
+    # A load replaces the partition's rows whole, so the flag set here stays true until the next load.
+    newest: dict[str, dict] = {}
+    for row in rows:
+        best = newest.get(row["key_hash"])
+        if best is None or row["fetched_at"] > best["fetched_at"]:
+            newest[row["key_hash"]] = row
+    chosen = {id(row) for row in newest.values()}
+    for row in rows:
+        row["is_latest_fetch"] = id(row) in chosen
 
 
 def load_partition(con, landing_root: Path, partition_date: date, run_id: str,
@@ -208,6 +228,7 @@ def load_partition(con, landing_root: Path, partition_date: date, run_id: str,
     if on_parsed:
         on_parsed()
     counts = {table: len(rows.get(table, [])) for table in RAW_TABLES}
+    flag_newest_fetches(rows.get("keys", []))
     if gaps and not responses:
         return _record_gap(con, partition_date, run_id, gaps, notes, counts)
     with transaction(con):

@@ -16,8 +16,9 @@ Sections (`--only` picks some): ingest, run, large, history, test.
             `openrouter-spend run` for that day, peak memory, API calls, the alert ledger's rows and the file
             channel's messages; baseline: the same command and server for the default organisation's day.
             `--backfill` adds 9 such days in one command.
-* history — the daily build (marts, gate, rules, publish, digest) on day 30 and day 365 of a 200-active-key
-            organisation (bench/history.py copies one real run's day backwards; see there); baseline: day 30.
+* history — the daily build (marts, gate, rules, digest; publish, a copy of the whole file, timed beside it) on
+            day 30 and day 365 of a 200-active-key organisation (bench/history.py copies one real run's day
+            backwards; see there); baseline: day 30.
 * test    — `make test` from a fresh clone of this checkout (only with --make-test: it takes 20-30 minutes).
 
 Each measurement runs in a fresh process; peak memory is the largest ru_maxrss in that process tree (the kernel
@@ -437,7 +438,7 @@ def child_daily_build(home: str, day: str) -> dict:
     from openrouter_spend.quality import QualityGateFailed
 
     run = RunContext.for_day(date.fromisoformat(day), f"bench__{time.time_ns()}")
-    steps, failures = {}, []
+    steps, step_cpu, failures = {}, {}, []
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     for name, call in (("marts", lambda: pipeline.build_marts(run)),
@@ -446,16 +447,21 @@ def child_daily_build(home: str, day: str) -> dict:
                        ("publish", lambda: pipeline.publish_warehouse(run)),
                        # digest and FOCUS together, as one task did before they were split
                        ("digest", lambda: (pipeline.write_digest(run), pipeline.export_focus(run)))):
-        mark = time.perf_counter()
+        mark, mark_cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         try:
             call()
         except QualityGateFailed as exc:  # a failed gate is timed like a passed one, and reported
             failures.append(f"{name}: {str(exc).splitlines()[0]}")
         steps[name] = time.perf_counter() - mark
-    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        step_cpu[name] = _cpu_between(mark_cpu, resource.getrusage(resource.RUSAGE_SELF))
     # CPU seconds of the process (DuckDB's threads included): what other load on a shared machine changes least
-    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    return {"seconds": time.perf_counter() - started, "cpu_seconds": cpu, "steps": steps, "failures": failures}
+    cpu = _cpu_between(cpu_before, resource.getrusage(resource.RUSAGE_SELF))
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": cpu, "steps": steps, "step_cpu_seconds": step_cpu,
+            "failures": failures}
+
+
+def _cpu_between(before, after) -> float:
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 # ----- section: make test ------------------------------------------------------------------------------
@@ -555,14 +561,20 @@ def rows_for(results: dict, args) -> list[tuple[str, str, str, str, str]]:
     if history:
         sizes = [k for k in history if k.isdigit()]
         early, late = history[sizes[0]], history[sizes[1]]
-        ratio = late["build"]["seconds"] / early["build"]["seconds"]
-        add(f"4 daily build on day {sizes[1]} (marts, gate, rules, digest)", _s(late["build"]["seconds"]),
-            f"≤ 1.2 × day {sizes[0]}", f"day {sizes[0]}: {_s(early['build']['seconds'])}", ratio <= 1.2)
+        # The target's build is marts, gate, rules and digest; publish (a copy of the whole file, so it grows
+        # with the warehouse by construction) is reported beside it.
+        early_build, late_build = _build_seconds(early["build"], "steps"), _build_seconds(late["build"], "steps")
+        ratio = late_build / early_build
+        add(f"4 daily build on day {sizes[1]} (marts, gate, rules, digest)", _s(late_build),
+            f"≤ 1.2 × day {sizes[0]}", f"day {sizes[0]}: {_s(early_build)}", ratio <= 1.2)
         add(f"4 ratio day {sizes[1]} / day {sizes[0]}", f"{ratio:.2f}×", "≤ 1.2×", "", ratio <= 1.2)
-        if "cpu_seconds" in late["build"]:
-            cpu_ratio = late["build"]["cpu_seconds"] / early["build"]["cpu_seconds"]
-            add(f"4 CPU of the build on day {sizes[1]} (user + sys)", _s(late["build"]["cpu_seconds"]),
-                f"≤ 1.2 × day {sizes[0]}", f"day {sizes[0]}: {_s(early['build']['cpu_seconds'])}", cpu_ratio <= 1.2)
+        if "step_cpu_seconds" in late["build"]:
+            early_cpu = _build_seconds(early["build"], "step_cpu_seconds")
+            late_cpu = _build_seconds(late["build"], "step_cpu_seconds")
+            add(f"4 CPU of that build on day {sizes[1]} (user + sys)", _s(late_cpu),
+                f"≤ 1.2 × day {sizes[0]}", f"day {sizes[0]}: {_s(early_cpu)}", late_cpu / early_cpu <= 1.2)
+        add(f"4 the build with publish on day {sizes[1]}", _s(late["build"]["seconds"]), "—",
+            f"day {sizes[0]}: {_s(early['build']['seconds'])}", None)
         for step in early["build"]["steps"]:
             add(f"4   {step}", _s(late["build"]["steps"][step]), "", f"day {sizes[0]}: {_s(early['build']['steps'][step])}",
                 None)
@@ -583,6 +595,11 @@ def rows_for(results: dict, args) -> list[tuple[str, str, str, str, str]]:
         add("6 whole per-request build of the day", _s(build["seconds"]), "≤ 60 s", f"peak {_mib(build['peak_mib'])}",
             build["seconds"] <= 60)
     return rows
+
+
+def _build_seconds(build: dict, figure: str) -> float:
+    """The target's daily build out of a daily-build result: every step but publish."""
+    return sum(seconds for step, seconds in build[figure].items() if step != "publish")
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:

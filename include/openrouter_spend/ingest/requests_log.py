@@ -33,7 +33,7 @@ from typing import Any
 
 from openrouter_spend.config import settings
 from openrouter_spend.ingest.request_log_sql import MAX_LINE_BYTES, profile_sql, scan_sql, unknown_fields_sql
-from openrouter_spend.warehouse.memory import limit_within_budget
+from openrouter_spend.warehouse.memory import within_process_budget
 
 log = logging.getLogger(__name__)
 
@@ -182,68 +182,66 @@ def _load_file(con, log_file: LogFile, is_reload: bool, quarantine_dir: Path) ->
     digest = _Digest(log_file.path)
     digest.start()
     source = [log_file.relative]
-    memory_limit, insertion_order = con.execute(
-        "select current_setting('memory_limit'), current_setting('preserve_insertion_order')").fetchone()
-    con.execute(f"set memory_limit = '{limit_within_budget(con, _LOAD_MEMORY_LIMIT)}B'")
-    # Row order in raw.request_log carries no meaning; not keeping it lets DuckDB insert in parallel.
-    con.execute("set preserve_insertion_order = false")
-    try:
-        con.execute("begin transaction")
-        previous_days = _days_of(con, log_file.relative)
-        con.execute("delete from raw.request_log where source_file = ?", source)
-        con.execute("delete from raw.request_log_quarantine where source_file = ?", source)
+    with within_process_budget(con, ceiling=_LOAD_MEMORY_LIMIT):
+        insertion_order = con.execute("select current_setting('preserve_insertion_order')").fetchone()[0]
+        # Row order in raw.request_log carries no meaning; not keeping it lets DuckDB insert in parallel.
+        con.execute("set preserve_insertion_order = false")
         try:
-            try:
-                loaded, lines, quarantined, error = _insert_file(con, log_file)
-            except _NumberingFailed as failure:  # DuckDB aborted the transaction: load the valid lines again
-                con.execute("rollback")
-                con.execute("begin transaction")
-                con.execute("delete from raw.request_log where source_file = ?", source)
-                con.execute("delete from raw.request_log_quarantine where source_file = ?", source)
-                loaded, lines, quarantined, error = _insert_file(con, log_file, numbering_error=failure.error)
-        except _unreadable_errors() as exc:  # the file as a whole cannot be read: record it, never drop it silently
-            con.execute("rollback")
             con.execute("begin transaction")
             previous_days = _days_of(con, log_file.relative)
             con.execute("delete from raw.request_log where source_file = ?", source)
             con.execute("delete from raw.request_log_quarantine where source_file = ?", source)
-            loaded, lines, quarantined, error = 0, None, 1, _file_error(log_file, exc)
-            con.execute("insert into raw.request_log_quarantine values (?, null, ?, null, current_timestamp)",
-                        [log_file.relative, error])
-        sha256 = digest.result()
-        after = log_file.path.stat()
-        if (after.st_size, after.st_mtime_ns) != (log_file.size_bytes, log_file.mtime_ns):
-            con.execute("rollback")
-            log.warning("%s changed while it was being read; the next run loads it", log_file.relative)
-            return FileOutcome(log_file.relative, "changed_while_reading")
-        days = _days_of(con, log_file.relative)
-        con.execute(
-            """
-            insert into meta.request_log_files as files values
-                (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp, current_timestamp, 1)
-            on conflict (source_file) do update set
-                size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
-                status = excluded.status, line_count = excluded.line_count, loaded_rows = excluded.loaded_rows,
-                quarantined_rows = excluded.quarantined_rows, first_usage_date = excluded.first_usage_date,
-                last_usage_date = excluded.last_usage_date, error = excluded.error,
-                loaded_at = excluded.loaded_at, load_count = files.load_count + 1
-            """,
-            [log_file.relative, log_file.size_bytes, log_file.mtime_ns, sha256,
-             "failed" if loaded == 0 and error else "loaded", lines, loaded, quarantined,
-             days[0] if days else None, days[-1] if days else None, error],
-        )
-        record_change(con, set(days) | set(previous_days), f"request_log:{log_file.relative}")
-        con.execute("commit")
-    except BaseException:
-        try:
-            con.execute("rollback")
-        except duckdb.Error:  # the transaction is already closed
-            pass
-        raise
-    finally:
-        con.execute(f"set memory_limit = '{memory_limit}'")
-        con.execute(f"set preserve_insertion_order = {str(insertion_order).lower()}")
-        digest.join()
+            try:
+                try:
+                    loaded, lines, quarantined, error = _insert_file(con, log_file)
+                except _NumberingFailed as failure:  # DuckDB aborted the transaction: load the valid lines again
+                    con.execute("rollback")
+                    con.execute("begin transaction")
+                    con.execute("delete from raw.request_log where source_file = ?", source)
+                    con.execute("delete from raw.request_log_quarantine where source_file = ?", source)
+                    loaded, lines, quarantined, error = _insert_file(con, log_file, numbering_error=failure.error)
+            except _unreadable_errors() as exc:  # the file as a whole cannot be read: record it, never drop it silently
+                con.execute("rollback")
+                con.execute("begin transaction")
+                previous_days = _days_of(con, log_file.relative)
+                con.execute("delete from raw.request_log where source_file = ?", source)
+                con.execute("delete from raw.request_log_quarantine where source_file = ?", source)
+                loaded, lines, quarantined, error = 0, None, 1, _file_error(log_file, exc)
+                con.execute("insert into raw.request_log_quarantine values (?, null, ?, null, current_timestamp)",
+                            [log_file.relative, error])
+            sha256 = digest.result()
+            after = log_file.path.stat()
+            if (after.st_size, after.st_mtime_ns) != (log_file.size_bytes, log_file.mtime_ns):
+                con.execute("rollback")
+                log.warning("%s changed while it was being read; the next run loads it", log_file.relative)
+                return FileOutcome(log_file.relative, "changed_while_reading")
+            days = _days_of(con, log_file.relative)
+            con.execute(
+                """
+                insert into meta.request_log_files as files values
+                    (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp, current_timestamp, 1)
+                on conflict (source_file) do update set
+                    size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
+                    status = excluded.status, line_count = excluded.line_count, loaded_rows = excluded.loaded_rows,
+                    quarantined_rows = excluded.quarantined_rows, first_usage_date = excluded.first_usage_date,
+                    last_usage_date = excluded.last_usage_date, error = excluded.error,
+                    loaded_at = excluded.loaded_at, load_count = files.load_count + 1
+                """,
+                [log_file.relative, log_file.size_bytes, log_file.mtime_ns, sha256,
+                 "failed" if loaded == 0 and error else "loaded", lines, loaded, quarantined,
+                 days[0] if days else None, days[-1] if days else None, error],
+            )
+            record_change(con, set(days) | set(previous_days), f"request_log:{log_file.relative}")
+            con.execute("commit")
+        except BaseException:
+            try:
+                con.execute("rollback")
+            except duckdb.Error:  # the transaction is already closed
+                pass
+            raise
+        finally:
+            con.execute(f"set preserve_insertion_order = {str(insertion_order).lower()}")
+            digest.join()
     _write_quarantine_file(con, log_file.relative, quarantine_dir)
     action = "failed" if loaded == 0 and error else ("reloaded" if is_reload else "loaded")
     return FileOutcome(log_file.relative, action, int(loaded), int(quarantined),

@@ -63,10 +63,11 @@ def limit_within_budget(con, ceiling: str | None = None) -> int:
 
 
 @contextmanager
-def within_process_budget(con) -> Iterator[None]:
-    """Lower DuckDB's memory limit to its share of the process budget for the block; restore it after."""
+def within_process_budget(con, ceiling: str | None = None) -> Iterator[None]:
+    """Lower DuckDB's memory limit to its share of the process budget (at most `ceiling`) for the block;
+    restore it after."""
     configured = con.execute("select current_setting('memory_limit')").fetchone()[0]
-    con.execute(f"set memory_limit = '{limit_within_budget(con)}B'")
+    con.execute(f"set memory_limit = '{limit_within_budget(con, ceiling)}B'")
     try:
         yield
     finally:

@@ -25,12 +25,13 @@ def con():
     connection.close()
 
 
-def test_the_limit_is_what_the_budget_leaves_beside_the_process(con, monkeypatch):
+def test_the_limit_is_what_the_budget_leaves_beside_the_process_less_room_outside_the_pool(con, monkeypatch):
     outside = psutil.Process().memory_info().rss
     monkeypatch.setenv(memory.BUDGET_ENV, f"{outside + 500 * 2**20}B")
     limit = memory.limit_within_budget(con)
-    # the process's own memory moves a little between the two readings
-    assert limit == pytest.approx(500 * 2**20, abs=32 * 2**20)
+    # 500 MiB left beside the process, of which a tenth is kept for DuckDB's allocations outside its pool; the
+    # process's own memory moves a little between the two readings
+    assert limit == pytest.approx(450 * 2**20, abs=32 * 2**20)
 
 
 def test_a_large_budget_keeps_the_connection_limit_or_the_ceiling(con, monkeypatch):

@@ -23,7 +23,7 @@ import pytest
 from cli_fixtures import SCHEDULER_LOOPS, airflow_env, cli_env
 
 from openrouter_emulator import build_org
-from openrouter_spend.ingest.fallbacks import classify
+from openrouter_spend.ingest.fallbacks import classify_many
 
 pytestmark = pytest.mark.slow
 
@@ -108,12 +108,12 @@ def test_fallback_shares_match_the_truth(backfill):
     org = build_org("realapi", anchor_date=TODAY)
     fallbacks = 0
     for day in DAYS:
+        logged = [entry for entry in org.app_request_log(day) if entry["project"] in LOGGED]
+        outcomes = classify_many([{"generation": org.generation(entry["generation_id"]),
+                                   "requested_model": entry["requested_model"]} for entry in logged])
         truth: dict[str, list[bool]] = {}
-        for entry in org.app_request_log(day):
-            if entry["project"] in LOGGED:
-                outcome = classify(generation=org.generation(entry["generation_id"]),
-                                   requested_model=entry["requested_model"])
-                truth.setdefault(entry["project"], []).append(outcome.is_fallback)
+        for entry, outcome in zip(logged, outcomes, strict=True):
+            truth.setdefault(entry["project"], []).append(outcome.is_fallback)
         shares = dict(rows(backfill, "select project, sum(fallback_requests) / sum(requests) "
                                      "from marts.fct_fallback_daily where usage_date = ? group by 1", [day]))
         for project, flags in truth.items():

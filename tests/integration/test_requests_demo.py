@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from openrouter_emulator.request_logs import write_emulated_logs
 from openrouter_spend.ingest import enrich, enrich_plan, requests_log
-from openrouter_spend.ingest.fallbacks import classify
+from openrouter_spend.ingest.fallbacks import classify_many
 from openrouter_spend.warehouse import build_staging, connect, migrate
 from openrouter_spend.warehouse.marts import build_marts
 
@@ -57,7 +57,8 @@ def test_outage_surge_coverage_and_consistent_classification(spend_home, emulato
     # Workspaces whose apps log nothing have no per-request rows at all.
     assert projects.isdisjoint({"growth-experiments", "Default"})
     assert len(fetched) == 60
-    for payload, generation_id, requested, attempts, kind, is_fallback in fetched:
-        expected = classify(generation=json.loads(payload), requested_model=requested)
+    expectations = classify_many([{"generation": json.loads(payload), "requested_model": requested}
+                                  for payload, _, requested, *_ in fetched])
+    for (_, generation_id, _, attempts, kind, is_fallback), expected in zip(fetched, expectations, strict=True):
         assert (attempts, kind, is_fallback) == (expected.attempts, expected.fallback_kind, expected.is_fallback), \
             generation_id

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from openrouter_spend.ingest.fallbacks import FALLBACK_KINDS, classify
+from openrouter_spend.ingest.fallbacks import FALLBACK_KINDS, classify, classify_many
 
 # openrouter-api.md §2.9: openrouter_metadata of a request OpenAI rate-limited and Azure served.
 METADATA_AZURE_AFTER_OPENAI_429 = {
@@ -144,3 +144,14 @@ def test_served_model_and_provider_come_from_the_selected_endpoint():
     got = classify(openrouter_metadata=METADATA_AZURE_AFTER_OPENAI_429)
     assert (got.requested_model, got.served_model) == ("openai/gpt-4.1", "openai/gpt-4.1")
     assert classify(generation=GENERATION_PROVIDER_FALLBACK).served_model == "openai/gpt-4.1"
+
+
+def test_many_requests_in_one_query_equal_each_classified_alone_in_their_order():
+    requests = [inputs for _, inputs, _ in CASES] * 3
+    many = classify_many(requests)
+    assert many == [classify(**inputs) for inputs in requests]
+    assert [(got.attempts, got.fallback_kind) for got in many[:len(CASES)]] == \
+        [(expected[0], expected[5]) for _, _, expected in CASES]
+    assert classify_many([]) == []
+    with pytest.raises(TypeError, match="request 0: unexpected model"):
+        classify_many([{"model": "openai/gpt-4.1"}])

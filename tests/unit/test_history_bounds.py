@@ -10,12 +10,22 @@ from marts_fixtures import DAY, FixtureWarehouse, RawRows, key_hash
 
 from openrouter_spend.quality import load_quality_config, reconcile
 from openrouter_spend.warehouse import connect
+from openrouter_spend.warehouse.marts import available_days
 
 DAYS = [DAY + timedelta(days=offset) for offset in range(6)]
 
 # The definition stg_loaded_days had when it typed every /activity row and /keys snapshot to list the days.
 LOADED_DAYS_FROM_STAGING = """
     select usage_date from staging.stg_account_activity
+    union
+    select snapshot_date from staging.stg_credits
+"""
+
+# The definition the mart build's available_days had when it typed and deduplicated every /activity row.
+AVAILABLE_DAYS_FROM_STAGING = """
+    select usage_date from staging.stg_account_activity
+    union
+    select usage_date from staging.stg_activity
     union
     select snapshot_date from staging.stg_credits
 """
@@ -51,6 +61,12 @@ def test_loaded_days_are_the_days_of_account_activity_or_a_credits_snapshot(worl
         current = "select usage_date from staging.stg_loaded_days"
         for first, second in ((current, LOADED_DAYS_FROM_STAGING), (LOADED_DAYS_FROM_STAGING, current)):
             assert con.execute(f"select count(*) from (({first}) except all ({second}))").fetchone()[0] == 0
+
+
+def test_the_days_a_build_can_build_are_the_staging_days_read_from_the_raw_partitions(world):
+    with connect(world.path, read_only=True) as con:
+        from_staging = {day for (day,) in con.execute(AVAILABLE_DAYS_FROM_STAGING).fetchall()}
+        assert available_days(con) == from_staging == set(DAYS)
 
 
 def test_key_usage_reconciles_with_the_activity_since_the_snapshot_before_a_missing_one(world):

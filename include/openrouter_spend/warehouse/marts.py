@@ -95,11 +95,13 @@ MARTS: tuple[Mart, ...] = (
 
 
 def available_days(con) -> set[date]:
-    """Every usage day present in staging (activity or a credits snapshot)."""
+    """Every usage day present in staging (activity or a credits snapshot).
+
+    Read from the raw partitions: staging's usage_date is the partition (the loader refuses an /activity row
+    dated outside it) and its deduplication keeps a row of every partition, so the days are the same without
+    typing and deduplicating every /activity row ever loaded (0.3 s of CPU at 365 days)."""
     rows = con.execute(
-        "select usage_date from staging.stg_account_activity union "
-        "select usage_date from staging.stg_activity union "
-        "select snapshot_date from staging.stg_credits"
+        "select partition_date from raw.activity union select partition_date from raw.credits"
     ).fetchall()
     return {day for (day,) in rows if day is not None}
 

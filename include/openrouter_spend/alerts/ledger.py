@@ -177,9 +177,7 @@ def _planned_deliveries(alert: dict, route: Route, contact: str | None, day: dat
 
 def _decide(candidate: dict, rule, previous: dict | None, day: date, quality: Quality,
             annotations: list[dict], owner: dict[str, str | None], route: Route) -> dict[str, Any]:
-    """The ledger row for one candidate: outcome, streak, severity, text."""
-    from openrouter_spend.alerts.render import render  # render reads this module's vocabulary
-
+    """The ledger row for one candidate: outcome, streak, severity (its text is rendered once it is kept)."""
     persisting = previous is not None and (day - previous["usage_date"]).days <= rule.resolve_after_days
     first_seen = previous["first_seen_date"] if persisting else day
     days_active = (day - first_seen).days + 1
@@ -231,7 +229,6 @@ def _decide(candidate: dict, rule, previous: dict | None, day: date, quality: Qu
         "contributors": contributors or [],
         "facts": facts or {},
     }
-    alert["title"], alert["message"] = render(alert, rule, owner, quality)
     return alert
 
 
@@ -324,6 +321,7 @@ def _group_notification(root: dict, linked: list[dict]) -> None:
 
 def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> dict[str, Any]:
     """Evaluate every enabled rule for `day` and record the outcomes and planned deliveries; {"to_send": n, ...}."""
+    from openrouter_spend.alerts.render import render  # render reads this module's vocabulary
     from openrouter_spend.context import rules_config as parsed_rules
 
     rules_config = parsed_rules(config_dir)
@@ -341,7 +339,7 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
         annotations = _annotations(con, day)
         lookback = max(rule.resolve_after_days for rule in rules_config.rules.values())
         previous = key_notices.with_open_conditions(con, day, _previous(con, day, lookback))
-        alerts, deliveries, routing = [], [], {}
+        alerts, deliveries, routing, wording = [], [], {}, {}
         for rule, candidate in candidates:
             owner = owners.get(candidate["project"], {})
             route = rules_config.route_for(rule.rule_id, owner.get("budget_owner"))
@@ -350,7 +348,11 @@ def evaluate_day(day: date, run_id: str, *, config_dir: Path | None = None) -> d
             alert["run_id"], alert["evaluated_at"] = run_id, evaluated_at
             alerts.append(alert)
             routing[alert["alert_id"]] = (route, owner.get("contact"))
+            wording[alert["alert_id"]] = (rule, owner)
         alerts = key_notices.state_changes_only(alerts)
+        # Text only for the rows kept: an organisation's idle keys are candidates every day, rows only on a change.
+        for alert in alerts:
+            alert["title"], alert["message"] = render(alert, *wording[alert["alert_id"]], quality)
         correlate(alerts)
         by_id = {alert["alert_id"]: alert for alert in alerts}
         for alert in alerts:

@@ -124,18 +124,21 @@ key_days as (
 ),
 
 -- Which snapshot that is is found on the snapshots' keys alone (no JSON is parsed for it), so only the
--- snapshots used are parsed. A hash join on the key and the newest date per key and day, not an asof join:
--- the asof join sorted every snapshot ever loaded on every build (0.18 s at 365 days of 2,000 keys).
+-- snapshots used are parsed. Only the snapshots of the keys that spent are joined: the asof join sorts its
+-- right side, and every key ever listed is 0.18 s of it at 365 days of 2,000 keys, 200 of them in use.
 key_snapshot_days as (
     select
         key_days.usage_date,
         key_days.api_key_hash,
-        max(listed.snapshot_date) as snapshot_date
+        listed.snapshot_date
     from key_days
-    left join (select snapshot_date, api_key_hash from staging.stg_key_snapshots) as listed
+    asof left join (
+        select snapshot_date, api_key_hash
+        from staging.stg_key_snapshots
+        where api_key_hash in (select api_key_hash from key_days)
+    ) as listed
         on key_days.api_key_hash = listed.api_key_hash
-        and listed.snapshot_date <= key_days.usage_date
-    group by key_days.usage_date, key_days.api_key_hash
+        and key_days.usage_date >= listed.snapshot_date
 ),
 
 key_attributes as (

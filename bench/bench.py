@@ -23,7 +23,8 @@ Sections (`--only` picks some): ingest, run, large, history, test.
 
 Each measurement runs in a fresh process; peak memory is the largest ru_maxrss in that process tree (the kernel
 reports the maximum over the process and every descendant it waited for: Airflow's `dag.test` runs tasks in
-the CLI process, a few helpers run as subprocesses). Wall times are medians over --repeat runs (fast ones) or
+the CLI process, a few helpers run as subprocesses). The command is started from a small intermediary, not from
+this process: a child's ru_maxrss starts at the high-water mark of the process it was forked from. Wall times are medians over --repeat runs (fast ones) or
 --slow-repeat runs (whole pipeline runs). --quick shrinks every size to check the harness itself (its figures
 are not comparable with the targets). Exit status is 0 whatever the verdicts: this is a measurement.
 """
@@ -58,8 +59,62 @@ SECTIONS = ("ingest", "run", "large", "history", "test")
 
 # ----- running things ----------------------------------------------------------------------------------
 
-def _sample_rss(pid: int, samples: list, stop: threading.Event) -> None:
-    """Resident memory of `pid` every 0.1 s, as (unix time, MiB): lines up with Airflow's task times."""
+# Runs a command and writes its process tree's usage to a file (argv: report path, command...). Started with
+# `python -S`, it holds about 10 MiB: Linux carries the high-water mark of the process a child is forked from
+# into the child's ru_maxrss (through fork and exec), so a command started straight from this process, which
+# holds the large day's generated logs among other things, would report at least this process's own peak.
+_MEASURED = """
+import json, os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"maxrss_kib": usage.ru_maxrss, "cpu_seconds": usage.ru_utime + usage.ru_stime}, out)
+code = os.waitstatus_to_exitcode(status)
+if code < 0:  # die of the same signal
+    if -code not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
+def _measured(command: list[str]) -> tuple[list[str], Path]:
+    """`command` started through the intermediary, and where it reports the usage of the command's tree."""
+    handle, report = tempfile.mkstemp(prefix="bench-usage-", suffix=".json")
+    os.close(handle)
+    return [sys.executable, "-S", "-c", _MEASURED, report, *command], Path(report)
+
+
+def _usage(report: Path) -> dict:
+    """Peak MiB and CPU seconds of the measured tree, from the intermediary's report (removed once read)."""
+    try:
+        usage = json.loads(report.read_text() or "{}")
+    finally:
+        report.unlink(missing_ok=True)
+    return {"peak_mib": usage.get("maxrss_kib", 0) / 1024, "cpu_seconds": usage.get("cpu_seconds", 0.0)}
+
+
+def _command_pid(intermediary: int, stop: threading.Event) -> int | None:
+    """The pid of the command the intermediary started (its only child), once it exists."""
+    children = Path(f"/proc/{intermediary}/task/{intermediary}/children")
+    while not stop.wait(0.01):
+        try:
+            found = children.read_text().split()
+        except OSError:
+            return None
+        if found:
+            return int(found[0])
+    return None
+
+
+def _sample_rss(intermediary: int, samples: list, stop: threading.Event) -> None:
+    """Resident memory of the measured command every 0.1 s, as (unix time, MiB): lines up with Airflow's task
+    times."""
+    pid = _command_pid(intermediary, stop)
+    if pid is None:
+        return
     status = Path(f"/proc/{pid}/status")
     while not stop.wait(0.1):
         try:
@@ -79,19 +134,19 @@ def run_tree(command: list[str], env: dict[str, str] | None = None, log: Path | 
     out = open(log, "ab") if log else subprocess.DEVNULL
     samples: list = []
     stop = threading.Event()
+    measured, report = _measured(command)
     try:
-        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(measured, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
                                    cwd=cwd)
         sampler = threading.Thread(target=_sample_rss, args=(process.pid, samples, stop), daemon=True)
         if sample:
             sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, _ = os.wait4(process.pid, 0)
         stop.set()
     finally:
         if log:
             out.close()
-    result = {"seconds": time.perf_counter() - started, "code": os.waitstatus_to_exitcode(status),
-              "peak_mib": usage.ru_maxrss / 1024, "cpu_seconds": usage.ru_utime + usage.ru_stime}
+    result = {"seconds": time.perf_counter() - started, "code": os.waitstatus_to_exitcode(status), **_usage(report)}
     if sample:
         result["rss_samples"] = samples
     return result
@@ -120,15 +175,16 @@ def task_memory(home: Path, samples: list, run_id: str | None = None) -> dict[st
 def run_child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict:
     """One in-process measurement of this file (`--child KIND ...`) in a fresh interpreter."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, __file__, "--child", kind, *args], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, **(env or {})})
+    measured, report = _measured([sys.executable, __file__, "--child", kind, *args])
+    process = subprocess.Popen(measured, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    _, status, _ = os.wait4(process.pid, 0)
+    usage = _usage(report)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"bench child {kind} {' '.join(args)} failed")
     result = json.loads(output.strip().splitlines()[-1])
     result.setdefault("seconds", time.perf_counter() - started)
-    result["peak_mib"] = usage.ru_maxrss / 1024
+    result["peak_mib"] = usage["peak_mib"]
     return result
 
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 BUDGET_ENV = "OPENROUTER_SPEND_PROCESS_MEMORY_BUDGET"
 # Of DuckDB's share, what is kept back for its allocations outside the buffer manager. On the large
-# organisation's day those came to 14-26 MiB over pools of about 550 MiB (3-5 %, bench/FINDINGS.md); a tenth
+# organisation's day those came to 14-30 MiB over pools of about 550 MiB (3-6 %, bench/FINDINGS.md); a tenth
 # leaves twice that.
 OUTSIDE_POOL_FRACTION = 0.10
 _UNITS = {"": 1, "b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,

@@ -72,6 +72,14 @@ def _require(item: Any, name: str, source: str, index: int, kinds: tuple[type, .
     return value
 
 
+def _optional_number(item: dict, name: str, source: str, index: int) -> int | float | None:
+    """The item's `name` when it is a number, None when absent or null; LandingDataError naming it otherwise."""
+    value = item.get(name)
+    if value is not None and not isinstance(value, _NUMBER):
+        raise LandingDataError(f"{source}: data[{index}].{name} should be a number")
+    return value
+
+
 _NUMBER = (int, float)
 # Fields the typed staging views depend on; a missing one is a broken response, not a quiet NULL.
 _ACTIVITY_REQUIRED = {"date": (str,), "model": (str,), "model_permaslug": (str,), "endpoint_id": (str,),
@@ -160,9 +168,7 @@ def _rows_for(response: LandedResponse, partition_date: date, run_id: str) -> tu
             row["requested_workspace_id"] = response.params.get("workspace_id")
             row["page_offset"] = int(response.params.get("offset", 0))
             # Typed beside the JSON so the daily credit balance sums it without parsing every snapshot.
-            usage_daily = item.get("usage_daily")
-            if usage_daily is not None and not isinstance(usage_daily, _NUMBER):
-                raise LandingDataError(f"{source}: data[{index}].usage_daily should be a number")
+            usage_daily = _optional_number(item, "usage_daily", source, index)
             row["usage_daily"] = None if usage_daily is None else float(usage_daily)
         elif endpoint == "/models":
             row["model_id"] = _require(item, "id", source, index, (str,))
@@ -172,8 +178,7 @@ def _rows_for(response: LandedResponse, partition_date: date, run_id: str) -> tu
             for name, kinds in _ACTIVITY_REQUIRED.items():
                 _require(item, name, source, index, kinds)
             for name in _ACTIVITY_NUMERIC_OPTIONAL:
-                if item.get(name) is not None and not isinstance(item[name], _NUMBER):
-                    raise LandingDataError(f"{source}: data[{index}].{name} should be a number")
+                _optional_number(item, name, source, index)
             if item["date"][:10] != partition_date.isoformat():
                 raise LandingDataError(
                     f"{source}: data[{index}].date is {item['date']!r}, outside partition {partition_date}"

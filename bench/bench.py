@@ -19,14 +19,15 @@ Sections (`--only` picks some): ingest, run, large, history, test.
 * history — the daily build (marts, gate, rules, digest; publish, a copy of the whole file, timed beside it) on
             day 30 and day 365 of a 200-active-key organisation (bench/history.py copies one real run's day
             backwards; see there); baseline: day 30.
-* test    — `make test` from a fresh clone of this checkout (only with --make-test: it takes 20-30 minutes).
+* test    — `make test` from a fresh clone of this checkout (only with --make-test: as long as make test takes).
 
 Each measurement runs in a fresh process; peak memory is the largest ru_maxrss in that process tree (the kernel
 reports the maximum over the process and every descendant it waited for: Airflow's `dag.test` runs tasks in
 the CLI process, a few helpers run as subprocesses). The command is started from a small intermediary, not from
-this process: a child's ru_maxrss starts at the high-water mark of the process it was forked from. Wall times are medians over --repeat runs (fast ones) or
---slow-repeat runs (whole pipeline runs). --quick shrinks every size to check the harness itself (its figures
-are not comparable with the targets). Exit status is 0 whatever the verdicts: this is a measurement.
+this process: a child's ru_maxrss starts at the high-water mark of the process it was forked from. Wall times
+are medians over --repeat runs (fast ones) or --slow-repeat runs (whole pipeline runs). --quick shrinks every
+size to check the harness itself (its figures are not comparable with the targets). Exit status is 0 whatever
+the verdicts: this is a measurement.
 """
 
 from __future__ import annotations
